@@ -1,0 +1,174 @@
+"""The ``cohort`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.exceptions import CohortError, IngestError
+
+log = logging.getLogger("pipeline")
+
+
+def _parse_option(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        msg = f"reader option {text!r}: expected KEY=VALUE (VALUE is read as YAML)"
+        raise argparse.ArgumentTypeError(msg)
+    key, value = text.split("=", 1)
+    return key.strip().replace("-", "_"), yaml.safe_load(value)
+
+
+def _parse_label_map(text: str) -> dict[str, str]:
+    out = {}
+    for item in text.split(","):
+        if "=" not in item:
+            msg = f"--label-map {text!r}: expected VALUE=LABEL pairs, e.g. 1=rest,2=task"
+            raise argparse.ArgumentTypeError(msg)
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+@contextlib.contextmanager
+def cluster_client(profile: str | None, n_workers: int | None = None) -> Iterator[Any]:
+    """Start (or connect to) the cluster named by ``profile`` and print its dashboard link."""
+    from pipeline.cluster import connect
+
+    with connect(profile, n_workers=n_workers) as client:
+        link = getattr(client, "dashboard_link", None)
+        if link:
+            print(f"Dask dashboard: {link}", file=sys.stderr)
+        yield client
+
+
+def format_index(index: Any) -> str:
+    """Return the cohort index as a human-readable table with a summary line."""
+    import pandas as pd
+
+    if index.empty:
+        return "empty cohort store (0 recordings)"
+    table = pd.DataFrame(
+        {
+            "recording": index["recording"],
+            "subject": index["subject"],
+            "session": index["session"].fillna("-"),
+            "run": index["run"].fillna("-"),
+            "modality": index["modality"],
+            "duration_s": index["duration"].round(1),
+            "rate_hz": index["sampling_rate"],
+            "channels": index["n_channels"],
+            "labels": [",".join(map(str, v)) for v in index["labels"]],
+        }
+    )
+    rates = ", ".join(f"{r:g} Hz" for r in sorted(index["sampling_rate"].unique()))
+    labels = sorted({str(x) for v in index["labels"] for x in v})
+    chans = sorted({tuple(c) for c in index["channels"]})
+    summary = (
+        f"{index['subject'].nunique()} subjects, {len(index)} recordings, "
+        f"{index['duration'].sum() / 60:.1f} min in total, "
+        f"{len(chans)} channel set(s) of {', '.join(str(len(c)) for c in chans)} channels, "
+        f"{rates}; labels: {', '.join(labels) or 'none'}"
+    )
+    return table.to_string(index=False) + "\n\n" + summary
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipeline.ingest import ingest
+
+    options = dict(args.option or [])
+    for key in ("pattern", "label_from", "label_map", "metadata", "metadata_key"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    with cluster_client(args.cluster, args.workers) as client:
+        try:
+            result = ingest(
+                args.source,
+                args.format,
+                args.out,
+                on_error=args.on_error,
+                chunk_samples=args.chunk_samples,
+                allow_mixed_channels=args.allow_mixed_channels,
+                client=client,
+                **options,
+            )
+        except IngestError as exc:
+            result = getattr(exc, "result", None)
+            if result is not None:
+                print(f"ingest: {result.summary()}")
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    print(f"ingest: {result.summary()}")
+    print(f"store: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from pipeline.store import open_cohort
+
+    cohort = open_cohort(args.store)
+    print(f"cohort store {Path(args.store).resolve()}  (fingerprint {cohort.fingerprint[:16]})")
+    print(format_index(cohort.index))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``cohort`` command."""
+    parser = argparse.ArgumentParser(
+        prog="cohort",
+        description="Multi-subject biomedical recordings to validated, deployable models.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="ingest source files into a cohort store")
+    p.add_argument("source", help="file or folder to ingest ('demo' for the synthetic demo)")
+    p.add_argument("--format", "-f", required=True, help="reader: uci-emg, edf, csv, synthetic")
+    p.add_argument("--out", "-o", required=True, help="cohort store (created if missing)")
+    p.add_argument("--pattern", help=r"file-name regex, e.g. 'Subject(?P<subject>\d+)_(?P<run>\d)'")
+    p.add_argument("--label-from", help="pattern group giving a per-recording label, e.g. run")
+    p.add_argument("--label-map", type=_parse_label_map, help="e.g. 1=rest,2=task")
+    p.add_argument("--metadata", help="per-subject table (CSV) joined to the recordings")
+    p.add_argument("--metadata-key", help="column of the metadata table naming the subject")
+    p.add_argument("--option", "-O", action="append", type=_parse_option, metavar="KEY=VALUE",
+                   help="other reader option (repeatable), VALUE parsed as YAML")
+    p.add_argument("--chunk-samples", type=int, help="chunk length along time (samples)")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="stop at the first bad file (default) or skip bad files")
+    p.add_argument("--allow-mixed-channels", action="store_true",
+                   help="accept recordings whose channels differ from the cohort's")
+    p.add_argument("--cluster", help="cluster profile (YAML file, name, or tcp:// address)")
+    p.add_argument("--workers", type=int, help="number of local workers")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("info", help="print a cohort store's index")
+    p.add_argument("store")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cohort`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except CohortError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Ingestion: source files to the cohort store, in parallel on Dask.
+
+Ingestion is idempotent and incremental. Each file's fingerprint (its sha256, or the
+generator parameters for synthetic cohorts) is compared with the one stored for its
+recording: an unchanged file is not read again, a new file adds a recording, a changed file
+replaces its recording (with a warning). Each recording is written to a staging folder by a
+worker and committed by rename on the client, so the store never holds a half-written one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.exceptions import CohortError, IngestError, InputError
+from pipeline.io.base import SourceFile, file_sha256, get_reader
+from pipeline.store import (
+    INDEX,
+    Cohort,
+    _write_json_atomic,
+    clean_staging,
+    commit_recording,
+    create_store,
+)
+
+__all__ = ["IngestResult", "ingest"]
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["fail", "skip"]
+
+
+@dataclass
+class IngestResult:
+    """What an ingestion run did.
+
+    Attributes
+    ----------
+    store : Path
+    added, replaced, unchanged : list of str
+        Recording ids.
+    failed : list of (str, str)
+        ``(file, error message)`` for each file that could not be ingested.
+    seconds : float
+        Wall-clock time of the run.
+    """
+
+    store: Path
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """Return a one-line summary."""
+        return (
+            f"{len(self.added)} added, {len(self.replaced)} replaced, "
+            f"{len(self.unchanged)} unchanged, {len(self.failed)} failed "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def _ingest_one(
+    fmt: str,
+    sf: SourceFile,
+    options: dict[str, Any],
+    store: str,
+    known_sha: str | None,
+    reference_channels: list[str] | None,
+    chunk_samples: int | None,
+) -> dict[str, Any]:
+    """Fingerprint one file; if it is new or changed, read it and stage its recording."""
+    from pipeline.store import write_recording
+
+    reader = get_reader(fmt)
+    try:
+        if hasattr(reader, "fingerprint"):
+            sha = reader.fingerprint(sf, **options)
+        else:
+            sha = file_sha256(sf.path)
+        if sha == known_sha:
+            return {"status": "unchanged", "recording": sf.recording_id}
+        src = reader.read(sf, **options)
+        if reference_channels is not None and list(src.channels) != list(reference_channels):
+            msg = (
+                f"{sf.path}: mismatched channels: expected the cohort's channels "
+                f"{list(reference_channels)}, found {list(src.channels)}. Ingest it into "
+                "another store, select matching channels with the reader's options, or pass "
+                "allow_mixed_channels=True (--allow-mixed-channels)."
+            )
+            raise InputError(msg, path=str(sf.path))
+        row = write_recording(
+            store,
+            sf,
+            src,
+            sha256=sha,
+            reader=fmt,
+            reader_version=str(reader.version),
+            chunk_samples=chunk_samples,
+            commit=False,
+        )
+    except CohortError:
+        raise
+    except Exception as exc:  # a parser's own error: say which file and which format
+        msg = f"{sf.path}: cannot be read as {fmt!r}: {type(exc).__name__}: {exc}"
+        raise InputError(msg, path=str(sf.path)) from exc
+    return {"status": "written", "recording": sf.recording_id, "row": row}
+
+
+def _reference_channels(
+    cohort: Cohort, reader: Any, files: list[SourceFile], options: dict[str, Any]
+) -> list[str] | None:
+    if len(cohort.index):
+        first = cohort.index["channels"].iloc[0]
+        return list(first)
+    if not files:
+        return None
+    try:
+        return list(reader.read(files[0], **options).channels)
+    except CohortError:
+        return None  # the first file is bad: its own task reports it
+
+
+def ingest(
+    source: str | os.PathLike[str],
+    format: str,
+    store: str | os.PathLike[str],
+    *,
+    on_error: OnError = "fail",
+    chunk_samples: int | None = None,
+    allow_mixed_channels: bool = False,
+    client: Any = None,
+    progress: bool = True,
+    **options: Any,
+) -> IngestResult:
+    """Ingest a source (a file or a folder) into a cohort store.
+
+    Parameters
+    ----------
+    source : path or str
+        A file or folder of the given format (``"demo"`` or a YAML file for ``synthetic``).
+    format : str
+        Registered reader name: ``"uci-emg"``, ``"edf"``, ``"csv"``, ``"synthetic"``.
+    store : path
+        The cohort store; created if missing.
+    on_error : {"fail", "skip"}, default "fail"
+        ``"fail"`` stops at the first bad file; ``"skip"`` ingests the other files and then
+        raises :class:`IngestError` listing the failures.
+    chunk_samples : int, optional
+        Chunk length along time (default about 8 MiB per chunk).
+    allow_mixed_channels : bool, default False
+        Accept recordings whose channels differ from the cohort's.
+    client : distributed.Client, optional
+        Where to run; default the current client if there is one, else local threads.
+    progress : bool, default True
+        Show a progress bar.
+    **options
+        Reader options (e.g. ``pattern``, ``label_from``, ``label_map``, ``metadata``).
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    InputError
+        With ``on_error="fail"``, the first file that cannot be ingested.
+    IngestError
+        With ``on_error="skip"``, after the run, if any file failed.
+    UnknownFormatError
+        If ``format`` names no reader.
+    """
+    if on_error not in ("fail", "skip"):
+        msg = f"on_error must be 'fail' or 'skip', got {on_error!r}"
+        raise ValueError(msg)
+    t0 = time.perf_counter()
+    reader = get_reader(format)
+    store = create_store(store)
+    n_stale = clean_staging(store)
+    if n_stale:
+        log.warning("removed %d unfinished write(s) left by an interrupted run", n_stale)
+    cohort = Cohort(store)
+    known = dict(zip(cohort.index["recording"], cohort.index["sha256"], strict=True))
+    src_path = source if str(source) == "demo" else Path(source)
+    files = reader.discover(src_path, **options)
+    _check_unique_ids(files)
+    reference = None if allow_mixed_channels else _reference_channels(cohort, reader, files, options)
+    result = IngestResult(store=store)
+    rows = {r["recording"]: r for r in cohort.index.to_dict("records")}
+
+    args = [
+        (format, sf, options, str(store), known.get(sf.recording_id), reference, chunk_samples)
+        for sf in files
+    ]
+    by_id = {sf.recording_id: sf for sf in files}
+    last_index_write = 0.0
+    try:
+        for sf_id, outcome in _run_tasks(args, client, progress):
+            if isinstance(outcome, BaseException):
+                if on_error == "fail" or not isinstance(outcome, CohortError):
+                    raise outcome
+                result.failed.append((str(by_id[sf_id].path), str(outcome)))
+                log.error("%s", outcome)
+                continue
+            rid = outcome["recording"]
+            if outcome["status"] == "unchanged":
+                result.unchanged.append(rid)
+                continue
+            row = outcome["row"]
+            staging = Path(row.pop("_staging"))
+            replacing = rid in known
+            commit_recording(store, rid, staging)
+            rows[rid] = row
+            if replacing:
+                result.replaced.append(rid)
+                msg = (
+                    f"{by_id[rid].path}: source changed since it was ingested "
+                    f"(sha256 {known[rid][:12]}... -> {row['sha256'][:12]}...); "
+                    f"recording {rid!r} replaced"
+                )
+                warnings.warn(msg, stacklevel=2)
+            else:
+                result.added.append(rid)
+            # A stale index is detected (and rebuilt) from the listing when ids are missing,
+            # but not when a replaced recording kept its id: write the index at once then.
+            if replacing or time.monotonic() - last_index_write > 1.0:
+                _write_index(store, rows)
+                last_index_write = time.monotonic()
+    finally:
+        _write_index(store, rows)
+    result.seconds = time.perf_counter() - t0
+    log.info("ingest %s -> %s: %s", source, store, result.summary())
+    if result.failed:
+        lines = "\n".join(f"  {f}: {m}" for f, m in result.failed)
+        msg = f"{len(result.failed)} of {len(files)} file(s) failed to ingest:\n{lines}"
+        err = IngestError(msg, result.failed)
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def _check_unique_ids(files: list[SourceFile]) -> None:
+    seen: dict[str, Path] = {}
+    for sf in files:
+        rid = sf.recording_id
+        if rid in seen:
+            msg = (
+                f"{sf.path} and {seen[rid]} both map to recording {rid!r}: expected one file "
+                "per (subject, session, run); adjust the file-name pattern so that it "
+                "captures the session or run"
+            )
+            raise InputError(msg, path=str(sf.path))
+        seen[rid] = sf.path
+
+
+def _write_index(store: Path, rows: dict[str, dict[str, Any]]) -> None:
+    _write_json_atomic(store / INDEX, [rows[k] for k in sorted(rows)])
+
+
+def _run_tasks(
+    args: list[tuple[Any, ...]], client: Any, progress: bool
+) -> Iterable[tuple[str, Any]]:
+    """Run ``_ingest_one`` over ``args``; yield ``(recording id, result or exception)``."""
+    from tqdm.auto import tqdm
+
+    if client is None:
+        try:
+            from distributed import get_client
+
+            client = get_client()
+        except (ImportError, ValueError):
+            client = None
+    bar = tqdm(total=len(args), desc="ingest", unit="file", disable=not progress)
+    try:
+        if client is not None:
+            from distributed import as_completed
+
+            run = uuid.uuid4().hex[:8]
+            futures = {
+                client.submit(_ingest_one, *a, key=f"ingest-{a[1].recording_id}-{run}"): a
+                for a in args
+            }
+            try:
+                for fut in as_completed(futures):
+                    rid = futures[fut][1].recording_id
+                    bar.update()
+                    if fut.status == "error":
+                        yield rid, fut.exception()
+                    else:
+                        yield rid, fut.result()
+            finally:
+                for fut in futures:
+                    fut.cancel()
+        else:
+            from concurrent.futures import ThreadPoolExecutor, as_completed
+
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                futs = {pool.submit(_ingest_one, *a): a for a in args}
+                try:
+                    for fut in as_completed(futs):
+                        rid = futs[fut][1].recording_id
+                        bar.update()
+                        exc = fut.exception()
+                        yield rid, (exc if exc is not None else fut.result())
+                finally:
+                    for fut in futs:
+                        fut.cancel()
+    finally:
+        bar.close()
+

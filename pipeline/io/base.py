@@ -1,0 +1,167 @@
+"""The reader contract and the reader registry.
+
+A reader turns one source file into a :class:`RecordingSource`: metadata plus the signal
+as an iterator of blocks, so that a recording larger than memory is written to the store
+block by block and never has to fit in RAM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipeline.exceptions import UnknownFormatError
+
+__all__ = [
+    "READERS",
+    "Reader",
+    "RecordingSource",
+    "SourceFile",
+    "file_sha256",
+    "get_reader",
+    "register_reader",
+]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file to ingest and the identifiers derived from its path.
+
+    Attributes
+    ----------
+    path : Path
+        The file.
+    subject, session, run : str or None
+        BIDS-style entities without their prefix (``"01"``, not ``"sub-01"``).
+    extra : dict
+        Reader-specific values derived from the path (e.g. a per-recording ``label``) and
+        per-subject metadata joined from a table.
+    """
+
+    path: Path
+    subject: str
+    session: str | None = None
+    run: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recording_id(self) -> str:
+        """Return the BIDS-style id, e.g. ``sub-01_ses-1_run-2``."""
+        parts = [f"sub-{self.subject}"]
+        if self.session is not None:
+            parts.append(f"ses-{self.session}")
+        if self.run is not None:
+            parts.append(f"run-{self.run}")
+        return "_".join(parts)
+
+
+@dataclass
+class RecordingSource:
+    """What a reader returns for one file; the store writer consumes it.
+
+    Attributes
+    ----------
+    n_samples : int
+        Number of samples (rows) on the uniform grid.
+    sampling_rate : float
+        Hz.
+    channels : list of str
+        Channel names, in column order of every block.
+    units : list of str
+        Physical unit per channel (``"V"``, ``"uV"``, ``"mV"``...).
+    channel_types : list of str
+        Per channel, lower case: ``"emg"``, ``"eeg"``, ``"ecg"``, ``"eog"``, ``"acc"``,
+        ``"ref"``, ``"misc"``.
+    modality : str
+        Dominant modality of the recording (``"emg"``, ``"eeg"``...).
+    blocks : callable
+        ``blocks()`` returns a fresh iterator of float32 arrays of shape
+        ``(n, n_channels)``, consecutive, covering all ``n_samples`` rows in order.
+    labels : ndarray of shape (n_samples,) or None
+        Per-sample integer class, if the source has one.
+    label_names : dict of int to str
+        Names of the per-sample classes (may be empty).
+    label : str or None
+        Per-recording label (e.g. ``"rest"``/``"task"``), broadcast to every window.
+    events : DataFrame or None
+        Columns ``onset`` (s), ``duration`` (s), ``description`` (str).
+    start_time : str or None
+        ISO 8601 start of the recording.
+    attrs : dict
+        Extra JSON-serialisable attributes (resampling method, gaps, filters...).
+    """
+
+    n_samples: int
+    sampling_rate: float
+    channels: list[str]
+    units: list[str]
+    channel_types: list[str]
+    modality: str
+    blocks: Callable[[], Iterator[np.ndarray]]
+    labels: np.ndarray | None = None
+    label_names: dict[int, str] = field(default_factory=dict)
+    label: str | None = None
+    events: pd.DataFrame | None = None
+    start_time: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class Reader(Protocol):
+    """A source format.
+
+    ``discover`` lists the files of a source (a file or a folder) with their identifiers;
+    ``read`` opens one of them. Both raise :class:`pipeline.exceptions.InputError` with a
+    message naming the file, the line or field, what was expected and what was found.
+    """
+
+    name: str
+    version: str
+
+    def discover(self, source: Path, **options: Any) -> list[SourceFile]: ...
+
+    def read(self, file: SourceFile, **options: Any) -> RecordingSource: ...
+
+
+READERS: dict[str, Callable[[], Reader]] = {}
+
+
+def register_reader(name: str) -> Callable[[Callable[[], Reader]], Callable[[], Reader]]:
+    """Register a reader factory (usually the reader class) under ``name``."""
+
+    def decorator(factory: Callable[[], Reader]) -> Callable[[], Reader]:
+        READERS[name] = factory
+        return factory
+
+    return decorator
+
+
+def get_reader(name: str) -> Reader:
+    """Return a new reader for format ``name``.
+
+    Raises
+    ------
+    UnknownFormatError
+        If no reader is registered under ``name``; the message lists the known formats.
+    """
+    import pipeline.io  # noqa: F401  (registers the built-in readers)
+
+    if name not in READERS:
+        known = ", ".join(sorted(READERS))
+        msg = f"unknown format {name!r}: expected one of {known}"
+        raise UnknownFormatError(msg)
+    return READERS[name]()
+
+
+def file_sha256(path: Path, block_size: int = 1 << 22) -> str:
+    """Return the hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block_size):
+            h.update(chunk)
+    return h.hexdigest()

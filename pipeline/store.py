@@ -1,0 +1,591 @@
+"""The cohort store: one Zarr (v3) store per cohort, one xarray Dataset per recording.
+
+Layout of a store directory::
+
+    <store>/zarr.json                      root group (attributes: format version)
+    <store>/recordings/<recording_id>/     one group per recording, written by xarray
+    <store>/index.json                     cached cohort index (rebuilt if stale)
+    <store>/.staging/                      recordings being written (never trusted)
+    <store>/.trash/                        recordings being replaced (never trusted)
+
+A recording is written completely under ``.staging`` and committed by renaming its
+directory into ``recordings/``: a rename is atomic on POSIX file systems, so a run killed at
+any moment leaves every recording in ``recordings/`` complete. The index is a cache of the
+recordings' own attributes; it is rewritten atomically after every commit and rebuilt from
+the recordings whenever it disagrees with the directory listing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import xarray as xr
+import zarr
+
+from pipeline.exceptions import StoreError
+from pipeline.io.base import RecordingSource, SourceFile
+
+__all__ = [
+    "STORE_FORMAT_VERSION",
+    "Cohort",
+    "create_store",
+    "default_chunk_samples",
+    "open_cohort",
+    "write_recording",
+]
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT_VERSION = 1
+RECORDINGS = "recordings"
+STAGING = ".staging"
+TRASH = ".trash"
+INDEX = "index.json"
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+
+INDEX_COLUMNS = [
+    "recording",
+    "subject",
+    "session",
+    "run",
+    "modality",
+    "n_samples",
+    "sampling_rate",
+    "duration",
+    "n_channels",
+    "channels",
+    "channel_types",
+    "units",
+    "labels",
+    "label",
+    "source",
+    "sha256",
+    "reader",
+    "reader_version",
+]
+
+
+def _pipeline_version() -> str:
+    from pipeline import __version__
+
+    return __version__
+
+
+def default_chunk_samples(n_channels: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Return the default chunk length: about ``chunk_bytes`` of float32 per chunk.
+
+    Parameters
+    ----------
+    n_channels : int
+        Number of channels of the recording.
+    chunk_bytes : int, default 8 MiB
+        Target chunk size in bytes.
+    """
+    return max(1024, chunk_bytes // (4 * max(1, n_channels)))
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _json_safe(value: Any) -> Any:
+    """Return ``value`` with NumPy scalars and arrays turned into plain Python types."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def create_store(path: str | os.PathLike[str]) -> Path:
+    """Create an empty cohort store at ``path`` (or check the one already there).
+
+    Returns
+    -------
+    Path
+        The store's path.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` exists and is not a cohort store.
+    """
+    path = Path(path)
+    if path.exists():
+        _check_is_store(path)
+        return path
+    path.mkdir(parents=True)
+    zarr.open_group(str(path), mode="w", zarr_format=3, attributes=_root_attrs())
+    (path / RECORDINGS).mkdir()
+    _write_json_atomic(path / INDEX, [])
+    return path
+
+
+def _root_attrs() -> dict[str, Any]:
+    return {"cohort_store": STORE_FORMAT_VERSION, "pipeline_version": _pipeline_version()}
+
+
+def _check_is_store(path: Path) -> None:
+    root_meta = path / "zarr.json"
+    if not path.is_dir():
+        msg = f"cohort store {str(path)!r}: expected a directory, found a file"
+        raise StoreError(msg)
+    if not root_meta.exists():
+        if any(path.iterdir()):
+            msg = (
+                f"{str(path)!r} is not a cohort store: expected a Zarr v3 group with a "
+                f"'zarr.json' and a '{RECORDINGS}/' folder, found neither. Choose an empty or "
+                "new directory for --out."
+            )
+            raise StoreError(msg)
+        return
+    meta = json.loads(root_meta.read_text())
+    if meta.get("attributes", {}).get("cohort_store") is None:
+        msg = (
+            f"{str(path)!r} is a Zarr store but not a cohort store: its zarr.json has no "
+            "'cohort_store' attribute. Choose another directory."
+        )
+        raise StoreError(msg)
+
+
+@dataclass
+class _ChunkWriter:
+    """Buffer incoming blocks into whole chunks and write them to a Zarr array."""
+
+    array: zarr.Array
+    chunk: int
+    n_channels: int
+    buffer: np.ndarray = field(init=False)
+    filled: int = 0
+    written: int = 0
+
+    def __post_init__(self) -> None:
+        self.buffer = np.empty((self.chunk, self.n_channels), dtype=np.float32)
+
+    def add(self, block: np.ndarray) -> None:
+        pos = 0
+        while pos < len(block):
+            take = min(self.chunk - self.filled, len(block) - pos)
+            self.buffer[self.filled : self.filled + take] = block[pos : pos + take]
+            self.filled += take
+            pos += take
+            if self.filled == self.chunk:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.filled:
+            end = self.written + self.filled
+            self.array[self.written : end] = self.buffer[: self.filled]
+            self.written = end
+            self.filled = 0
+
+
+def write_recording(
+    store_path: str | os.PathLike[str],
+    source_file: SourceFile,
+    source: RecordingSource,
+    *,
+    sha256: str,
+    reader: str,
+    reader_version: str,
+    chunk_samples: int | None = None,
+    commit: bool = True,
+) -> dict[str, Any]:
+    """Write one recording to the store: to a staging folder, then commit by rename.
+
+    Parameters
+    ----------
+    store_path : path
+        The cohort store (created if missing).
+    source_file : SourceFile
+        Identifiers of the recording (subject, session, run) and its source path.
+    source : RecordingSource
+        Metadata and signal blocks from a reader.
+    sha256 : str
+        Fingerprint of the source (sha256 of the file, or of generator parameters).
+    reader, reader_version : str
+        Name and version of the reader that produced ``source``.
+    chunk_samples : int, optional
+        Chunk length along time; default about 8 MiB per chunk.
+    commit : bool, default True
+        If False, leave the complete recording in staging and return its path in the row's
+        ``"_staging"`` key; :func:`commit_recording` commits it later.
+
+    Returns
+    -------
+    dict
+        The recording's index row.
+
+    Raises
+    ------
+    StoreError
+        If the blocks do not cover exactly ``n_samples`` rows of ``n_channels`` columns.
+    """
+    store = create_store(store_path)
+    rid = source_file.recording_id
+    n, c = int(source.n_samples), len(source.channels)
+    chunk = int(chunk_samples or default_chunk_samples(c))
+    if chunk <= 0:
+        msg = f"chunk_samples must be a positive number of samples, got {chunk_samples!r}"
+        raise StoreError(msg)
+    if not (len(source.units) == len(source.channel_types) == c):
+        msg = (
+            f"{source_file.path}: expected one unit and one channel type per channel "
+            f"({c} channels), found {len(source.units)} units and "
+            f"{len(source.channel_types)} types"
+        )
+        raise StoreError(msg)
+
+    staging = store / STAGING / f"{rid}.{uuid.uuid4().hex[:12]}"
+    staging.parent.mkdir(exist_ok=True)
+    try:
+        attrs = _recording_attrs(source_file, source, sha256, reader, reader_version, chunk)
+        ds = xr.Dataset(
+            {"signal": (("time", "channel"), da.empty((n, c), chunks=(chunk, c), dtype="f4"))},
+            coords={
+                "channel": np.array(source.channels, dtype=object),
+                "channel_type": ("channel", np.array(source.channel_types, dtype=object)),
+                "unit": ("channel", np.array(source.units, dtype=object)),
+            },
+            attrs=attrs,
+        )
+        if source.labels is not None:
+            labels = np.asarray(source.labels)
+            if labels.shape != (n,):
+                msg = (
+                    f"{source_file.path}: expected {n} per-sample labels, found "
+                    f"{labels.shape[0] if labels.ndim else 0}"
+                )
+                raise StoreError(msg)
+            ds["label"] = ("time", labels.astype(np.int16))
+        if source.events is not None and len(source.events):
+            ev = source.events
+            ds["event_onset"] = ("event", ev["onset"].to_numpy(np.float64))
+            ds["event_duration"] = ("event", ev["duration"].to_numpy(np.float64))
+            ds["event_description"] = ("event", ev["description"].astype(str).to_numpy(object))
+        encoding = {"signal": {"chunks": (chunk, c)}}
+        if "label" in ds:
+            encoding["label"] = {"chunks": (chunk,)}
+        ds.to_zarr(
+            str(staging), mode="w", zarr_format=3, consolidated=False, compute=False,
+            encoding=encoding,
+        )
+        writer = _ChunkWriter(zarr.open_array(str(staging / "signal"), mode="r+"), chunk, c)
+        for block in source.blocks():
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 2 or block.shape[1] != c:
+                msg = (
+                    f"{source_file.path}: expected signal blocks of shape (n, {c}), "
+                    f"found {block.shape}"
+                )
+                raise StoreError(msg)
+            if writer.written + writer.filled + len(block) > n:
+                msg = f"{source_file.path}: reader yielded more than the {n} samples it declared"
+                raise StoreError(msg)
+            writer.add(block)
+        writer.flush()
+        if writer.written != n:
+            msg = (
+                f"{source_file.path}: reader declared {n} samples but yielded "
+                f"{writer.written}"
+            )
+            raise StoreError(msg)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    row = _index_row(attrs, n)
+    if commit:
+        commit_recording(store, rid, staging)
+    else:
+        row["_staging"] = str(staging)
+    return row
+
+
+def _recording_attrs(
+    sf: SourceFile,
+    src: RecordingSource,
+    sha256: str,
+    reader: str,
+    reader_version: str,
+    chunk: int,
+) -> dict[str, Any]:
+    present: list[str] = []
+    if src.labels is not None and len(src.labels):
+        codes = np.unique(np.asarray(src.labels))
+        present = [src.label_names.get(int(k), str(int(k))) for k in codes]
+    elif src.label is not None:
+        present = [src.label]
+    attrs: dict[str, Any] = {
+        **src.attrs,
+        "recording": sf.recording_id,
+        "subject": sf.subject,
+        "session": sf.session,
+        "run": sf.run,
+        "modality": src.modality,
+        "sampling_rate": float(src.sampling_rate),
+        "channels": list(src.channels),
+        "units": list(src.units),
+        "channel_types": list(src.channel_types),
+        "start_time": src.start_time,
+        "label": src.label,
+        "label_names": {str(k): v for k, v in src.label_names.items()},
+        "labels_present": present,
+        "source": sf.path.name,
+        "source_path": str(sf.path),
+        "sha256": sha256,
+        "reader": reader,
+        "reader_version": reader_version,
+        "pipeline_version": _pipeline_version(),
+        "chunk_samples": chunk,
+        "metadata": sf.extra.get("metadata", {}),
+    }
+    return _json_safe(attrs)
+
+
+def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
+    fs = float(attrs["sampling_rate"])
+    row = {
+        "recording": attrs["recording"],
+        "subject": attrs["subject"],
+        "session": attrs.get("session"),
+        "run": attrs.get("run"),
+        "modality": attrs.get("modality"),
+        "n_samples": int(n_samples),
+        "sampling_rate": fs,
+        "duration": n_samples / fs if fs else float("nan"),
+        "n_channels": len(attrs["channels"]),
+        "channels": list(attrs["channels"]),
+        "channel_types": list(attrs["channel_types"]),
+        "units": list(attrs["units"]),
+        "labels": list(attrs.get("labels_present") or []),
+        "label": attrs.get("label"),
+        "source": attrs.get("source"),
+        "sha256": attrs["sha256"],
+        "reader": attrs.get("reader"),
+        "reader_version": attrs.get("reader_version"),
+    }
+    for key, value in (attrs.get("metadata") or {}).items():
+        row.setdefault(key, value)
+    return row
+
+
+def commit_recording(store: Path, rid: str, staging: Path) -> None:
+    """Move a complete staged recording into place, replacing any previous version."""
+    target = store / RECORDINGS / rid
+    (store / RECORDINGS).mkdir(exist_ok=True)
+    trash = None
+    if target.exists():
+        trash = store / TRASH / f"{rid}.{uuid.uuid4().hex[:12]}"
+        trash.parent.mkdir(exist_ok=True)
+        os.rename(target, trash)
+    os.rename(staging, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _read_group_attrs(group_dir: Path) -> tuple[dict[str, Any], int]:
+    meta_path = group_dir / "zarr.json"
+    sig_path = group_dir / "signal" / "zarr.json"
+    try:
+        attrs = json.loads(meta_path.read_text())["attributes"]
+        shape = json.loads(sig_path.read_text())["shape"]
+    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        msg = (
+            f"recording {group_dir.name!r} in {str(group_dir.parent.parent)!r} is unreadable: "
+            f"expected zarr.json with attributes and a signal array ({exc})"
+        )
+        raise StoreError(msg) from exc
+    return attrs, int(shape[0])
+
+
+def _scan_rows(store: Path) -> list[dict[str, Any]]:
+    rows = []
+    rec_dir = store / RECORDINGS
+    for group_dir in sorted(p for p in rec_dir.iterdir() if p.is_dir()):
+        attrs, n = _read_group_attrs(group_dir)
+        rows.append(_index_row(attrs, n))
+    return rows
+
+
+def update_index(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rebuild ``index.json`` from the committed recordings' own metadata.
+
+    Returns
+    -------
+    list of dict
+        The index rows, sorted by recording id.
+    """
+    store = Path(store)
+    rows = _scan_rows(store)
+    _write_json_atomic(store / INDEX, rows)
+    return rows
+
+
+def _rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=INDEX_COLUMNS)
+    extra = [c for c in frame.columns if c not in INDEX_COLUMNS]
+    frame = frame[INDEX_COLUMNS + extra]
+    return frame.sort_values("recording", ignore_index=True)
+
+
+class Cohort:
+    """A cohort store opened for reading.
+
+    Opening reads only metadata (the index, or the recordings' ``zarr.json`` files when the
+    cached index is stale); signals are read lazily through dask when computed.
+
+    Parameters
+    ----------
+    path : path
+        The store directory.
+
+    Attributes
+    ----------
+    path : Path
+    index : pandas.DataFrame
+        One row per recording: recording, subject, session, run, modality, n_samples,
+        sampling_rate, duration, n_channels, channels, channel_types, units, labels, label,
+        source, sha256, reader, reader_version, then joined per-subject metadata.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not (self.path / "zarr.json").exists():
+            msg = (
+                f"no cohort store at {str(self.path)!r}: expected a directory with zarr.json "
+                "and recordings/ (create one with `cohort ingest SOURCE --format NAME "
+                "--out STORE`)"
+            )
+            raise StoreError(msg)
+        _check_is_store(self.path)
+        self.index = _rows_to_frame(self._load_rows())
+
+    def _load_rows(self) -> list[dict[str, Any]]:
+        on_disk = sorted(p.name for p in (self.path / RECORDINGS).iterdir() if p.is_dir())
+        try:
+            rows = json.loads((self.path / INDEX).read_text())
+        except (OSError, json.JSONDecodeError):
+            rows = None
+        if rows is None or sorted(r["recording"] for r in rows) != on_disk:
+            log.info("cohort index of %s is stale; rebuilding from recordings", self.path)
+            rows = _scan_rows(self.path)
+            try:
+                _write_json_atomic(self.path / INDEX, rows)
+            except OSError:  # read-only store: use the rebuilt rows without caching them
+                pass
+        return rows
+
+    def __repr__(self) -> str:
+        idx = self.index
+        return (
+            f"<Cohort {str(self.path)!r}: {idx['subject'].nunique()} subjects, "
+            f"{len(idx)} recordings, {idx['duration'].sum() / 3600:.2f} h>"
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.recording_ids)
+
+    @property
+    def recording_ids(self) -> list[str]:
+        """Return the recording ids, sorted."""
+        return self.index["recording"].tolist()
+
+    @property
+    def subjects(self) -> list[str]:
+        """Return the subject ids, sorted."""
+        return sorted(self.index["subject"].unique().tolist())
+
+    def recording(self, recording_id: str) -> xr.Dataset:
+        """Return one recording as a lazy, dask-backed Dataset.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``signal`` (time, channel) float32 chunked along time; coords ``channel``,
+            ``channel_type``, ``unit``; optional ``label`` (time) int16 and ``event_*``
+            variables; the recording's attributes.
+
+        Raises
+        ------
+        KeyError
+            If the store holds no such recording (the message lists close matches).
+        """
+        if recording_id not in set(self.recording_ids):
+            import difflib
+
+            close = difflib.get_close_matches(recording_id, self.recording_ids, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            msg = f"no recording {recording_id!r} in cohort store {str(self.path)!r}{hint}"
+            raise KeyError(msg)
+        ds = xr.open_zarr(
+            str(self.path / RECORDINGS / recording_id), consolidated=False, zarr_format=3
+        )
+        # Per-channel metadata is tiny; load it so selections by type or unit stay cheap.
+        return ds.assign_coords(channel_type=ds.channel_type.load(), unit=ds.unit.load())
+
+    def recording_fingerprint(self, recording_id: str) -> str:
+        """Return a hash of a recording's source and reader: it changes iff its data may."""
+        row = self.index.set_index("recording").loc[recording_id]
+        return _hash([recording_id, row["sha256"], row["reader"], row["reader_version"]])
+
+    @property
+    def fingerprint(self) -> str:
+        """Return a hash over every recording's fingerprint."""
+        return _hash([self.recording_fingerprint(r) for r in self.recording_ids])
+
+
+def _hash(parts: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def open_cohort(path: str | os.PathLike[str]) -> Cohort:
+    """Open a cohort store for reading.
+
+    Parameters
+    ----------
+    path : path
+        The store directory written by :func:`pipeline.ingest`.
+
+    Returns
+    -------
+    Cohort
+        With ``.index`` (pandas DataFrame) and ``.recording(id)`` (lazy xarray Dataset).
+    """
+    return Cohort(path)
+
+
+def clean_staging(store: str | os.PathLike[str]) -> int:
+    """Remove leftovers of interrupted writes; return how many were removed."""
+    removed = 0
+    for sub in (STAGING, TRASH):
+        d = Path(store) / sub
+        if d.exists():
+            for p in d.iterdir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed += 1
+    return removed
