@@ -37,11 +37,11 @@ def _parse_label_map(text: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def cluster_client(profile: str | None, n_workers: int | None = None) -> Iterator[Any]:
+def cluster_client(profile: str | None) -> Iterator[Any]:
     """Start (or connect to) the cluster named by ``profile`` and print its dashboard link."""
     from pipeline.cluster import connect
 
-    with connect(profile, n_workers=n_workers) as client:
+    with connect(profile) as client:
         link = getattr(client, "dashboard_link", None)
         if link:
             print(f"Dask dashboard: {link}", file=sys.stderr)
@@ -87,7 +87,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
-    with cluster_client(args.cluster, args.workers) as client:
+    with cluster_client(args.cluster) as client:
         try:
             result = ingest(
                 args.source,
@@ -137,15 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", type=_parse_label_map, help="e.g. 1=rest,2=task")
     p.add_argument("--metadata", help="per-subject table (CSV) joined to the recordings")
     p.add_argument("--metadata-key", help="column of the metadata table naming the subject")
-    p.add_argument("--option", "-O", action="append", type=_parse_option, metavar="KEY=VALUE",
-                   help="other reader option (repeatable), VALUE parsed as YAML")
+    p.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        type=_parse_option,
+        metavar="KEY=VALUE",
+        help="other reader option (repeatable), VALUE parsed as YAML",
+    )
     p.add_argument("--chunk-samples", type=int, help="chunk length along time (samples)")
-    p.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                   help="stop at the first bad file (default) or skip bad files")
-    p.add_argument("--allow-mixed-channels", action="store_true",
-                   help="accept recordings whose channels differ from the cohort's")
-    p.add_argument("--cluster", help="cluster profile (YAML file, name, or tcp:// address)")
-    p.add_argument("--workers", type=int, help="number of local workers")
+    p.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="stop at the first bad file (default) or skip bad files",
+    )
+    p.add_argument(
+        "--allow-mixed-channels",
+        action="store_true",
+        help="accept recordings whose channels differ from the cohort's",
+    )
+    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("info", help="print a cohort store's index")

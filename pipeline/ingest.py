@@ -192,7 +192,9 @@ def ingest(
     src_path = source if str(source) == "demo" else Path(source)
     files = reader.discover(src_path, **options)
     _check_unique_ids(files)
-    reference = None if allow_mixed_channels else _reference_channels(cohort, reader, files, options)
+    reference = (
+        None if allow_mixed_channels else _reference_channels(cohort, reader, files, options)
+    )
     result = IngestResult(store=store)
     rows = {r["recording"]: r for r in cohort.index.to_dict("records")}
 
@@ -315,4 +317,3 @@ def _run_tasks(
                         fut.cancel()
     finally:
         bar.close()
-

@@ -287,7 +287,11 @@ def write_recording(
         if "label" in ds:
             encoding["label"] = {"chunks": (chunk,)}
         ds.to_zarr(
-            str(staging), mode="w", zarr_format=3, consolidated=False, compute=False,
+            str(staging),
+            mode="w",
+            zarr_format=3,
+            consolidated=False,
+            compute=False,
             encoding=encoding,
         )
         writer = _ChunkWriter(zarr.open_array(str(staging / "signal"), mode="r+"), chunk, c)
@@ -305,10 +309,7 @@ def write_recording(
             writer.add(block)
         writer.flush()
         if writer.written != n:
-            msg = (
-                f"{source_file.path}: reader declared {n} samples but yielded "
-                f"{writer.written}"
-            )
+            msg = f"{source_file.path}: reader declared {n} samples but yielded {writer.written}"
             raise StoreError(msg)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -17,7 +17,9 @@ DATA = Path(os.environ.get("COHORT_DATA", REPO.parent / "shared" / "data"))
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("COHORT_SLURM") == "1":
         return
-    skip = pytest.mark.skip(reason="needs a SLURM cluster: run .ci/slurm.sh start, set COHORT_SLURM=1")
+    skip = pytest.mark.skip(
+        reason="needs a SLURM cluster: run .ci/slurm.sh start, set COHORT_SLURM=1"
+    )
     for item in items:
         if "slurm" in item.keywords:
             item.add_marker(skip)
@@ -48,7 +50,10 @@ def client() -> Iterator[object]:
 
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
             memory_limit="4GiB",
         ) as cluster,
         Client(cluster) as c,
@@ -86,10 +91,20 @@ def make_store(tmp_path: Path) -> Callable[..., Path]:
                 label=spec.get("label"),
                 events=spec.get("events"),
             )
-            sf = SourceFile(Path(f"{spec['subject']}_{spec.get('run', '1')}.txt"),
-                            spec["subject"], run=spec.get("run", "1"))
-            write_recording(store, sf, src, sha256=f"sha-{spec['subject']}-{spec.get('run')}",
-                            reader="test", reader_version="1", chunk_samples=chunk_samples)
+            sf = SourceFile(
+                Path(f"{spec['subject']}_{spec.get('run', '1')}.txt"),
+                spec["subject"],
+                run=spec.get("run", "1"),
+            )
+            write_recording(
+                store,
+                sf,
+                src,
+                sha256=f"sha-{spec['subject']}-{spec.get('run')}",
+                reader="test",
+                reader_version="1",
+                chunk_samples=chunk_samples,
+            )
         return store
 
     return factory

@@ -1,0 +1,95 @@
+"""Ingestion throughput of emg-gestures: this project against pandas.read_csv + NumPy.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_ingest.py [--data ../shared/data] [--workers 2]
+
+Measured in one run on the same files (the OS page cache is warmed first, so both read
+from memory):
+
+- baseline: ``pandas.read_csv(sep="\\t")`` of every file, then ``to_numpy`` of the signal
+  and class columns, in one process (the parse alone: nothing is resampled or written);
+- reader alone: this project's ``uci-emg`` reader (parse + resampling onto the 1 kHz grid)
+  in one process;
+- ingest: the whole ``cohort ingest`` path (fingerprint, parse, resample, write a Zarr store,
+  commit, index) on a LocalCluster of ``--workers`` single-threaded worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _baseline(files: list[Path]) -> float:
+    t0 = time.perf_counter()
+    for f in files:
+        frame = pd.read_csv(f, sep="\t")
+        frame[[f"channel{i}" for i in range(1, 9)]].to_numpy(np.float32)
+        frame["class"].to_numpy()
+    return time.perf_counter() - t0
+
+
+def _reader_alone(files: list[Path], data: Path) -> float:
+    from pipeline.io import get_reader
+
+    reader = get_reader("uci-emg")
+    sfs = reader.discover(data)
+    t0 = time.perf_counter()
+    for sf in sfs:
+        src = reader.read(sf)
+        for _ in src.blocks():
+            pass
+    return time.perf_counter() - t0
+
+
+def _ingest(data: Path, workers: int) -> float:
+    from distributed import Client, LocalCluster
+
+    from pipeline.ingest import ingest
+
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        client.run(lambda: __import__("pipeline.io").io.get_reader("uci-emg"))  # warm imports
+        t0 = time.perf_counter()
+        ingest(data, "uci-emg", Path(tmp) / "s.zarr", client=client, progress=False)
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    default = Path(
+        os.environ.get("COHORT_DATA", Path(__file__).resolve().parents[2] / "shared/data")
+    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    data = args.data / "emg-gestures"
+    files = sorted(data.glob("*/*.txt"))
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    for f in files:  # warm the page cache
+        f.read_bytes()
+    base = _baseline(files)
+    alone = _reader_alone(files, data)
+    full = _ingest(data, args.workers)
+    print(f"emg-gestures: {len(files)} files, {mb:.1f} MB of text")
+    print(f"{'path':<44}{'seconds':>9}{'MB/s':>9}{'x baseline':>12}")
+    for name, sec in [
+        ("pandas.read_csv + NumPy (1 process)", base),
+        ("uci-emg reader alone (1 process)", alone),
+        (f"cohort ingest to Zarr ({args.workers} workers)", full),
+    ]:
+        print(f"{name:<44}{sec:>9.2f}{mb / sec:>9.1f}{base / sec:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()

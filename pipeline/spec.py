@@ -1,0 +1,234 @@
+"""Task specs: what to run, as YAML, validated on load.
+
+A task spec names a data source, the preprocessing, the window plan, the features, the
+model and the validation scheme. Every key is checked: a bad key, type or value gets a
+:class:`~pipeline.exceptions.SpecError` naming the file, the key path, what was expected and
+what was found, and for a misspelt key the closest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.exceptions import SpecError
+
+__all__ = ["DataSpec", "TaskSpec", "load_task"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the recordings come from and how to read them."""
+
+    source: str = Field(description="file or folder; 'demo' for the synthetic demo cohort")
+    format: str = Field(description="reader name: uci-emg, edf, csv, synthetic")
+    options: dict[str, Any] = Field(default_factory=dict, description="reader options")
+    chunk_samples: int | None = Field(default=None, gt=0)
+    allow_mixed_channels: bool = False
+
+
+class WindowSpec(_Strict):
+    """Window plan and how windows get their labels."""
+
+    length: float = Field(gt=0)
+    step: float = Field(gt=0)
+    unit: Literal["samples", "seconds"] = "seconds"
+    label: Literal["majority", "centre"] = "majority"
+    mixed: Literal["keep", "drop"] = "drop"
+    purity: float | None = Field(default=None, gt=0, le=1)
+    exclude_labels: list[str] = Field(default_factory=list)
+
+
+class FeatureItem(_Strict):
+    """One feature and its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Strict):
+    """The estimator and its options."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    normalize: Literal["none", "recording", "subject"] = "none"
+
+
+class ValidationSpec(_Strict):
+    """The validation scheme and the figures to report."""
+
+    scheme: Literal[
+        "leave-one-subject-out", "group-kfold", "within-subject", "cross-session", "random"
+    ] = "leave-one-subject-out"
+    n_splits: int = Field(default=5, ge=2)
+    train: str | None = Field(default=None, description="run/session used for training")
+    test: str | None = Field(default=None, description="run/session used for testing")
+    by: Literal["run", "session"] = "run"
+    allow_leakage: bool = False
+    specificity: float | None = Field(default=None, gt=0, lt=1)
+
+
+class TaskSpec(_Strict):
+    """A whole task: data -> preprocessing -> windows/features -> model -> validation."""
+
+    name: str
+    description: str = ""
+    data: DataSpec
+    preprocess: list[dict[str, Any]] = Field(default_factory=list)
+    channels: list[str] | None = None
+    windows: WindowSpec
+    features: list[FeatureItem]
+    model: ModelSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    seed: int = 0
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features_as_items(cls, value: Any) -> Any:
+        # `- mav` and `- {name: zc, threshold: 1e-5}` are both accepted.
+        if not isinstance(value, list):
+            return value
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                out.append({"name": item})
+            elif isinstance(item, dict) and "params" not in item and "name" in item:
+                out.append(
+                    {"name": item["name"], "params": {k: v for k, v in item.items() if k != "name"}}
+                )
+            else:
+                out.append(item)
+        return out
+
+    def feature_specs(self) -> list[dict[str, Any]]:
+        """Return the features as ``{"name": ..., **params}`` dicts."""
+        return [{"name": f.name, **f.params} for f in self.features]
+
+
+_ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _expand(text: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from the environment."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m["name"])
+        if value is None:
+            if m["default"] is None:
+                msg = f"environment variable {m['name']!r} is not set and has no default"
+                raise SpecError(msg)
+            return m["default"]
+        return value
+
+    return _ENV.sub(sub, text)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Return the pydantic model class that holds the last key of ``loc``."""
+    import typing
+
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        for arg in (ann, *typing.get_args(ann)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+                break
+            inner = [
+                a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            if inner:
+                current = inner[0]
+                break
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
+    """Return one line per problem: file, key path, what was expected, what was found."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        found = err.get("input")
+        if err["type"] == "extra_forbidden":
+            holder = _model_at(model, loc)
+            valid = sorted(holder.model_fields) if holder else []
+            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            lines.append(
+                f"{source}: unknown key {path!r}{hint} (valid keys here: {', '.join(valid)})"
+            )
+        elif err["type"] == "missing":
+            lines.append(f"{source}: missing required key {path!r}")
+        else:
+            lines.append(f"{source}: key {path!r}: expected {err['msg'].lower()}; found {found!r}")
+    return "\n".join(lines)
+
+
+def load_task(path: str | os.PathLike[str]) -> TaskSpec:
+    """Load and validate a task spec from YAML.
+
+    Relative paths in ``data.source`` and in reader options that name files are resolved
+    against the spec file's folder; ``${VAR:-default}`` is expanded from the environment.
+
+    Parameters
+    ----------
+    path : path
+        The YAML file.
+
+    Returns
+    -------
+    TaskSpec
+
+    Raises
+    ------
+    SpecError
+        If the file is missing or not YAML, or a key, type or value is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"task spec {str(path)!r} not found"
+        raise SpecError(msg)
+    try:
+        raw = yaml.safe_load(_expand(path.read_text()))
+    except yaml.YAMLError as exc:
+        msg = f"{path}: not valid YAML: {exc}"
+        raise SpecError(msg) from exc
+    if not isinstance(raw, dict):
+        msg = f"{path}: expected a mapping of keys (name, data, windows, ...), found {raw!r}"
+        raise SpecError(msg)
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        source = data.get("source")
+        if isinstance(source, str) and source != "demo" and not Path(source).is_absolute():
+            data["source"] = str((path.parent / source).resolve())
+        opts = dict(data.get("options") or {})
+        for key in ("metadata",):
+            if isinstance(opts.get(key), str) and not Path(opts[key]).is_absolute():
+                opts[key] = str((path.parent / opts[key]).resolve())
+        data["options"] = opts
+        raw = {**raw, "data": data}
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(exc, str(path), TaskSpec)) from None
+    return spec

@@ -1,0 +1,260 @@
+"""Ingestion of real recordings, idempotence, increments, bad input, crash safety."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.exceptions import IngestError, InputError, UnknownFormatError
+from pipeline.ingest import ingest
+from pipeline.store import STAGING, open_cohort
+
+EEG_PATTERN = r"Subject(?P<subject>\d+)_(?P<run>\d)"
+
+
+def _snapshot(store: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def emg_store(tmp_path_factory, emg_dir, client) -> Path:
+    store = tmp_path_factory.mktemp("emg") / "emg.zarr"
+    result = ingest(emg_dir, "uci-emg", store, client=client, progress=False)
+    assert len(result.added) == 51 and not result.failed
+    return store
+
+
+@pytest.fixture(scope="module")
+def eeg_store(tmp_path_factory, eeg_dir, client) -> Path:
+    store = tmp_path_factory.mktemp("eeg") / "eeg.zarr"
+    ingest(
+        eeg_dir,
+        "edf",
+        store,
+        client=client,
+        progress=False,
+        pattern=EEG_PATTERN,
+        label_from="run",
+        label_map={"1": "rest", "2": "task"},
+        metadata=str(eeg_dir / "subject-info.csv"),
+    )
+    return store
+
+
+def test_all_emg_files_ingested(emg_store: Path, emg_dir: Path):
+    index = open_cohort(emg_store).index
+    files = sorted(emg_dir.glob("*/*.txt"))
+    assert len(index) == len(files) == 51
+    assert sorted(index["subject"].unique()) == sorted({f.parent.name for f in files})
+    assert sorted(index["source"]) == sorted(f.name for f in files)
+    assert set(index["sampling_rate"]) == {1000.0}
+    assert set(index["n_channels"]) == {8}
+
+
+@pytest.mark.parametrize("subject_file", ["01/1_raw_data_13-12_22.03.16.txt", "28"])
+def test_emg_samples_equal_file_at_original_timestamps(emg_store, emg_dir, subject_file):
+    path = emg_dir / subject_file
+    if path.is_dir():
+        path = sorted(path.glob("2_*.txt"))[0]
+    raw = pd.read_csv(path, sep="\t")
+    series = path.name.split("_")[0]
+    ds = open_cohort(emg_store).recording(f"sub-{path.parent.name}_run-{series}")
+    t = raw["time"].to_numpy()
+    pos = t - t[0]  # uniform 1 kHz grid starting at the first timestamp
+    stored = ds.signal.values[pos]
+    expected = raw[[f"channel{i}" for i in range(1, 9)]].to_numpy(np.float32)
+    np.testing.assert_array_equal(stored, expected)
+    np.testing.assert_array_equal(ds.label.values[pos], raw["class"].to_numpy())
+    assert ds.attrs["n_gaps"] > 0 and ds.attrs["longest_gap_ms"] >= 2
+    assert ds.signal.shape[0] == t[-1] - t[0] + 1
+
+
+def test_all_eeg_files_ingested(eeg_store: Path, eeg_dir: Path):
+    import pyedflib
+
+    cohort = open_cohort(eeg_store)
+    index = cohort.index
+    assert len(index) == 32 and index["subject"].nunique() == 16
+    assert set(index["sampling_rate"]) == {500.0}
+    assert dict(zip(index["run"], index["label"], strict=True)) == {"1": "rest", "2": "task"}
+    ds = cohort.recording("sub-03_run-2")
+    types = list(ds.channel_type.values)
+    assert types.count("eeg") == 19 and "ecg" in types and len(types) == 21
+    with pyedflib.EdfReader(str(eeg_dir / "Subject03_2.edf")) as f:
+        for i in (0, 18, 20):
+            np.testing.assert_array_equal(ds.signal.values[:, i], f.readSignal(i).astype("f4"))
+    info = pd.read_csv(eeg_dir / "subject-info.csv")
+    age = info.loc[info["Subject"] == "Subject03", "Age"].item()
+    assert ds.attrs["metadata"]["age"] == age
+    assert index.loc[index["subject"] == "03", "age"].unique().tolist() == [age]
+
+
+def test_reingest_writes_nothing(emg_store: Path, emg_dir: Path, client):
+    before = _snapshot(emg_store)
+    result = ingest(emg_dir, "uci-emg", emg_store, client=client, progress=False)
+    assert len(result.unchanged) == 51 and not result.added and not result.replaced
+    after = _snapshot(emg_store)
+    assert {k: v for k, v in after.items() if not k.endswith("index.json")} == {
+        k: v for k, v in before.items() if not k.endswith("index.json")
+    }
+
+
+def test_add_and_replace_files(tmp_path: Path, emg_dir: Path):
+    src = tmp_path / "src"
+    files = sorted(emg_dir.glob("0[1-3]/*.txt"))[:3]
+    for f in files[:2]:
+        (src / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, src / f.parent.name / f.name)
+    store = tmp_path / "s.zarr"
+    assert len(ingest(src, "uci-emg", store, progress=False).added) == 2
+    (src / files[2].parent.name).mkdir(exist_ok=True)
+    shutil.copy(files[2], src / files[2].parent.name / files[2].name)
+    result = ingest(src, "uci-emg", store, progress=False)
+    assert len(result.added) == 1 and len(result.unchanged) == 2
+    assert len(open_cohort(store).index) == 3
+    # change one file: its recording is replaced, with a warning
+    changed = src / files[0].parent.name / files[0].name
+    lines = changed.read_text().splitlines()
+    changed.write_text("\n".join(lines[:-100]) + "\n")  # the last 100 rows are gone
+    old = open_cohort(store).index.iloc[0]
+    with pytest.warns(UserWarning, match="source changed since it was ingested"):
+        result = ingest(src, "uci-emg", store, progress=False)
+    assert result.replaced == [old["recording"]] and len(result.unchanged) == 2
+    new = open_cohort(store).index.set_index("recording").loc[old["recording"]]
+    assert new["sha256"] != old["sha256"] and new["n_samples"] < old["n_samples"]
+    ds = open_cohort(store).recording(old["recording"])
+    assert ds.signal.shape[0] == new["n_samples"]
+
+
+GOOD = (
+    "time\tchannel1\tchannel2\tchannel3\tchannel4\tchannel5\tchannel6\tchannel7\tchannel8\tclass\n"
+)
+
+
+def _row(t: int, cls: int = 0) -> str:
+    return f"{t}\t" + "\t".join(["1e-05"] * 8) + f"\t{cls}\n"
+
+
+def _emg_source(tmp_path: Path, bad: dict[str, str]) -> Path:
+    src = tmp_path / "src"
+    (src / "01").mkdir(parents=True)
+    (src / "01" / "1_raw_data_10-00_01.01.16.txt").write_text(
+        GOOD + "".join(_row(t) for t in range(1, 200))
+    )
+    for name, text in bad.items():
+        (src / "02").mkdir(exist_ok=True)
+        (src / "02" / name).write_text(text)
+    return src
+
+
+BAD_EMG = {
+    "empty": ("", "empty"),
+    "non-numeric": (GOOD + _row(1) + "2\t1e-05\tabc" + "\t0" * 7 + "\n", r"line 3.*channel2"),
+    "column-count": (GOOD + _row(1) + "2\t1e-05\t0\n", r"line 3"),
+    "truncated": (GOOD + _row(1) + _row(2) + "3\t1e-05\t2e-0", r"line 4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EMG))
+def test_bad_emg_file_named_in_error(tmp_path: Path, case: str):
+    text, match = BAD_EMG[case]
+    src = _emg_source(tmp_path, {"1_raw_data_10-00_01.01.16.txt": text})
+    with pytest.raises(InputError, match=match) as err:
+        ingest(src, "uci-emg", tmp_path / "s.zarr", progress=False)
+    assert "1_raw_data_10-00_01.01.16.txt" in str(err.value)
+    assert not any((tmp_path / "s.zarr" / STAGING).iterdir())
+
+
+def test_skip_ingests_the_others_and_lists_failures(tmp_path: Path):
+    src = _emg_source(tmp_path, {"1_raw_data_10-00_01.01.16.txt": ""})
+    with pytest.raises(IngestError, match=r"1 of 2 file\(s\) failed") as err:
+        ingest(src, "uci-emg", tmp_path / "s.zarr", on_error="skip", progress=False)
+    assert len(err.value.failures) == 1 and "02" in err.value.failures[0][0]
+    assert open_cohort(tmp_path / "s.zarr").recording_ids == ["sub-01_run-1"]
+    # the CLI exits non-zero and lists the failure
+    code = main(
+        [
+            "ingest",
+            str(src),
+            "--format",
+            "uci-emg",
+            "--out",
+            str(tmp_path / "c.zarr"),
+            "--on-error",
+            "skip",
+            "--cluster",
+            "local",
+        ]
+    )
+    assert code == 1
+
+
+def test_unknown_format(tmp_path: Path):
+    with pytest.raises(UnknownFormatError, match=r"unknown format 'edff': expected one of .*edf"):
+        ingest(tmp_path, "edff", tmp_path / "s.zarr")
+
+
+def test_mismatched_channels(tmp_path: Path):
+    src = tmp_path / "csv"
+    src.mkdir()
+    (src / "a.csv").write_text("x,y\n" + "1,2\n" * 50)
+    (src / "b.csv").write_text("x,z\n" + "1,2\n" * 50)
+    with pytest.raises(InputError, match=r"b\.csv: mismatched channels: expected .*'y'.*found"):
+        ingest(src, "csv", tmp_path / "s.zarr", progress=False, sampling_rate=100.0)
+
+
+def test_pattern_not_matching(tmp_path: Path, eeg_dir: Path):
+    src = tmp_path / "edf"
+    src.mkdir()
+    shutil.copy(eeg_dir / "Subject00_2.edf", src / "Subject00_2.edf")
+    shutil.copy(eeg_dir / "Subject00_2.edf", src / "S00-task.edf")
+    with pytest.raises(InputError, match=r"S00-task\.edf.*Subject\(\?P<subject>"):
+        ingest(src, "edf", tmp_path / "s.zarr", progress=False, pattern=EEG_PATTERN)
+
+
+def test_killed_ingest_leaves_valid_store_and_resumes(tmp_path: Path, emg_dir: Path):
+    store = tmp_path / "s.zarr"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "ingest",
+            str(emg_dir),
+            "--format",
+            "uci-emg",
+            "--out",
+            str(store),
+            "--cluster",
+            "local",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = list((store / "recordings").glob("*")) if (store / "recordings").exists() else []
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cohort = open_cohort(store)  # valid: every listed recording opens and is complete
+    assert 3 <= len(cohort) < 51
+    for rid in cohort.recording_ids[:3]:
+        ds = cohort.recording(rid)
+        assert ds.signal.shape[0] == cohort.index.set_index("recording").loc[rid, "n_samples"]
+        assert np.isfinite(ds.signal[-10:].values).all()
+    result = ingest(emg_dir, "uci-emg", store, progress=False)
+    assert len(result.unchanged) == len(cohort) and len(result.added) == 51 - len(cohort)

@@ -1,0 +1,82 @@
+"""Task specs: shipped specs load; bad keys, types and values get precise errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.exceptions import SpecError
+from pipeline.spec import load_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = """
+name: t
+data: {source: demo, format: synthetic}
+windows: {length: 0.2, step: 0.05}
+features: [mav, {name: zc, threshold: 1.0e-5}]
+model: {name: lda}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "task.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "tasks").glob("*.yaml")))
+def test_shipped_tasks_load(name: str):
+    spec = load_task(REPO / "tasks" / name)
+    assert spec.features and spec.model.name
+
+
+def test_good_spec(tmp_path: Path):
+    spec = load_task(_write(tmp_path, GOOD))
+    assert spec.feature_specs() == [{"name": "mav"}, {"name": "zc", "threshold": 1e-5}]
+    assert spec.validation.scheme == "leave-one-subject-out"
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (
+            ("windows: {", "windows: {lenght: 3, "),
+            r"task\.yaml: unknown key 'windows\.lenght'; did you mean 'length'\?",
+        ),
+        (
+            ("model: {name: lda}", "modle: {name: lda}"),
+            r"unknown key 'modle'; did you mean 'model'",
+        ),
+        (
+            ("step: 0.05", "step: -1"),
+            r"key 'windows\.step': expected input should be greater than 0; found -1",
+        ),
+        (("step: 0.05", "step: fast"), r"key 'windows\.step': expected .*number.*found 'fast'"),
+        (
+            ("{source: demo, format: synthetic}", "{format: synthetic}"),
+            r"missing required key 'data\.source'",
+        ),
+    ],
+)
+def test_bad_spec_errors(tmp_path: Path, change, match):
+    with pytest.raises(SpecError, match=match):
+        load_task(_write(tmp_path, GOOD.replace(*change)))
+
+
+def test_env_expansion_and_relative_source(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MY_DATA", "/abs/data")
+    spec = load_task(_write(tmp_path, GOOD.replace("source: demo", "source: ${MY_DATA}/x")))
+    assert spec.data.source == "/abs/data/x"
+    spec = load_task(_write(tmp_path, GOOD.replace("source: demo", "source: ${NOPE_X:-rel}/x")))
+    assert spec.data.source == str(tmp_path / "rel" / "x")
+
+
+def test_not_yaml_or_not_mapping(tmp_path: Path):
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_task(_write(tmp_path, "a: [b"))
+    with pytest.raises(SpecError, match="expected a mapping"):
+        load_task(_write(tmp_path, "- a"))
+    with pytest.raises(SpecError, match="not found"):
+        load_task(tmp_path / "none.yaml")
