@@ -18,10 +18,14 @@ pids=(/run/slurmd.pid /run/slurmctld.pid /run/munge/munged.pid)
 log() { echo "slurm.sh: $*" >&2; }
 
 need_root() {
-  if [ "$(id -u)" -ne 0 ]; then
-    log "must run as root (installs Debian packages and starts daemons); found uid $(id -u)"
-    exit 1
+  if [ "$(id -u)" -eq 0 ]; then
+    return 0
   fi
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    exec sudo -n -E bash "$0" "$cmd" # e.g. a CI runner user with password-less sudo
+  fi
+  log "must run as root (installs Debian packages and starts daemons); found uid $(id -u)"
+  exit 1
 }
 
 install_packages() {
@@ -92,7 +96,16 @@ CONF
   return 0 # changed
 }
 
-running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A zombie (exited, not yet reaped: containers whose pid 1 does not reap) counts as gone.
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+running() {
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && alive "$pid"
+}
 
 node_state() { sinfo -h -N -o %t 2>/dev/null | head -n1; }
 
@@ -104,9 +117,8 @@ start() {
   running /run/munge/munged.pid || /usr/sbin/munged --force
   if running /run/slurmctld.pid && [ "$changed" = 1 ]; then
     log "slurm.conf changed: restarting the daemons"
-    kill "$(cat /run/slurmd.pid 2>/dev/null)" "$(cat /run/slurmctld.pid)" 2>/dev/null || true
-    wait_gone /run/slurmd.pid
-    wait_gone /run/slurmctld.pid
+    stop_daemon /run/slurmd.pid
+    stop_daemon /run/slurmctld.pid
   fi
   running /run/slurmctld.pid || /usr/sbin/slurmctld
   running /run/slurmd.pid || /usr/sbin/slurmd
@@ -130,15 +142,17 @@ start() {
   return 1
 }
 
-wait_gone() {
+# Stop the daemon whose pid is in file $1 and wait until it has exited. The pid is read once:
+# daemons delete their pid file as they exit.
+stop_daemon() {
   local f=$1 pid
-  [ -s "$f" ] || return 0
-  pid=$(cat "$f")
-  for _ in $(seq 1 30); do
-    kill -0 "$pid" 2>/dev/null || return 0
+  pid=$(cat "$f" 2>/dev/null) || return 0
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 60); do
+    alive "$pid" || return 0
     sleep 0.5
   done
-  log "process $pid from $f did not exit"
+  log "process $pid from $f did not exit after 30 s"
   return 1
 }
 
@@ -146,10 +160,7 @@ stop() {
   need_root
   local f
   for f in "${pids[@]}"; do
-    if running "$f"; then
-      kill "$(cat "$f")"
-      wait_gone "$f"
-    fi
+    stop_daemon "$f"
   done
 }
 

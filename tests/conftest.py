@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason="needs a SLURM cluster: run .ci/slurm.sh start, set COHORT_SLURM=1"
     )
     for item in items:
-        if "slurm" in item.keywords:
+        if item.get_closest_marker("slurm"):
             item.add_marker(skip)
 
 

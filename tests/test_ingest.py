@@ -172,7 +172,14 @@ def test_bad_emg_file_named_in_error(tmp_path: Path, case: str):
     with pytest.raises(InputError, match=match) as err:
         ingest(src, "uci-emg", tmp_path / "s.zarr", progress=False)
     assert "1_raw_data_10-00_01.01.16.txt" in str(err.value)
-    assert not any((tmp_path / "s.zarr" / STAGING).iterdir())
+    # nothing of the bad file is committed; a good file finished in parallel may be, whole
+    cohort = open_cohort(tmp_path / "s.zarr")
+    assert set(cohort.recording_ids) <= {"sub-01_run-1"}
+    for rid in cohort.recording_ids:
+        assert cohort.recording(rid).signal.shape == (199, 8)
+    # a file still being written when the run stopped stays in staging, never trusted
+    assert ingest(src / "01", "uci-emg", tmp_path / "s.zarr", progress=False).failed == []
+    assert open_cohort(tmp_path / "s.zarr").recording_ids == ["sub-01_run-1"]
 
 
 def test_skip_ingests_the_others_and_lists_failures(tmp_path: Path):

@@ -1,0 +1,651 @@
+"""Content-addressed stage cache: the joblib.Memory idea applied to whole pipeline stages.
+
+A stage's output lives in ``<root>/stages/<key>/`` where ``key`` is the SHA-256 of its name,
+parameters, input stage keys and code version (:func:`stage_key`). A stage is computed into
+a private temporary directory ``<root>/tmp/<key>.<host>.<pid>.<token>/``, its manifest is
+written there, and the directory is renamed into place: a rename is atomic on POSIX
+filesystems, so ``stages/<key>`` either does not exist or is complete. A run killed at any
+moment leaves at most a temporary directory, which is never read and is removed by the next
+run once its owner process is gone.
+
+Each run records the stage keys it uses in ``<root>/runs/<timestamp>-<token>.json`` *before*
+computing them, so :meth:`StageCache.clean` never removes a stage a live run is producing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import secrets
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline.exceptions import CacheError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MANIFEST",
+    "Run",
+    "StageCache",
+    "canonical_json",
+    "code_version",
+    "format_status",
+    "package_versions",
+    "stage_key",
+]
+
+MANIFEST = "manifest.json"
+_PENDING = "pending.json"
+_KEY_CHARS = frozenset("0123456789abcdef")
+# Temporary directories from another host cannot be checked for a live owner: they are
+# removed only once this old.
+_FOREIGN_TMP_MAX_AGE_S = 24 * 3600.0
+_VERSIONED = (
+    "cohort-pipeline",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "dask",
+    "distributed",
+    "xarray",
+    "zarr",
+    "numba",
+    "scikit-learn",
+    "dask-ml",
+)
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """Return ``value`` as plain JSON types, refusing anything without a canonical form."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            message = (
+                f"Cannot hash stage parameter {where}: expected a finite number, found {value!r}."
+            )
+            raise CacheError(message)
+        return float(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                message = f"Cannot hash stage parameter {where}: keys must be str, found {k!r}."
+                raise CacheError(message)
+            out[k] = _jsonable(v, f"{where}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, set | frozenset):
+        return sorted(_jsonable(v, f"{where}{{}}") for v in value)
+    # NumPy scalars and arrays without importing NumPy here.
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):
+        return _jsonable(value.tolist(), where)
+    if hasattr(value, "model_dump"):  # pydantic models (task specs)
+        return _jsonable(value.model_dump(mode="json"), where)
+    message = (
+        f"Cannot hash stage parameter {where}: expected JSON-like values (str, int, float, "
+        f"bool, None, list, dict, path, NumPy value), found {type(value).__name__} {value!r}."
+    )
+    raise CacheError(message)
+
+
+def canonical_json(value: Any) -> str:
+    """Return the canonical JSON text of ``value`` (sorted keys, no spaces, UTF-8).
+
+    Parameters
+    ----------
+    value : JSON-like
+        Nested dicts (str keys), lists/tuples, sets (sorted), str, int, float (finite),
+        bool, None, paths, NumPy scalars/arrays and pydantic models.
+
+    Returns
+    -------
+    str
+        Equal values give equal text; ``1`` and ``1.0`` differ (int vs float).
+    """
+    plain = _jsonable(value, "params")
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def stage_key(
+    name: str, params: Mapping[str, Any], input_keys: Iterable[str], code_version: str
+) -> str:
+    """Return the cache key of a stage: SHA-256 of its name, parameters, inputs and code.
+
+    Parameters
+    ----------
+    name : str
+        The stage name (``"ingest"``, ``"features"``, ...).
+    params : mapping
+        The stage's own parameters (JSON-like, see :func:`canonical_json`).
+    input_keys : iterable of str
+        Keys (or content fingerprints) of the stage's inputs, in a meaningful order: sort
+        them first if the order carries no meaning.
+    code_version : str
+        Changes whenever the stage's code changes its output.
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal characters.
+    """
+    import hashlib
+
+    payload = canonical_json(
+        {"name": name, "params": params, "inputs": list(input_keys), "code": code_version}
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def code_version(*objects: Any) -> str:
+    """Return a version string that changes when the source of ``objects`` changes.
+
+    Parameters
+    ----------
+    *objects : module, class or function
+        The code a stage's output depends on (e.g. the stage function and its kernels'
+        module). Objects without retrievable source contribute their qualified name.
+
+    Returns
+    -------
+    str
+        ``"<package version>+<first 16 hex digits of the SHA-256 of the sources>"``.
+    """
+    import hashlib
+    import inspect
+
+    digest = hashlib.sha256()
+    for obj in objects:
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError):
+            source = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)!r}"
+        digest.update(source.encode("utf-8"))
+        digest.update(b"\0")
+    try:
+        pkg = metadata.version("cohort-pipeline")
+    except metadata.PackageNotFoundError:
+        pkg = "0+unknown"
+    return f"{pkg}+{digest.hexdigest()[:16]}"
+
+
+def format_status(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Return :meth:`StageCache.status` rows as an aligned text table (for ``cohort status``).
+
+    Parameters
+    ----------
+    rows : iterable of mapping
+        As returned by :meth:`StageCache.status`.
+
+    Returns
+    -------
+    str
+        One header line, then one line per stage: name, key prefix, state, wall time,
+        size and finish time.
+    """
+    table = [("STAGE", "KEY", "STATE", "WALL", "SIZE", "FINISHED")]
+    for r in rows:
+        wall = "-" if r.get("wall_s") is None else f"{r['wall_s']:.2f}s"
+        size = "-" if r.get("bytes") is None else _human_bytes(int(r["bytes"]))
+        state = "complete" if r.get("complete") else "incomplete"
+        table.append(
+            (
+                str(r.get("name") or "?"),
+                str(r.get("key") or "?")[:12],
+                state,
+                wall,
+                size,
+                str(r.get("finished") or "-"),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - unreachable
+
+
+def package_versions() -> dict[str, str]:
+    """Return the versions of Python and of the installed packages that shape results."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _dir_size(path: Path) -> tuple[int, int]:
+    n_files = n_bytes = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                n_bytes += os.lstat(os.path.join(dirpath, name)).st_size
+                n_files += 1
+    return n_files, n_bytes
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or len(key) != 64 or not set(key) <= _KEY_CHARS:
+        message = f"Invalid stage key {key!r}: expected 64 lowercase hex characters (a SHA-256)."
+        raise CacheError(message)
+    return key
+
+
+class StageCache:
+    """A directory of committed stage outputs, keyed by :func:`stage_key`.
+
+    Parameters
+    ----------
+    root : str or path
+        The cache directory (created if missing), typically the run's ``--out``. Temporary
+        directories live under it too, so the commit rename never crosses filesystems.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.stages_dir = self.root / "stages"
+        self.tmp_dir = self.root / "tmp"
+        self.runs_dir = self.root / "runs"
+        for d in (self.stages_dir, self.tmp_dir, self.runs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"StageCache({str(self.root)!r})"
+
+    def path(self, key: str) -> Path:
+        """Return the directory where the stage ``key`` is (or would be) committed."""
+        return self.stages_dir / _check_key(key)
+
+    def manifest(self, key: str) -> dict:
+        """Return the manifest of the committed stage ``key``.
+
+        Raises
+        ------
+        CacheError
+            If the stage is not complete.
+        """
+        path = self.path(key) / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            message = f"Stage {key[:12]} in {str(self.root)!r} is not complete: {exc}"
+            raise CacheError(message) from exc
+        return data
+
+    def is_complete(self, key: str) -> bool:
+        """Return whether the stage ``key`` is committed with a manifest naming that key."""
+        try:
+            return self.manifest(key).get("key") == key
+        except CacheError:
+            return False
+
+    def run(
+        self,
+        name: str,
+        key: str,
+        fn: Callable[[Path], Mapping[str, Any] | None],
+        manifest_extra: Mapping[str, Any] | None = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        input_keys: Iterable[str] = (),
+        run: Run | None = None,
+    ) -> Path:
+        """Return the committed output directory of a stage, computing it if needed.
+
+        Parameters
+        ----------
+        name : str
+            The stage name, recorded in the manifest.
+        key : str
+            From :func:`stage_key`.
+        fn : callable
+            ``fn(tmp_dir)`` writes the stage outputs into the empty directory ``tmp_dir``;
+            it may return a dict stored as ``"result"`` in the manifest (row counts, ...).
+            It is not called when ``key`` is already complete.
+        manifest_extra : mapping, optional
+            More manifest fields (input fingerprints, task file, ...).
+        params, input_keys : optional
+            The stage's parameters and input keys, recorded in the manifest.
+        run : Run, optional
+            The run that uses this stage: the key is recorded in its manifest before
+            computing (so :meth:`clean` keeps it) and marked reused or computed after.
+
+        Returns
+        -------
+        pathlib.Path
+            ``self.path(key)``, complete.
+
+        Raises
+        ------
+        Exception
+            Whatever ``fn`` raises; its temporary directory is removed and nothing is
+            committed.
+        """
+        final = self.path(key)
+        if run is not None:
+            run._record(name, key, "pending")
+        if self.is_complete(key):
+            logger.info("stage %s [%s]: reused", name, key[:12])
+            if run is not None:
+                run._record(name, key, "reused", self.manifest(key).get("timings"))
+            return final
+        self.clean_tmp()
+        if final.exists():  # a directory without a valid manifest is never trusted
+            logger.warning("stage %s [%s]: discarding an invalid directory", name, key[:12])
+            self._discard(final)
+        host, pid = socket.gethostname(), os.getpid()
+        tmp = self.tmp_dir / f"{key}.{host}.{pid}.{secrets.token_hex(4)}"
+        tmp.mkdir()
+        started, t0, c0 = _now(), time.perf_counter(), time.process_time()
+        _write_json(tmp / _PENDING, {"name": name, "key": key, "host": host, "pid": pid})
+        logger.info("stage %s [%s]: computing", name, key[:12])
+        try:
+            result = fn(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if run is not None:
+                run._record(name, key, "failed")
+            raise
+        wall = time.perf_counter() - t0
+        (tmp / _PENDING).unlink()
+        n_files, n_bytes = _dir_size(tmp)
+        manifest = {
+            "name": name,
+            "key": key,
+            "params": _jsonable(params or {}, "params"),
+            "input_keys": list(input_keys),
+            "packages": package_versions(),
+            "timings": {
+                "started": started,
+                "finished": _now(),
+                "wall_s": round(wall, 6),
+                "process_cpu_s": round(time.process_time() - c0, 6),
+            },
+            "host": {"name": host, "pid": pid, "platform": platform.platform()},
+            "outputs": {"files": n_files, "bytes": n_bytes},
+            "result": dict(result) if isinstance(result, Mapping) else None,
+        }
+        manifest.update(manifest_extra or {})
+        _write_json(tmp / MANIFEST, manifest)
+        _fsync_dir(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # Another process committed the same key first: its output is equivalent.
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self.is_complete(key):
+                raise
+            logger.info("stage %s [%s]: committed concurrently by another run", name, key[:12])
+        _fsync_dir(self.stages_dir)
+        logger.info("stage %s [%s]: committed in %.2f s", name, key[:12], wall)
+        if run is not None:
+            run._record(name, key, "computed", manifest["timings"])
+        return final
+
+    def clean_tmp(self) -> list[Path]:
+        """Remove temporary directories whose owner is gone; return what was removed.
+
+        A directory is removed when its owner process (encoded in the name) was on this host
+        and is no longer alive, or was on another host and the directory is older than a day.
+        """
+        removed = []
+        host = socket.gethostname()
+        for entry in sorted(self.tmp_dir.iterdir()):
+            parts = entry.name.split(".")
+            stale: bool
+            if entry.name.startswith(".trash-"):
+                stale = True
+            elif len(parts) >= 4 and parts[-2].isdigit():
+                owner_host, pid = ".".join(parts[1:-2]), int(parts[-2])
+                if owner_host == host:
+                    stale = not _pid_alive(pid)
+                else:
+                    stale = time.time() - entry.stat().st_mtime > _FOREIGN_TMP_MAX_AGE_S
+            else:
+                continue
+            if stale:
+                logger.info("removing incomplete stage directory %s", entry)
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+        return removed
+
+    def status(self) -> list[dict]:
+        """List the committed and in-progress stages.
+
+        Returns
+        -------
+        list of dict
+            One per stage directory, committed first then in progress, each with ``key``,
+            ``name``, ``complete`` (bool), ``started``, ``finished``, ``wall_s``, ``bytes``,
+            and for in-progress ones the owner ``host``/``pid``. Sorted by start time.
+        """
+        rows: list[dict] = []
+        for entry in self.stages_dir.iterdir():
+            if not entry.is_dir():
+                continue
+            complete = self.is_complete(entry.name)
+            info = self.manifest(entry.name) if complete else {}
+            timings = info.get("timings", {})
+            rows.append(
+                {
+                    "key": entry.name,
+                    "name": info.get("name"),
+                    "complete": complete,
+                    "started": timings.get("started"),
+                    "finished": timings.get("finished"),
+                    "wall_s": timings.get("wall_s"),
+                    "bytes": info.get("outputs", {}).get("bytes"),
+                }
+            )
+        rows.sort(key=lambda r: r["started"] or "")
+        for entry in sorted(self.tmp_dir.iterdir()):
+            pending = entry / _PENDING
+            if not pending.is_file():
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads(pending.read_text(encoding="utf-8"))
+                rows.append(
+                    {
+                        "key": info.get("key"),
+                        "name": info.get("name"),
+                        "complete": False,
+                        "started": None,
+                        "finished": None,
+                        "wall_s": None,
+                        "bytes": None,
+                        "host": info.get("host"),
+                        "pid": info.get("pid"),
+                    }
+                )
+        return rows
+
+    def runs(self) -> list[dict]:
+        """Return the run manifests, oldest first."""
+        out = []
+        for path in sorted(self.runs_dir.glob("*.json")):
+            try:
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                message = f"Run manifest {str(path)!r} is not valid JSON: {exc}"
+                raise CacheError(message) from exc
+        return out
+
+    def referenced_keys(self) -> set[str]:
+        """Return the stage keys listed by any run manifest."""
+        return {s["key"] for run in self.runs() for s in run.get("stages", [])}
+
+    def clean(
+        self, referenced_keys: Iterable[str] | None = None, *, dry_run: bool = False
+    ) -> list[str]:
+        """Remove stage outputs that no run references, and stale temporary directories.
+
+        Parameters
+        ----------
+        referenced_keys : iterable of str, optional
+            Keys to keep; default: those listed by any run manifest (:meth:`referenced_keys`).
+        dry_run : bool, default False
+            Only report what would be removed.
+
+        Returns
+        -------
+        list of str
+            The removed (or removable) stage keys, sorted.
+        """
+        keep = set(self.referenced_keys() if referenced_keys is None else referenced_keys)
+        doomed = sorted(p.name for p in self.stages_dir.iterdir() if p.name not in keep)
+        if dry_run:
+            return doomed
+        for key in doomed:
+            self._discard(self.stages_dir / key)
+            logger.info("removed unreferenced stage %s", key[:12])
+        self.clean_tmp()
+        return doomed
+
+    def _discard(self, path: Path) -> None:
+        # Rename first: a half-deleted stage must never look committed.
+        trash = self.tmp_dir / f".trash-{path.name}-{secrets.token_hex(4)}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def start_run(self, **info: Any) -> Iterator[Run]:
+        """Record a run: yield a :class:`Run` whose manifest lists the stages it uses.
+
+        Parameters
+        ----------
+        **info
+            JSON-like fields stored in the run manifest (task, profile, command line, ...).
+
+        Yields
+        ------
+        Run
+            Pass it as ``run=`` to :meth:`run`. Its manifest ends with ``status`` set to
+            ``"finished"`` or ``"failed"``.
+        """
+        run = Run(self, info)
+        try:
+            yield run
+        except BaseException as exc:
+            run._finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        run._finish("finished", None)
+
+
+class Run:
+    """The manifest of one run: ``<root>/runs/<timestamp>-<token>.json``.
+
+    Created by :meth:`StageCache.start_run`; rewritten atomically whenever a stage starts or
+    ends, so it is valid JSON at every moment.
+    """
+
+    def __init__(self, cache: StageCache, info: Mapping[str, Any]) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        self.id = f"{stamp}-{secrets.token_hex(3)}"
+        self.path = cache.runs_dir / f"{self.id}.json"
+        self._t0 = time.perf_counter()
+        self.data: dict[str, Any] = {
+            "id": self.id,
+            "status": "running",
+            "started": _now(),
+            "finished": None,
+            "wall_s": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "argv": list(sys.argv),
+            "packages": package_versions(),
+            "info": _jsonable(dict(info), "info"),
+            "stages": [],
+            "error": None,
+        }
+        _write_json(self.path, self.data)
+
+    @property
+    def stages(self) -> list[dict]:
+        """Return the stage records: ``name``, ``key``, ``state`` and ``timings``."""
+        return self.data["stages"]
+
+    def _record(
+        self, name: str, key: str, state: str, timings: Mapping[str, Any] | None = None
+    ) -> None:
+        for entry in self.data["stages"]:
+            if entry["key"] == key:
+                entry.update(state=state, timings=dict(timings or {}) or entry.get("timings"))
+                break
+        else:
+            self.data["stages"].append(
+                {"name": name, "key": key, "state": state, "timings": dict(timings or {})}
+            )
+        _write_json(self.path, self.data)
+
+    def _finish(self, status: str, error: str | None) -> None:
+        self.data.update(
+            status=status,
+            finished=_now(),
+            wall_s=round(time.perf_counter() - self._t0, 6),
+            error=error,
+        )
+        _write_json(self.path, self.data)

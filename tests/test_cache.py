@@ -1,0 +1,337 @@
+"""Tests of the content-addressed stage cache (pipeline.cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cache import (
+    MANIFEST,
+    StageCache,
+    canonical_json,
+    code_version,
+    format_status,
+    stage_key,
+)
+from pipeline.exceptions import CacheError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _writer(calls: list[int], text: str = "hello"):
+    """Return a stage function writing ``out.txt`` and counting its calls."""
+
+    def fn(tmp: Path) -> dict:
+        calls.append(1)
+        (tmp / "out.txt").write_text(text)
+        return {"n_rows": len(text)}
+
+    return fn
+
+
+def test_stage_key_is_sha256_of_canonical_json() -> None:
+    params = {"window": 0.2, "step": 0.1, "features": ["rms", "mav"]}
+    expected_payload = json.dumps(
+        {"code": "v1", "inputs": ["a" * 64], "name": "features", "params": params},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    expected = hashlib.sha256(expected_payload.encode()).hexdigest()
+    assert stage_key("features", params, ["a" * 64], "v1") == expected
+
+
+def test_stage_key_ignores_dict_order_but_not_values() -> None:
+    a = stage_key("fit", {"C": 1.0, "penalty": "l2"}, [], "v1")
+    assert a == stage_key("fit", {"penalty": "l2", "C": 1.0}, [], "v1")
+    assert a != stage_key("fit", {"penalty": "l2", "C": 2.0}, [], "v1")
+    assert a != stage_key("fit", {"penalty": "l2", "C": 1.0}, [], "v2")
+    assert a != stage_key("fit", {"penalty": "l2", "C": 1.0}, ["b" * 64], "v1")
+    assert a != stage_key("fit2", {"penalty": "l2", "C": 1.0}, [], "v1")
+    # input order is meaningful (callers sort when it is not)
+    assert stage_key("x", {}, ["a", "b"], "v") != stage_key("x", {}, ["b", "a"], "v")
+
+
+def test_canonical_json_numpy_and_paths() -> None:
+    text = canonical_json({"b": np.float64(0.5), "a": np.arange(3), "p": Path("/x/y"), "s": {2, 1}})
+    assert text == '{"a":[0,1,2],"b":0.5,"p":"/x/y","s":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"x": float("nan")}, r"params\.x: expected a finite number, found nan"),
+        ({"x": [1, object()]}, r"params\.x\[1\]: expected JSON-like values .* found object"),
+        ({"x": {1: 2}}, r"params\.x: keys must be str, found 1"),
+    ],
+)
+def test_stage_key_refuses_unhashable_params(params: dict, match: str) -> None:
+    with pytest.raises(CacheError, match=match):
+        stage_key("s", params, [], "v")
+
+
+def test_cached_stage_does_not_rerun(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    key = stage_key("ingest", {"source": "x"}, [], "v1")
+    calls: list[int] = []
+    assert not cache.is_complete(key)
+    out = cache.run("ingest", key, _writer(calls), params={"source": "x"})
+    assert out == cache.path(key) == tmp_path / "stages" / key
+    assert (out / "out.txt").read_text() == "hello"
+    assert cache.is_complete(key)
+    again = cache.run("ingest", key, _writer(calls))
+    assert again == out
+    assert len(calls) == 1
+    # a new cache object on the same root (a new process) also reuses it
+    StageCache(tmp_path).run("ingest", key, _writer(calls))
+    assert len(calls) == 1
+
+
+def test_changed_parameter_recomputes(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    calls: list[int] = []
+    k1 = stage_key("fit", {"C": 1.0}, ["a" * 64], "v1")
+    k2 = stage_key("fit", {"C": 2.0}, ["a" * 64], "v1")
+    cache.run("fit", k1, _writer(calls, "one"))
+    cache.run("fit", k2, _writer(calls, "two"))
+    assert len(calls) == 2
+    assert (cache.path(k1) / "out.txt").read_text() == "one"
+    assert (cache.path(k2) / "out.txt").read_text() == "two"
+
+
+def test_manifest_contents(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    params = {"window": 200, "step": 100}
+    inputs = ["c" * 64]
+    key = stage_key("features", params, inputs, "v3")
+    cache.run(
+        "features",
+        key,
+        _writer([], "abcdef"),
+        {"input_fingerprints": {"sub-01.edf": "sha256:00"}},
+        params=params,
+        input_keys=inputs,
+    )
+    m = json.loads((cache.path(key) / MANIFEST).read_text())
+    assert m["name"] == "features" and m["key"] == key
+    assert m["params"] == params and m["input_keys"] == inputs
+    assert m["input_fingerprints"] == {"sub-01.edf": "sha256:00"}
+    assert m["result"] == {"n_rows": 6}
+    assert m["outputs"] == {"files": 1, "bytes": 6}
+    assert m["packages"]["numpy"] == np.__version__
+    assert m["host"]["pid"] == os.getpid()
+    assert m["timings"]["wall_s"] >= 0
+    assert m["timings"]["started"] <= m["timings"]["finished"]
+
+
+def test_exception_in_stage_commits_nothing(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    key = stage_key("features", {}, [], "v1")
+
+    def broken(tmp: Path) -> None:
+        (tmp / "half.txt").write_text("partial")
+        raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError, match="worker lost"):
+        cache.run("features", key, broken)
+    assert not cache.is_complete(key)
+    assert not cache.path(key).exists()
+    assert list(cache.tmp_dir.iterdir()) == []
+    calls: list[int] = []
+    cache.run("features", key, _writer(calls))
+    assert len(calls) == 1 and cache.is_complete(key)
+
+
+def test_directory_without_manifest_is_not_trusted(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    key = stage_key("ingest", {}, [], "v1")
+    cache.path(key).mkdir()
+    (cache.path(key) / "out.txt").write_text("garbage")
+    assert not cache.is_complete(key)
+    calls: list[int] = []
+    cache.run("ingest", key, _writer(calls))
+    assert len(calls) == 1
+    assert (cache.path(key) / "out.txt").read_text() == "hello"
+
+
+_KILLED_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pipeline.cache import StageCache
+
+    root, key, marker = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+    def slow(tmp):
+        with open(tmp / "big.bin", "wb") as f:
+            f.write(b"x" * 4096)
+            f.flush()
+            marker.write_text(str(tmp))
+            while True:  # killed with SIGKILL mid-write
+                f.write(b"x" * 4096)
+                time.sleep(0.01)
+
+    cache = StageCache(root)
+    with cache.start_run(task="demo") as run:
+        cache.run("features", key, slow, run=run)
+    """
+)
+
+
+def test_sigkill_mid_write_leaves_nothing_trusted(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    key = stage_key("features", {"window": 1}, [], "v1")
+    marker = tmp_path / "writing"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CHILD, str(root), key, str(marker)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None, "child exited before writing"
+            assert time.monotonic() < deadline, "child never started writing"
+            time.sleep(0.05)
+        time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    half = Path(marker.read_text())
+    assert half.is_dir() and (half / "big.bin").stat().st_size >= 4096
+
+    cache = StageCache(root)
+    assert not cache.is_complete(key)
+    assert not cache.path(key).exists()
+    rows = cache.status()
+    assert [(r["key"], r["name"], r["complete"]) for r in rows] == [(key, "features", False)]
+    # the killed run's manifest says it was running and lists the stage it had started
+    (run_manifest,) = cache.runs()
+    assert run_manifest["status"] == "running"
+    assert run_manifest["stages"] == [
+        {"name": "features", "key": key, "state": "pending", "timings": {}}
+    ]
+
+    calls: list[int] = []
+    out = cache.run("features", key, _writer(calls))
+    assert len(calls) == 1
+    assert not half.exists(), "the dead run's temporary directory was not cleaned"
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "out.txt"]
+    assert [r["complete"] for r in cache.status()] == [True]
+
+
+def test_live_owner_tmp_dir_is_kept(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    import socket
+
+    mine = cache.tmp_dir / f"{'d' * 64}.{socket.gethostname()}.{os.getpid()}.abcd"
+    mine.mkdir()
+    assert cache.clean_tmp() == []
+    assert mine.is_dir()
+
+
+def test_run_manifest_and_clean(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    calls: list[int] = []
+    keys = {n: stage_key(n, {"v": n}, [], "v1") for n in ("ingest", "features", "fit")}
+    old_fit = stage_key("fit", {"v": "old"}, [], "v1")
+    cache.run("fit", old_fit, _writer(calls))  # computed outside any run: unreferenced
+    with cache.start_run(task="tasks/demo.yaml") as run:
+        for name, key in keys.items():
+            cache.run(name, key, _writer(calls), run=run)
+    with cache.start_run(task="tasks/demo.yaml") as run2:
+        cache.run("ingest", keys["ingest"], _writer(calls), run=run2)
+    assert len(calls) == 4
+
+    first, second = cache.runs()
+    assert first["status"] == "finished" and first["info"] == {"task": "tasks/demo.yaml"}
+    assert [(s["name"], s["key"], s["state"]) for s in first["stages"]] == [
+        (n, k, "computed") for n, k in keys.items()
+    ]
+    assert [s["state"] for s in second["stages"]] == ["reused"]
+    assert second["stages"][0]["timings"]["wall_s"] >= 0
+
+    assert cache.clean(dry_run=True) == [old_fit]
+    assert cache.is_complete(old_fit)
+    assert cache.clean() == [old_fit]
+    assert not cache.path(old_fit).exists()
+    assert all(cache.is_complete(k) for k in keys.values())
+    assert {r["key"] for r in cache.status()} == set(keys.values())
+
+    # explicit referenced keys override the run manifests
+    assert cache.clean([keys["ingest"]]) == sorted([keys["features"], keys["fit"]])
+    assert [r["name"] for r in cache.status()] == ["ingest"]
+
+
+def test_failed_run_is_recorded(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    key = stage_key("fit", {}, [], "v1")
+
+    def broken(tmp: Path) -> None:
+        raise ValueError("bad fold")
+
+    with pytest.raises(ValueError, match="bad fold"), cache.start_run() as run:
+        cache.run("fit", key, broken, run=run)
+    (manifest,) = cache.runs()
+    assert manifest["status"] == "failed"
+    assert manifest["error"] == "ValueError: bad fold"
+    assert manifest["stages"][0]["state"] == "failed"
+
+
+def test_status_rows(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    k1 = stage_key("ingest", {}, [], "v1")
+    k2 = stage_key("features", {}, [k1], "v1")
+    cache.run("ingest", k1, _writer([]))
+    time.sleep(0.01)
+    cache.run("features", k2, _writer([], "xy"))
+    rows = cache.status()
+    assert [(r["name"], r["key"], r["complete"], r["bytes"]) for r in rows] == [
+        ("ingest", k1, True, 5),
+        ("features", k2, True, 2),
+    ]
+    assert all(r["wall_s"] >= 0 and r["finished"] >= r["started"] for r in rows)
+
+
+def test_invalid_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CacheError, match=r"Invalid stage key '\.\./etc': expected 64 lowercase"):
+        StageCache(tmp_path).path("../etc")
+
+
+def test_code_version_tracks_source(tmp_path: Path) -> None:
+    import importlib.util
+
+    def load(text: str, name: str):
+        path = tmp_path / f"{name}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    a = load("def f(x):\n    return x + 1\n", "mod_a")
+    b = load("def f(x):\n    return x + 2\n", "mod_b")
+    c = load("def f(x):\n    return x + 1\n", "mod_c")
+    assert code_version(a.f) == code_version(c.f)
+    assert code_version(a.f) != code_version(b.f)
+    digest = hashlib.sha256(b"def f(x):\n    return x + 1\n\0").hexdigest()[:16]
+    assert code_version(a.f).endswith(f"+{digest}")
+
+
+def test_format_status_table(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    key = stage_key("ingest", {}, [], "v1")
+    cache.run("ingest", key, _writer([], "x" * 2048))
+    lines = format_status(cache.status()).splitlines()
+    assert lines[0].split() == ["STAGE", "KEY", "STATE", "WALL", "SIZE", "FINISHED"]
+    cells = lines[1].split()
+    assert cells[:3] == ["ingest", key[:12], "complete"]
+    assert cells[4:6] == ["2.0", "KiB"]
