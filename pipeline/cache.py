@@ -23,6 +23,7 @@ import os
 import platform
 import secrets
 import shutil
+import threading
 import socket
 import sys
 import time
@@ -607,6 +608,8 @@ class Run:
         self.id = f"{stamp}-{secrets.token_hex(3)}"
         self.path = cache.runs_dir / f"{self.id}.json"
         self._t0 = time.perf_counter()
+        # Stages may run in parallel threads (one per recording); one writer at a time.
+        self._lock = threading.Lock()
         self.data: dict[str, Any] = {
             "id": self.id,
             "status": "running",
@@ -631,15 +634,18 @@ class Run:
     def _record(
         self, name: str, key: str, state: str, timings: Mapping[str, Any] | None = None
     ) -> None:
-        for entry in self.data["stages"]:
-            if entry["key"] == key:
-                entry.update(state=state, timings=dict(timings or {}) or entry.get("timings"))
-                break
-        else:
-            self.data["stages"].append(
-                {"name": name, "key": key, "state": state, "timings": dict(timings or {})}
-            )
-        _write_json(self.path, self.data)
+        with self._lock:
+            for entry in self.data["stages"]:
+                if entry["key"] == key:
+                    entry.update(
+                        state=state, timings=dict(timings or {}) or entry.get("timings")
+                    )
+                    break
+            else:
+                self.data["stages"].append(
+                    {"name": name, "key": key, "state": state, "timings": dict(timings or {})}
+                )
+            _write_json(self.path, self.data)
 
     def _finish(self, status: str, error: str | None) -> None:
         self.data.update(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
@@ -119,6 +120,101 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_run(summary: Any) -> None:
+    print()
+    print(summary.table())
+    print()
+    if summary.metrics:
+        figures = ", ".join(f"{k} {v:.3f}" for k, v in summary.metrics.items())
+        print(f"validation: {figures}")
+    latest = summary.out / "latest"
+    print(f"cohort store: {summary.store}")
+    print(f"report:       {latest / 'report.html'}  (and report.json)")
+    print(f"model bundle: {latest / 'model.skops'}")
+    print(f"dask report:  {latest / 'dask-report.html'}")
+    print(f"done in {summary.seconds:.1f} s")
+
+
+def _on_cluster(client: Any) -> None:
+    link = getattr(client, "dashboard_link", None)
+    if link:
+        print(f"Dask dashboard: {link}", flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.stages import run_task
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.task).stem
+    summary = run_task(
+        args.task, out, cluster=args.cluster, progress=not args.no_progress, on_cluster=_on_cluster
+    )
+    _print_run(summary)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    args.task = str(_demo_task())
+    args.out = args.out or "demo-out"
+    return cmd_run(args)
+
+
+def _demo_task() -> Path:
+    task = Path(__file__).resolve().parents[1] / "tasks" / "demo.yaml"
+    if not task.exists():
+        from pipeline.exceptions import SpecError
+
+        msg = (
+            f"cohort demo runs the repository's tasks/demo.yaml, not found at {task}: install "
+            "the project editable from its checkout (pip install -e .), or run "
+            "`cohort run TASK.yaml`"
+        )
+        raise SpecError(msg)
+    return task
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipeline.cache import StageCache, format_status
+
+    cache = StageCache(args.out)
+    print(format_status(cache.status()))
+    runs = cache.runs()
+    if runs:
+        last = runs[-1]
+        print(
+            f"\nlast run {last['id']}: {last['status']}, {len(last.get('stages', []))} "
+            f"stages, {last.get('wall_s') or 0:.1f} s"
+        )
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from pipeline.cache import StageCache
+
+    cache = StageCache(args.out)
+    if args.keep_runs is not None:
+        runs = sorted(cache.runs_dir.glob("*.json"))
+        old = runs[: max(0, len(runs) - args.keep_runs)]
+        for path in old:
+            if not args.dry_run:
+                path.unlink()
+        print(f"{'would drop' if args.dry_run else 'dropped'} {len(old)} old run manifest(s)")
+        if args.dry_run:  # what clean would remove once those manifests are gone
+            keep = {
+                s["key"]
+                for r in runs[len(old) :]
+                for s in json.loads(r.read_text()).get("stages", [])
+            }
+            removed = cache.clean(keep, dry_run=True)
+            print(f"would remove {len(removed)} stage output(s)")
+            return 0
+    removed = cache.clean(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} stage output(s) not referenced by any run")
+    for key in removed:
+        print(f"  {key}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``cohort`` command."""
     parser = argparse.ArgumentParser(
@@ -163,6 +259,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a cohort store's index")
     p.add_argument("store")
     p.set_defaults(func=cmd_info)
+
+    for name, helptext, func in (
+        ("run", "run a task: ingest, features, fit/validate, report (cached stages)", cmd_run),
+        ("demo", "run the whole pipeline on the built-in synthetic demo cohort", cmd_demo),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "run":
+            p.add_argument("task", help="task spec (YAML), e.g. tasks/emg_gestures.yaml")
+        p.add_argument(
+            "--cluster",
+            help="cluster profile: YAML file, name in cluster/, "
+            "or tcp://host:port (default: a local cluster)",
+        )
+        p.add_argument("--out", help="output folder (default runs/<task> or demo-out)")
+        p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", help="list a run folder's stages, keys and timings")
+    p.add_argument("out", help="output folder of cohort run")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("clean", help="remove stage outputs no run manifest references")
+    p.add_argument("out", help="output folder of cohort run")
+    p.add_argument(
+        "--keep-runs",
+        type=int,
+        metavar="N",
+        help="first drop all but the N most recent run manifests",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_clean)
     return parser
 
 
@@ -172,6 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose < 2:
+        import dask
+
+        # distributed sets its loggers' levels from this config when it is first imported
+        dask.config.set(
+            {"logging": {"distributed": "warning", "bokeh": "error", "tornado": "error"}}
+        )
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except CohortError as exc:

@@ -56,25 +56,38 @@ class FeatureItem(_Strict):
 
 
 class ModelSpec(_Strict):
-    """The estimator and its options."""
+    """The estimator, its feature preparation and post-processing.
+
+    ``name`` is an estimator of :func:`pipeline.learn.available_estimators` (``lda``,
+    ``logreg``, ``random_forest``, ``gradient_boosting``, ``soft_vote`` of ``estimators``);
+    ``prep`` is a :class:`pipeline.learn.FeaturePrep` (feature selection, log transform,
+    causal context, per-recording or per-subject normalisation); ``smooth`` averages class
+    probabilities over the last ``smooth`` windows of a recording (causal).
+    """
 
     name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    normalize: Literal["none", "recording", "subject"] = "none"
+    params: dict[str, Any] | None = None
+    estimators: list[dict[str, Any]] | None = None
+    prep: dict[str, Any] | None = None
+    smooth: int | None = Field(default=None, ge=1)
 
 
 class ValidationSpec(_Strict):
-    """The validation scheme and the figures to report."""
+    """The validation scheme (see :mod:`pipeline.learn.validation`) and the figures."""
 
-    scheme: Literal[
-        "leave-one-subject-out", "group-kfold", "within-subject", "cross-session", "random"
-    ] = "leave-one-subject-out"
-    n_splits: int = Field(default=5, ge=2)
+    scheme: Literal["loso", "group_kfold", "within_subject", "cross_session", "random"] = "loso"
+    n_splits: int | None = Field(default=None, ge=2)
+    by: Literal["run", "session"] | None = None
     train: str | None = Field(default=None, description="run/session used for training")
     test: str | None = Field(default=None, description="run/session used for testing")
-    by: Literal["run", "session"] = "run"
-    allow_leakage: bool = False
-    specificity: float | None = Field(default=None, gt=0, lt=1)
+    allow_window_leakage: bool | None = None
+    specificity: float | None = Field(
+        default=None, gt=0, lt=1, description="binary tasks: report sensitivity here"
+    )
+
+    def config(self) -> dict[str, Any]:
+        """Return the config for :func:`pipeline.learn.fit_and_validate`."""
+        return self.model_dump(exclude_none=True, exclude={"specificity"})
 
 
 class TaskSpec(_Strict):
@@ -231,4 +244,33 @@ def load_task(path: str | os.PathLike[str]) -> TaskSpec:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, str(path), TaskSpec)) from None
+    check_sections(spec, str(path))
     return spec
+
+
+def check_sections(spec: TaskSpec, source: str) -> None:
+    """Validate the sections that their own modules define (features, model, validation).
+
+    Raises
+    ------
+    SpecError
+        Prefixed with ``source`` (the task file).
+    """
+    from pipeline.io import get_reader
+    from pipeline.learn.fit import _validate_model_cfg
+    from pipeline.learn.validation import validate_validation_config
+    from pipeline.table import FeatureTableSpec
+
+    checks = [
+        ("data.format", lambda: get_reader(spec.data.format)),
+        ("features/preprocess/windows", lambda: FeatureTableSpec.from_task(spec)),
+        ("model", lambda: _validate_model_cfg(spec.model.model_dump(exclude_none=True))),
+        ("validation", lambda: validate_validation_config(spec.validation.config())),
+    ]
+    for section, check in checks:
+        try:
+            check()
+        except (SpecError, KeyError, ValueError) as exc:
+            text = exc.args[0] if exc.args else str(exc)
+            msg = f"{source}: {section}: {text}"
+            raise SpecError(msg) from None

@@ -1,0 +1,441 @@
+"""The stages of ``cohort run``: ingest -> features -> fit/validate -> report.
+
+Every stage's output is stored under a content key (:func:`pipeline.cache.stage_key`): the
+hash of its inputs' keys, its own parameters and the code it runs. A stage whose key is
+complete is reused, so
+
+- an unchanged second run only re-checks the source files' fingerprints;
+- a changed model parameter re-runs fit/validate and report;
+- a changed window or feature re-runs the features (every recording) and what follows;
+- a new subject's files add recordings whose features are computed, then the model is refit.
+
+Features are one stage per recording (the key holds the recording's own fingerprint),
+computed in parallel on the cluster and committed one by one: a run killed halfway keeps
+the recordings it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.cache import Run, StageCache, code_version, stage_key
+from pipeline.spec import TaskSpec, load_task
+
+__all__ = ["RunSummary", "StageOutcome", "run_task", "task_feature_spec"]
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.parquet"
+BUNDLE_FILE = "model.skops"
+
+
+@dataclass
+class StageOutcome:
+    """What one stage (or group of per-recording stages) did in a run."""
+
+    name: str
+    key: str
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    path: Path | None = None
+    detail: str = ""
+
+    @property
+    def state(self) -> str:
+        """Return ``reused``, ``computed`` or ``partly reused``."""
+        if self.computed and self.reused:
+            return f"computed {self.computed}, reused {self.reused}"
+        return "computed" if self.computed else "reused"
+
+
+@dataclass
+class RunSummary:
+    """The outcome of ``cohort run``: stages, where the report and bundle are."""
+
+    task: str
+    out: Path
+    stages: list[StageOutcome] = field(default_factory=list)
+    store: Path | None = None
+    report_html: Path | None = None
+    report_json: Path | None = None
+    bundle: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    dashboard: str | None = None
+    seconds: float = 0.0
+
+    def table(self) -> str:
+        """Return the stages as an aligned text table."""
+        rows = [("STAGE", "KEY", "STATE", "SECONDS", "DETAIL")]
+        for s in self.stages:
+            rows.append((s.name, s.key[:12], s.state, f"{s.seconds:.1f}", s.detail))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        )
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def task_feature_spec(task: TaskSpec) -> Any:
+    """Return the :class:`pipeline.table.FeatureTableSpec` of a task."""
+    from pipeline.table import FeatureTableSpec
+
+    return FeatureTableSpec.from_task(task)
+
+
+def _feature_code() -> str:
+    import pipeline.features as features
+    import pipeline.labels as labels
+    import pipeline.preprocessing as preprocessing
+    import pipeline.table as table
+    import pipeline.windows as windows
+    from pipeline.features import _kernels, compute, registry
+
+    return code_version(
+        features, _kernels, compute, registry, labels, preprocessing, table, windows
+    )
+
+
+def _learn_code() -> str:
+    import pipeline.learn as learn
+    from pipeline.learn import bundle, estimators, fit, metrics, normalize, validation
+
+    return code_version(learn, bundle, estimators, fit, metrics, normalize, validation)
+
+
+def _report_code() -> str:
+    from pipeline.learn import report
+
+    return code_version(report)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> StageOutcome:
+    """Bring the store up to date with the source (idempotent, incremental)."""
+    from pipeline.ingest import ingest
+    from pipeline.store import open_cohort
+
+    data = task.data.model_dump()
+    store = out / "stores" / f"{task.name}-{_hash(data)[:12]}.zarr"
+    t0 = time.perf_counter()
+    result = ingest(
+        data["source"],
+        data["format"],
+        store,
+        chunk_samples=data["chunk_samples"],
+        allow_mixed_channels=data["allow_mixed_channels"],
+        client=client,
+        progress=progress,
+        **data["options"],
+    )
+    cohort = open_cohort(store)
+    changed = len(result.added) + len(result.replaced)
+    outcome = StageOutcome(
+        "ingest",
+        cohort.fingerprint,
+        computed=changed,
+        reused=len(result.unchanged),
+        seconds=time.perf_counter() - t0,
+        path=store,
+        detail=f"{len(cohort)} recordings, {cohort.index['subject'].nunique()} subjects",
+    )
+    return outcome
+
+
+def _stage_features(
+    task: TaskSpec, cache: StageCache, run: Run, store: Path, client: Any, progress: bool
+) -> tuple[StageOutcome, list[Path]]:
+    """One cached stage per recording; the missing ones are computed in parallel."""
+    from tqdm.auto import tqdm
+
+    from pipeline.store import open_cohort
+    from pipeline.table import recording_features
+
+    spec = task_feature_spec(task)
+    params = spec.to_dict()
+    code = _feature_code()
+    cohort = open_cohort(store)
+    keys = {
+        rid: stage_key("features", params, [cohort.recording_fingerprint(rid)], code)
+        for rid in cohort.recording_ids
+    }
+    todo = [rid for rid, key in keys.items() if not cache.is_complete(key)]
+    t0 = time.perf_counter()
+
+    def compute(rid: str) -> Path:
+        def write(tmp: Path) -> dict[str, Any]:
+            frame = recording_features(cohort.recording(rid), spec)
+            frame.to_parquet(tmp / FEATURES_FILE, index=False)
+            return {"rows": len(frame), "recording": rid}
+
+        return cache.run(
+            "features",
+            keys[rid],
+            write,
+            {"recording": rid},
+            params=params,
+            input_keys=[cohort.recording_fingerprint(rid)],
+            run=run,
+        )
+
+    # Each thread submits one recording's graph to the cluster and commits its output.
+    n_threads = max(2, 2 * _n_workers(client))
+    with ThreadPoolExecutor(max_workers=n_threads) as pool:
+        futures = [pool.submit(compute, rid) for rid in todo]
+        bar = tqdm(total=len(todo), desc="features", unit="rec", disable=not progress or not todo)
+        try:
+            for fut in as_completed(futures):
+                fut.result()
+                bar.update()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+        finally:
+            bar.close()
+    paths = [
+        cache.run("features", keys[rid], _never, run=run) / FEATURES_FILE
+        for rid in cohort.recording_ids
+    ]
+    outcome = StageOutcome(
+        "features",
+        stage_key("feature-table", params, sorted(keys.values()), code),
+        computed=len(todo),
+        reused=len(keys) - len(todo),
+        seconds=time.perf_counter() - t0,
+        detail=f"{len(spec.features)} features x {len(cohort.index['channels'].iloc[0])} ch",
+    )
+    return outcome, paths
+
+
+def _never(tmp: Path) -> None:  # pragma: no cover - only called for complete keys
+    msg = "internal error: a feature stage was not complete after computing it"
+    raise RuntimeError(msg)
+
+
+def _n_workers(client: Any) -> int:
+    try:
+        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    except Exception:
+        return os.cpu_count() or 1
+
+
+def read_features(paths: list[Path]) -> pd.DataFrame:
+    """Return the feature table of a run: the per-recording Parquet files, concatenated."""
+    frames = [pd.read_parquet(p) for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _model_cfg(task: TaskSpec) -> dict[str, Any]:
+    return task.model.model_dump(exclude_none=True)
+
+
+def _validation_cfg(task: TaskSpec) -> dict[str, Any]:
+    return task.validation.config()
+
+
+def _stage_fit(
+    task: TaskSpec,
+    cache: StageCache,
+    run: Run,
+    features: StageOutcome,
+    feature_paths: list[Path],
+    store: Path,
+) -> StageOutcome:
+    from pipeline.learn import bundle_metadata, fit_and_validate, save_bundle
+    from pipeline.store import open_cohort
+
+    params = {"model": _model_cfg(task), "validation": _validation_cfg(task), "seed": task.seed}
+    key = stage_key("fit", params, [features.key], _learn_code())
+    t0 = time.perf_counter()
+    state = {"computed": 0}
+
+    def fit(tmp: Path) -> dict[str, Any]:
+        state["computed"] = 1
+        table = read_features(feature_paths)
+        cohort = open_cohort(store)
+        model, report = fit_and_validate(
+            table,
+            params["model"],
+            params["validation"],
+            task.seed,
+            specificity=task.validation.specificity or 0.9,
+        )
+        first = cohort.index.iloc[0]
+        spec = task_feature_spec(task)
+        meta = bundle_metadata(
+            model,
+            report,
+            task=task.model_dump(),
+            window_plan=spec.window.to_dict(),
+            feature_specs=[dict(f) for f in spec.features],
+            preprocessing=spec.steps(),
+            channels=list(spec.channels or first["channels"]),
+            sampling_rate=float(first["sampling_rate"]),
+            units=list(first["units"]),
+            store_fingerprint=cohort.fingerprint,
+        )
+        save_bundle(tmp / BUNDLE_FILE, model, meta)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        return {"metrics": _headline(report)}
+
+    path = cache.run("fit", key, fit, params=params, input_keys=[features.key], run=run)
+    manifest = cache.manifest(key)
+    metrics = (manifest.get("result") or {}).get("metrics", {})
+    return StageOutcome(
+        "fit/validate",
+        key,
+        computed=state["computed"],
+        reused=1 - state["computed"],
+        seconds=time.perf_counter() - t0,
+        path=path,
+        detail=", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)),
+    )
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    overall = report.get("overall", {})
+    return {
+        k: overall[k]
+        for k in ("balanced_accuracy", "accuracy", "f1_macro", "roc_auc")
+        if isinstance(overall.get(k), float)
+    }
+
+
+def _stage_report(task: TaskSpec, cache: StageCache, run: Run, fit: StageOutcome) -> StageOutcome:
+    from pipeline.learn.report import write_report
+
+    key = stage_key("report", {"task": task.name}, [fit.key], _report_code())
+    t0 = time.perf_counter()
+    state = {"computed": 0}
+
+    def render(tmp: Path) -> None:
+        state["computed"] = 1
+        assert fit.path is not None
+        report = json.loads((fit.path / "report.json").read_text())
+        write_report(report, tmp, title=f"{task.name}: {task.description or task.model.name}")
+
+    path = cache.run(
+        "report", key, render, params={"task": task.name}, input_keys=[fit.key], run=run
+    )
+    return StageOutcome(
+        "report",
+        key,
+        computed=state["computed"],
+        reused=1 - state["computed"],
+        seconds=time.perf_counter() - t0,
+        path=path,
+    )
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run_task(
+    task: str | os.PathLike[str] | TaskSpec,
+    out: str | os.PathLike[str],
+    *,
+    cluster: Any = None,
+    progress: bool = True,
+    on_cluster: Callable[[Any], None] | None = None,
+) -> RunSummary:
+    """Run a task's stages, reusing every stage whose key is already complete.
+
+    Parameters
+    ----------
+    task : path or TaskSpec
+        A task spec (YAML file) or a loaded spec.
+    out : path
+        Output folder: ``stages/`` (the cache), ``runs/`` (run manifests), ``stores/``,
+        ``logs/``, ``dask-report.html`` and ``latest/`` (links to this run's report and
+        model bundle).
+    cluster : str, mapping or None
+        Cluster profile (see :func:`pipeline.cluster.load_profile`); None: local.
+    progress : bool
+        Show progress bars.
+    on_cluster : callable, optional
+        Called with the client once the cluster is up (the CLI prints the dashboard link).
+
+    Returns
+    -------
+    RunSummary
+    """
+    from pipeline.cluster import connect, describe_workers, load_profile, performance_report
+
+    t0 = time.perf_counter()
+    task_path = None if isinstance(task, TaskSpec) else Path(task)
+    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(out)
+    profile = load_profile(cluster)
+    summary = RunSummary(task=str(task_path or spec.name), out=out)
+    with (
+        connect(profile, log_directory=out / "logs") as client,
+        cache.start_run(
+            task=summary.task, task_spec=spec.model_dump(), cluster=profile["source"]
+        ) as run,
+    ):
+        summary.dashboard = getattr(client, "dashboard_link", None)
+        if on_cluster is not None:
+            on_cluster(client)
+        run.data["workers"] = describe_workers(client)
+        with performance_report(out / "dask-report.html"):
+            ingest = _stage_ingest(spec, out, client, progress)
+            summary.stages.append(ingest)
+            summary.store = ingest.path
+            features, paths = _stage_features(spec, cache, run, ingest.path, client, progress)
+            summary.stages.append(features)
+            fit = _stage_fit(spec, cache, run, features, paths, ingest.path)
+            summary.stages.append(fit)
+            report = _stage_report(spec, cache, run, fit)
+            summary.stages.append(report)
+        run.data["summary"] = {s.name: {"key": s.key, "state": s.state} for s in summary.stages}
+    assert fit.path is not None and report.path is not None
+    summary.bundle = fit.path / BUNDLE_FILE
+    summary.report_json = fit.path / "report.json"
+    summary.report_html = report.path / "report.html"
+    summary.metrics = cache.manifest(fit.key).get("result", {}).get("metrics", {})
+    _link_latest(out, summary)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _link_latest(out: Path, summary: RunSummary) -> None:
+    """Point ``out/latest/`` at this run's bundle and report (replaced atomically)."""
+    tmp = out / f".latest.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, target in (
+        (BUNDLE_FILE, summary.bundle),
+        ("report.json", summary.report_json),
+        ("report.html", summary.report_html),
+        ("dask-report.html", out / "dask-report.html"),
+    ):
+        if target is not None and target.exists():
+            os.symlink(os.path.relpath(target, out / "latest"), tmp / name)
+    old = out / "latest"
+    if old.exists() or old.is_symlink():
+        trash = out / f".latest.old.{os.getpid()}"
+        os.rename(old, trash)
+        os.rename(tmp, old)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, old)
