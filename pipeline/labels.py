@@ -58,6 +58,8 @@ class LabelPolicy:
         Events: only events with this description count (None: all events).
     event_labels : (str, str)
         Events: label of positive and of negative windows.
+    exclude : tuple of str
+        Label names whose windows are dropped from the table (e.g. ``"unmarked"``).
     """
 
     source: Literal["auto", "samples", "recording", "events", "none"] = "auto"
@@ -67,6 +69,7 @@ class LabelPolicy:
     min_overlap: float = 0.5
     event_description: str | None = None
     event_labels: tuple[str, str] = ("event", "background")
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [
@@ -89,17 +92,24 @@ class LabelPolicy:
                 and all(isinstance(s, str) for s in self.event_labels),
                 "two strings (positive, negative)",
             ),
+            (
+                "exclude",
+                not isinstance(self.exclude, str) and all(isinstance(s, str) for s in self.exclude),
+                "a list of label names",
+            ),
         ]
         for key, ok, expected in checks:
             if not ok:
                 msg = f"LabelPolicy: key {key!r} expected {expected}, found {getattr(self, key)!r}"
                 raise SpecError(msg)
         object.__setattr__(self, "event_labels", tuple(self.event_labels))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (inverse of :meth:`from_dict`)."""
         d = asdict(self)
         d["event_labels"] = list(self.event_labels)
+        d["exclude"] = list(self.exclude)
         return d
 
     @classmethod
@@ -251,7 +261,8 @@ def event_targets(
         cover = np.column_stack([np.zeros_like(lo), hi - lo]).ravel()
         cum = np.cumsum(cover)
         covered = np.interp(starts + window, knots, cum) - np.interp(starts, knots, cum)
-        out |= covered >= min_overlap * window - 1e-12 * max(window, 1.0)
         if min_overlap == 0:
-            out &= covered > 0 | out
+            out |= covered > 0
+        else:
+            out |= covered >= min_overlap * window - 1e-12 * max(window, 1.0)
     return out

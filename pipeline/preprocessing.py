@@ -1,0 +1,662 @@
+"""Lazy, chunk-aware preprocessing of (time, channel) signals.
+
+Every operation returns a new dask array without computing anything, and works on any
+chunking along time through the explicit halo of :func:`pipeline.windows.map_ranges`
+(never ``map_overlap``, which rechunks silently when the halo exceeds a chunk):
+
+- IIR filters (Butterworth band/high/low-pass, notch) in second-order sections. Zero-phase
+  (``sosfiltfilt``) by default; causal (``sosfilt``) on request. Each chunk is filtered
+  with a halo of ``filter_halo(sos, tol)`` samples, the time after which the filter's
+  impulse response has shed all but ``tol`` of its L1 mass, so that the result matches
+  filtering the whole recording in one piece (the test bound, in float64:
+  ``max |chunked - whole| <= 1e-6 * max |x|`` for the default ``tol = 1e-9``). The causal
+  filter uses a left halo (zero initial state ``halo`` samples before the chunk), which
+  keeps chunks independent and parallel; the first chunk is exact.
+- Polyphase resampling (``scipy.signal.resample_poly``): exact to float rounding, since
+  its FIR filter has finite support and each block starts on a multiple of ``down``.
+- Common-average reference of EEG channels, channel selection, rectification, envelope.
+
+:func:`apply_preprocessing` applies a list of steps (dicts) to a recording Dataset, after
+validating them all with :func:`validate_steps`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import scipy.signal as sps
+import xarray as xr
+
+from pipeline.exceptions import PreprocessingError, SpecError
+from pipeline.windows import map_ranges
+
+__all__ = [
+    "KNOWN_OPS",
+    "apply_preprocessing",
+    "common_average",
+    "design_filter",
+    "envelope",
+    "filter_halo",
+    "filter_signal",
+    "rectify",
+    "resample",
+    "resample_labels",
+    "resample_ratio",
+    "validate_steps",
+]
+
+log = logging.getLogger(__name__)
+
+#: Relative L1 tail of the impulse response left out of the halo.
+HALO_TOLERANCE = 1e-9
+_MAX_RATIO_TERM = 1000
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def design_filter(step: dict[str, Any], sampling_rate: float) -> np.ndarray:
+    """Return the second-order sections of a validated filter step.
+
+    Parameters
+    ----------
+    step : dict
+        A validated ``bandpass``, ``highpass``, ``lowpass``, ``notch`` or ``envelope`` step.
+    sampling_rate : float
+        Hz.
+
+    Returns
+    -------
+    ndarray of shape (n_sections, 6)
+    """
+    op = step["op"]
+    fs = float(sampling_rate)
+    if op == "bandpass":
+        return sps.butter(
+            step["order"], [step["low"], step["high"]], btype="bandpass", fs=fs, output="sos"
+        )
+    if op == "highpass":
+        return sps.butter(step["order"], step["cutoff"], btype="highpass", fs=fs, output="sos")
+    if op in ("lowpass", "envelope"):
+        return sps.butter(step["order"], step["cutoff"], btype="lowpass", fs=fs, output="sos")
+    if op == "notch":
+        sections = []
+        for k in range(1, step["harmonics"] + 1):
+            f0 = step["freq"] * k
+            if f0 >= fs / 2:
+                break
+            b, a = sps.iirnotch(f0, step["quality"], fs=fs)
+            sections.append(sps.tf2sos(b, a))
+        return np.concatenate(sections, axis=0)
+    msg = f"design_filter: step op {op!r} is not a filter"
+    raise PreprocessingError(msg)
+
+
+def filter_halo(sos: np.ndarray, tol: float = HALO_TOLERANCE, cap: int | None = None) -> int:
+    """Return the halo (samples) after which the impulse response holds < ``tol`` of its mass.
+
+    The smallest ``d`` with ``sum(|h[d:]|) <= tol * sum(|h|)``, where ``h`` is the impulse
+    response of ``sos``, plus the ``sosfiltfilt`` edge padding; at most ``cap``.
+
+    Parameters
+    ----------
+    sos : ndarray of shape (n_sections, 6)
+    tol : float
+        Relative L1 mass of the response left outside the halo.
+    cap : int, optional
+        Upper bound (the recording length: a halo longer than the recording is pointless).
+    """
+    n = 1024
+    limit = cap if cap is not None else 1 << 26
+    while True:
+        impulse = np.zeros(n)
+        impulse[0] = 1.0
+        h = np.abs(sps.sosfilt(sos, impulse))
+        tail = np.cumsum(h[::-1])[::-1]  # tail[d] = sum(h[d:])
+        total = tail[0]
+        # the response beyond n is bounded by the last stretch: require it to be tiny too
+        if tail[-n // 8] <= tol * total * 1e-3 or n >= limit:
+            below = np.nonzero(tail <= tol * total)[0]
+            d = int(below[0]) if below.size else n
+            break
+        n *= 2
+    d += _padlen(sos) + 1
+    return min(d, cap) if cap is not None else d
+
+
+def _padlen(sos: np.ndarray) -> int:
+    # scipy.signal.sosfiltfilt's default edge padding
+    n_sections = sos.shape[0]
+    ntaps = 2 * n_sections + 1
+    ntaps -= min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * ntaps
+
+
+def _filtfilt_block(block: np.ndarray, sos: np.ndarray, keep: int, length: int) -> np.ndarray:
+    if block.shape[0] <= _padlen(sos):
+        msg = (
+            f"zero-phase filter needs more than {_padlen(sos)} samples, found a recording of "
+            f"{block.shape[0]}; use a lower order or a causal filter (zero_phase: false)"
+        )
+        raise PreprocessingError(msg)
+    y = sps.sosfiltfilt(sos, block.astype(np.float64, copy=False), axis=0)
+    return y[keep : keep + length].astype(block.dtype, copy=False)
+
+
+def _sosfilt_block(block: np.ndarray, sos: np.ndarray, keep: int, length: int) -> np.ndarray:
+    y = sps.sosfilt(sos, block.astype(np.float64, copy=False), axis=0)
+    return y[keep : keep + length].astype(block.dtype, copy=False)
+
+
+def filter_signal(
+    x: da.Array, sos: np.ndarray, *, zero_phase: bool = True, tol: float = HALO_TOLERANCE
+) -> da.Array:
+    """Filter a (time, channel) dask array along time, chunk by chunk with a halo.
+
+    Parameters
+    ----------
+    x : dask.array.Array of shape (n_samples, n_channels)
+        Floating-point signal, dims ("time", "channel"); output has the same chunks/dtype.
+    sos : ndarray of shape (n_sections, 6)
+        Second-order sections.
+    zero_phase : bool, default True
+        ``sosfiltfilt`` (forward-backward, halo on both sides) or causal ``sosfilt``
+        (halo on the left, zero initial state).
+    tol : float
+        Halo tolerance, see :func:`filter_halo`. With the default, the result matches the
+        whole-recording ``sosfiltfilt``/``sosfilt`` to ``1e-6 * max|x|`` (tested).
+
+    Returns
+    -------
+    dask.array.Array of shape (n_samples, n_channels)
+    """
+    n = x.shape[0]
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    halo = filter_halo(sos, tol, cap=max(n, 1))
+    bounds = np.cumsum((0, *x.chunks[0]))
+    ranges, args = [], []
+    for lo, hi in itertools.pairwise(bounds):
+        start = max(0, int(lo) - halo)
+        stop = min(n, int(hi) + halo) if zero_phase else int(hi)
+        ranges.append((start, stop))
+        args.append((sos, int(lo) - start, int(hi - lo)))
+    func = _filtfilt_block if zero_phase else _sosfilt_block
+    return map_ranges(
+        x,
+        ranges,
+        list(x.chunks[0]),
+        func,
+        dtype=x.dtype,
+        trailing_shape=x.shape[1:],
+        args=args,
+        name="sosfiltfilt" if zero_phase else "sosfilt",
+    )
+
+
+def rectify(x: da.Array) -> da.Array:
+    """Return ``|x|``, same shape and chunks."""
+    return da.absolute(x)
+
+
+def envelope(
+    x: da.Array, sampling_rate: float, cutoff: float, order: int = 4, *, zero_phase: bool = True
+) -> da.Array:
+    """Return the linear envelope: rectification then a Butterworth low-pass at ``cutoff`` Hz."""
+    sos = design_filter({"op": "lowpass", "cutoff": cutoff, "order": order}, sampling_rate)
+    return filter_signal(rectify(x), sos, zero_phase=zero_phase)
+
+
+def common_average(x: da.Array, channel_types: Sequence[str]) -> da.Array:
+    """Subtract the mean of the EEG channels from each EEG channel; others are untouched.
+
+    Parameters
+    ----------
+    x : dask.array.Array of shape (n_samples, n_channels)
+    channel_types : sequence of str, length n_channels
+
+    Raises
+    ------
+    PreprocessingError
+        If no channel has type ``"eeg"``.
+    """
+    eeg = np.array([t == "eeg" for t in channel_types])
+    if eeg.size != x.shape[1]:
+        msg = f"common_average: {eeg.size} channel types for {x.shape[1]} channels"
+        raise PreprocessingError(msg)
+    if not eeg.any():
+        msg = (
+            f"common average reference needs channels of type 'eeg', found types "
+            f"{sorted(set(channel_types))!r}; select EEG channels or drop the 'car' step"
+        )
+        raise PreprocessingError(msg)
+
+    def car(block: np.ndarray) -> np.ndarray:
+        out = block.copy()
+        out[:, eeg] -= block[:, eeg].mean(axis=1, keepdims=True)
+        return out
+
+    if len(x.chunks[1]) != 1:
+        x = x.rechunk({1: -1})
+    return x.map_blocks(car, dtype=x.dtype)
+
+
+# -------------------------------------------------------------------------- resampling
+
+
+def resample_ratio(sampling_rate: float, target: float) -> tuple[int, int]:
+    """Return ``(up, down)`` coprime with ``target / sampling_rate == up / down``.
+
+    Raises
+    ------
+    PreprocessingError
+        If the ratio needs terms above 1000 (e.g. 1000 Hz to 999.7 Hz).
+    """
+    ratio = Fraction(target).limit_denominator(10**6) / Fraction(sampling_rate).limit_denominator(
+        10**6
+    )
+    if ratio.numerator > _MAX_RATIO_TERM or ratio.denominator > _MAX_RATIO_TERM:
+        msg = (
+            f"resample: {sampling_rate!r} Hz to {target!r} Hz needs the ratio "
+            f"{ratio.numerator}/{ratio.denominator}, expected terms <= {_MAX_RATIO_TERM}; "
+            f"choose a target rate with a simpler ratio to the source rate"
+        )
+        raise PreprocessingError(msg)
+    return ratio.numerator, ratio.denominator
+
+
+def _resample_block(block: np.ndarray, up: int, down: int, skip: int, size: int) -> np.ndarray:
+    y = sps.resample_poly(block.astype(np.float64, copy=False), up, down, axis=0)
+    return y[skip : skip + size].astype(block.dtype, copy=False)
+
+
+def _output_bounds(chunks: Sequence[int], up: int, down: int) -> np.ndarray:
+    bounds = np.cumsum((0, *chunks))
+    out = -((-bounds * up) // down)  # ceil(b * up / down); last = resample_poly's length
+    return np.unique(out)
+
+
+def resample(x: da.Array, up: int, down: int) -> da.Array:
+    """Resample along time by ``up / down`` with ``scipy.signal.resample_poly``.
+
+    Exact (to float rounding) against ``resample_poly`` on the whole recording, for any
+    chunking: each output chunk reads a block that starts on a multiple of ``down`` with
+    a halo covering the FIR filter's support. Output chunk *i* holds the output samples
+    ``[ceil(b_i * up / down), ceil(b_{i+1} * up / down))`` for input chunk bounds ``b``.
+
+    Parameters
+    ----------
+    x : dask.array.Array of shape (n_samples, n_channels)
+    up, down : int
+        Coprime factors, see :func:`resample_ratio`.
+
+    Returns
+    -------
+    dask.array.Array of shape (ceil(n_samples * up / down), n_channels)
+    """
+    n = x.shape[0]
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float64)
+    half_len = 10 * max(up, down)  # resample_poly's default filter half-length
+    halo = (2 * half_len + 2 * down) // up + 2
+    out_bounds = _output_bounds(x.chunks[0], up, down)
+    ranges, sizes, args = [], [], []
+    for j0, j1 in itertools.pairwise(out_bounds):
+        first_in = (int(j0) * down) // up - halo
+        start = max(0, (first_in // down) * down)
+        stop = min(n, -((-int(j1) * down) // up) + halo)
+        ranges.append((start, stop))
+        sizes.append(int(j1 - j0))
+        args.append((up, down, int(j0) - start * up // down, int(j1 - j0)))
+    return map_ranges(
+        x,
+        ranges,
+        sizes,
+        _resample_block,
+        dtype=x.dtype,
+        trailing_shape=x.shape[1:],
+        args=args,
+        name="resample-poly",
+    )
+
+
+def _nearest_index(j: np.ndarray, up: int, down: int) -> np.ndarray:
+    # round(j * down / up) with halves up, in integers
+    return (2 * j * down + up) // (2 * up)
+
+
+def resample_labels(labels: da.Array, up: int, down: int, out_chunks: Sequence[int]) -> da.Array:
+    """Resample per-sample labels by nearest sample: output *j* takes input ``round(j*down/up)``.
+
+    Parameters
+    ----------
+    labels : dask.array.Array of shape (n_samples,)
+    up, down : int
+    out_chunks : sequence of int
+        Chunks of the resampled signal (the output gets the same); indices beyond the
+        input are clipped to its last sample.
+
+    Returns
+    -------
+    dask.array.Array of shape (sum(out_chunks),)
+    """
+    n = labels.shape[0]
+    out_bounds = np.cumsum((0, *out_chunks))
+    ranges, sizes, args = [], [], []
+    for j0, j1 in itertools.pairwise(out_bounds):
+        idx = np.minimum(_nearest_index(np.array([j0, j1 - 1]), up, down), n - 1)
+        ranges.append((int(idx[0]), int(idx[1]) + 1))
+        sizes.append(int(j1 - j0))
+        args.append((up, down, int(j0), int(j1), n))
+    return map_ranges(
+        labels,
+        ranges,
+        sizes,
+        _take_nearest,
+        dtype=labels.dtype,
+        trailing_shape=(),
+        args=args,
+        name="resample-nearest",
+    )
+
+
+def _take_nearest(block: np.ndarray, up: int, down: int, j0: int, j1: int, n: int) -> np.ndarray:
+    idx = np.minimum(_nearest_index(np.arange(j0, j1), up, down), n - 1)
+    return block[idx - idx[0]]
+
+
+# -------------------------------------------------------------------- step validation
+
+
+@dataclass(frozen=True)
+class _Param:
+    kind: str  # "freq", "int", "bool", "float", "str_list"
+    default: Any = None
+    required: bool = False
+    low: float | None = None
+    high: float | None = None
+
+
+_FREQ = _Param("freq", required=True)
+KNOWN_OPS: dict[str, dict[str, _Param]] = {
+    "bandpass": {
+        "low": _FREQ,
+        "high": _FREQ,
+        "order": _Param("int", 4, low=1, high=12),
+        "zero_phase": _Param("bool", True),
+    },
+    "highpass": {
+        "cutoff": _FREQ,
+        "order": _Param("int", 4, low=1, high=12),
+        "zero_phase": _Param("bool", True),
+    },
+    "lowpass": {
+        "cutoff": _FREQ,
+        "order": _Param("int", 4, low=1, high=12),
+        "zero_phase": _Param("bool", True),
+    },
+    "notch": {
+        "freq": _FREQ,
+        "quality": _Param("float", 30.0, low=0.1, high=1e4),
+        "harmonics": _Param("int", 1, low=1, high=50),
+        "zero_phase": _Param("bool", True),
+    },
+    "resample": {"rate": _Param("float", required=True, low=1e-3, high=1e7)},
+    "car": {},
+    "select": {"channels": _Param("str_list"), "types": _Param("str_list")},
+    "rectify": {},
+    "envelope": {
+        "cutoff": _FREQ,
+        "order": _Param("int", 4, low=1, high=12),
+        "zero_phase": _Param("bool", True),
+    },
+}
+
+
+def _describe(p: _Param, nyquist: float | None) -> str:
+    if p.kind == "freq":
+        hi = f" and < Nyquist {nyquist!r} Hz" if nyquist is not None else ""
+        return f"a frequency in Hz > 0{hi}"
+    if p.kind == "int":
+        return f"an integer in [{p.low:g}, {p.high:g}]"
+    if p.kind == "float":
+        return f"a number in [{p.low:g}, {p.high:g}]"
+    if p.kind == "bool":
+        return "true or false"
+    return "a list of strings"
+
+
+def _valid(p: _Param, value: Any, nyquist: float | None) -> bool:
+    if p.kind == "bool":
+        return isinstance(value, bool)
+    if p.kind == "str_list":
+        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return False
+    if not math.isfinite(value):
+        return False
+    if p.kind == "int" and int(value) != value:
+        return False
+    if p.kind == "freq":
+        return value > 0 and (nyquist is None or value < nyquist)
+    return p.low <= value <= p.high
+
+
+def validate_steps(
+    steps: Sequence[dict[str, Any]], sampling_rate: float | None = None
+) -> list[dict[str, Any]]:
+    """Validate preprocessing steps and return them with defaults filled in.
+
+    Parameters
+    ----------
+    steps : sequence of dict
+        E.g. ``[{"op": "bandpass", "low": 20, "high": 450, "order": 4}]``.
+    sampling_rate : float, optional
+        Hz; when given, frequencies are checked against the Nyquist frequency (tracking
+        resampling steps).
+
+    Returns
+    -------
+    list of dict
+        Normalised steps (every key present).
+
+    Raises
+    ------
+    SpecError
+        Naming the step index, the key, what was expected and what was found; unknown ops
+        list the known ops and the closest match.
+    """
+    if not isinstance(steps, list | tuple):
+        msg = f"preprocessing: expected a list of steps, found {steps!r}"
+        raise SpecError(msg)
+    fs = float(sampling_rate) if sampling_rate is not None else None
+    out = []
+    for i, step in enumerate(steps):
+        where = f"preprocessing step {i}"
+        if not isinstance(step, dict) or "op" not in step:
+            msg = f"{where}: expected a mapping with key 'op', found {step!r}"
+            raise SpecError(msg)
+        op = step["op"]
+        if op not in KNOWN_OPS:
+            close = difflib.get_close_matches(str(op), list(KNOWN_OPS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"{where}: unknown op {op!r}, expected one of {sorted(KNOWN_OPS)!r}{hint}"
+            raise SpecError(msg)
+        params = KNOWN_OPS[op]
+        unknown = sorted(set(step) - set(params) - {"op"})
+        if unknown:
+            msg = (
+                f"{where} ({op!r}): unknown key(s) {unknown!r}, expected some of {sorted(params)!r}"
+            )
+            raise SpecError(msg)
+        nyquist = fs / 2 if fs is not None else None
+        norm: dict[str, Any] = {"op": op}
+        for key, p in params.items():
+            if key not in step:
+                if p.required:
+                    msg = f"{where} ({op!r}): missing key {key!r}, expected {_describe(p, nyquist)}"
+                    raise SpecError(msg)
+                norm[key] = p.default
+                continue
+            value = step[key]
+            if value is None and not p.required and p.default is None:
+                norm[key] = None
+                continue
+            if not _valid(p, value, nyquist):
+                msg = (
+                    f"{where} ({op!r}): key {key!r} expected {_describe(p, nyquist)}, "
+                    f"found {value!r}"
+                )
+                raise SpecError(msg)
+            if p.kind == "int":
+                value = int(value)
+            elif p.kind == "str_list":
+                value = list(value)
+            elif p.kind in ("float", "freq"):
+                value = float(value)
+            norm[key] = value
+        if op == "bandpass" and norm["low"] >= norm["high"]:
+            msg = (
+                f"{where} ('bandpass'): key 'low' expected < high ({norm['high']!r}), "
+                f"found {norm['low']!r}"
+            )
+            raise SpecError(msg)
+        if op == "select" and not norm["channels"] and not norm["types"]:
+            msg = f"{where} ('select'): expected key 'channels' or 'types', found {step!r}"
+            raise SpecError(msg)
+        if op == "resample":
+            if fs is not None:
+                try:
+                    resample_ratio(fs, norm["rate"])
+                except PreprocessingError as exc:
+                    raise SpecError(f"{where} ('resample'): {exc}") from None
+            fs = norm["rate"]
+        out.append(norm)
+    return out
+
+
+# ----------------------------------------------------------------------- on a Dataset
+
+
+def _select(ds: xr.Dataset, step: dict[str, Any], where: str) -> xr.Dataset:
+    names = [str(c) for c in ds["channel"].values]
+    types = [str(t) for t in ds["channel_type"].values] if "channel_type" in ds else []
+    chosen: list[int] = []
+    if step["channels"]:
+        missing = [c for c in step["channels"] if c not in names]
+        if missing:
+            msg = f"{where} ('select'): channel(s) {missing!r} not in the recording {names!r}"
+            raise PreprocessingError(msg)
+        chosen = [names.index(c) for c in step["channels"]]
+    if step["types"]:
+        by_type = [i for i, t in enumerate(types) if t in step["types"]]
+        chosen = [i for i in chosen if i in by_type] if step["channels"] else by_type
+    if not chosen:
+        msg = (
+            f"{where} ('select'): no channel left, selecting channels {step['channels']!r} "
+            f"and types {step['types']!r} among {list(zip(names, types, strict=False))!r}"
+        )
+        raise PreprocessingError(msg)
+    out = ds.isel(channel=chosen)
+    for attr in ("units", "channel_types"):
+        value = ds.attrs.get(attr)
+        if isinstance(value, list) and len(value) == len(names):
+            out.attrs[attr] = [value[i] for i in chosen]
+    return out
+
+
+def _with_signal(ds: xr.Dataset, signal: da.Array) -> xr.Dataset:
+    out = ds.copy()
+    out["signal"] = (("time", "channel"), signal)
+    return out
+
+
+def apply_preprocessing(ds: xr.Dataset, steps: Sequence[dict[str, Any]]) -> xr.Dataset:
+    """Apply preprocessing steps to a recording, lazily.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A recording as returned by ``Cohort.recording``: ``signal (time, channel)``, coords
+        ``channel``/``channel_type``, ``attrs["sampling_rate"]``, optional ``label (time)``.
+    steps : sequence of dict
+        Validated against the recording's sampling rate first (:func:`validate_steps`).
+
+    Returns
+    -------
+    xarray.Dataset
+        With a new lazy ``signal``, channel coords after selection, ``sampling_rate``
+        updated by resampling (labels resampled by nearest sample), and
+        ``attrs["preprocessing"]`` the JSON of the normalised steps applied so far.
+
+    Raises
+    ------
+    SpecError
+        For an invalid step (see :func:`validate_steps`).
+    PreprocessingError
+        If a valid step cannot be applied to this recording (unknown channel, no EEG
+        channel for ``car``, recording too short for a zero-phase filter).
+    """
+    fs = float(ds.attrs["sampling_rate"])
+    steps = validate_steps(steps, fs)
+    signal = ds["signal"].data
+    if not isinstance(signal, da.Array):
+        ds = ds.copy()
+        ds["signal"] = ds["signal"].chunk({"time": -1})
+    out = ds
+    for i, step in enumerate(steps):
+        where = f"preprocessing step {i}"
+        op = step["op"]
+        x = out["signal"].data
+        if op in ("bandpass", "highpass", "lowpass", "notch"):
+            out = _with_signal(
+                out, filter_signal(x, design_filter(step, fs), zero_phase=step["zero_phase"])
+            )
+        elif op == "envelope":
+            out = _with_signal(
+                out, envelope(x, fs, step["cutoff"], step["order"], zero_phase=step["zero_phase"])
+            )
+        elif op == "rectify":
+            out = _with_signal(out, rectify(x))
+        elif op == "car":
+            types = [str(t) for t in out["channel_type"].values]
+            try:
+                out = _with_signal(out, common_average(x, types))
+            except PreprocessingError as exc:
+                raise PreprocessingError(f"{where} ('car'): {exc}") from None
+        elif op == "select":
+            out = _select(out, step, where)
+        elif op == "resample":
+            out = _resample_dataset(out, fs, step["rate"])
+            fs = step["rate"]
+        log.debug("%s: %s applied", where, op)
+    out.attrs["sampling_rate"] = fs
+    previous = json.loads(ds.attrs.get("preprocessing", "[]"))
+    out.attrs["preprocessing"] = json.dumps(previous + steps)
+    return out
+
+
+def _resample_dataset(ds: xr.Dataset, fs: float, target: float) -> xr.Dataset:
+    up, down = resample_ratio(fs, target)
+    signal = resample(ds["signal"].data, up, down)
+    has_label = "label" in ds.variables
+    label = ds["label"] if has_label else None
+    out = ds.drop_vars([v for v in ("signal", "label") if v in ds.variables])
+    out["signal"] = (("time", "channel"), signal)
+    if label is not None:
+        data = label.data if isinstance(label.data, da.Array) else da.from_array(label.values)
+        resampled = resample_labels(data, up, down, signal.chunks[0])
+        out["label"] = (("time",), resampled, label.attrs)
+    out.attrs["sampling_rate"] = float(target)
+    out.attrs["resampled_from"] = fs
+    return out
