@@ -1,5 +1,10 @@
 """Source formats: one module per reader, registered by name in :mod:`pipeline.io.base`."""
 
+# Importing the reader modules registers them.
+from pipeline.io import csv as _csv  # noqa: F401
+from pipeline.io import edf as _edf  # noqa: F401
+from pipeline.io import synthetic as _synthetic  # noqa: F401
+from pipeline.io import uci_emg as _uci_emg  # noqa: F401
 from pipeline.io.base import (
     READERS,
     Reader,
@@ -9,12 +14,6 @@ from pipeline.io.base import (
     get_reader,
     register_reader,
 )
-
-# Importing the reader modules registers them.
-from pipeline.io import csv as _csv  # noqa: E402,F401
-from pipeline.io import edf as _edf  # noqa: E402,F401
-from pipeline.io import synthetic as _synthetic  # noqa: E402,F401
-from pipeline.io import uci_emg as _uci_emg  # noqa: E402,F401
 
 __all__ = [
     "READERS",

@@ -1,1 +1,525 @@
-"""Reader module (being written)."""
+"""Reader ``edf``: EDF, EDF+ (continuous) and BDF/BDF+ files, read with pyedflib.
+
+Streaming
+---------
+``blocks()`` reads ``block_samples`` samples of every selected channel at a time with
+``pyedflib.EdfReader.readSignal(chn, start, n)`` (physical values, cast to float32), so a
+file larger than memory never has to fit in RAM.
+
+Channels
+--------
+The channel type comes from the label's first word: ``EEG``, ``ECG``/``EKG``, ``EMG``,
+``EOG``, ``RESP``, ``ACC``, ``MISC`` (case-insensitive). A label without such a prefix is
+``eeg`` if it is a 10-20/10-10 electrode name, else ``misc``. A channel whose electrodes are
+all reference sites (``A1``, ``A2``, ``M1``, ``M2``, ``REF``; e.g. ``EEG A2-A1``, the
+ear-to-ear derivation) is typed ``ref``, not ``eeg``: it carries no scalp signal, so EEG
+feature sets should not pick it up by default. The channel name is the label without its
+type prefix (``EEG Fp1`` -> ``Fp1``, ``ECG ECG`` -> ``ECG``) unless that would make two
+names equal, in which case the full labels of those channels are kept. The original labels,
+prefilter and transducer strings are kept in the attributes.
+
+Sampling rates
+--------------
+Channels with different sampling rates are never mixed: such a file is refused with the rate
+of every channel, unless ``channels=[...]`` (names or labels) or ``rate=`` selects channels
+that share one rate. EDF+D (discontinuous) files are refused, since their samples do not lie
+on one uniform grid.
+
+Identifiers and labels
+----------------------
+``pattern`` (a regex with named groups ``subject``, ``session``, ``run``) must match the whole
+file stem; without it the subject is the stem with non-alphanumeric characters removed.
+``label_from`` names a group whose value is the per-recording label, mapped through
+``label_map`` if given. ``metadata`` is a CSV table of per-subject values, matched on its
+``metadata_key`` column (default: the first column) either exactly or by the digits of the
+key (``"Subject00"`` matches subject ``"00"``); its other columns are joined as snake_case
+JSON-safe values into ``SourceFile.extra["metadata"]`` and the recording's attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyedflib
+
+from pipeline.exceptions import InputError, SpecError
+from pipeline.io._options import (
+    check_options,
+    check_unique_ids,
+    compile_pattern,
+    match_entities,
+    snake_case,
+)
+from pipeline.io.base import RecordingSource, SourceFile, register_reader
+
+__all__ = ["EdfReader", "channel_name_and_type", "read_raw_header"]
+
+logger = logging.getLogger(__name__)
+
+OPTIONS = (
+    "pattern",
+    "label_from",
+    "label_map",
+    "metadata",
+    "metadata_key",
+    "channels",
+    "rate",
+    "block_samples",
+)
+SUFFIXES = (".edf", ".bdf")
+BLOCK_SAMPLES = 1 << 20
+TYPE_PREFIXES = {
+    "eeg": "eeg",
+    "ecg": "ecg",
+    "ekg": "ecg",
+    "emg": "emg",
+    "eog": "eog",
+    "resp": "resp",
+    "acc": "acc",
+    "misc": "misc",
+}
+REFERENCE_SITES = {"a1", "a2", "m1", "m2", "ref"}
+_ELECTRODE = re.compile(r"(?:N|Fp|AF|F|FT|FC|T|TP|C|CP|P|PO|O|I|A|M)(?:z|\d{1,2})", re.IGNORECASE)
+RESERVED_ATTRS = {
+    "recording",
+    "subject",
+    "session",
+    "run",
+    "modality",
+    "sampling_rate",
+    "units",
+    "channel_types",
+    "start_time",
+    "label",
+    "source",
+    "sha256",
+    "reader",
+    "reader_version",
+    "pipeline_version",
+}
+
+
+def read_raw_header(path: Path) -> dict[str, Any]:
+    """Parse the fixed EDF/BDF header and check the file size against it.
+
+    Returns
+    -------
+    dict
+        ``bdf`` (bool), ``reserved`` (``"EDF+C"``...), ``n_records``, ``record_duration``,
+        ``labels`` (list of str), ``samples_per_record`` (list of int).
+
+    Raises
+    ------
+    InputError
+        If the file is empty, not an EDF/BDF file, or shorter than its header declares
+        (truncated).
+    """
+    size = path.stat().st_size
+    if size == 0:
+        msg = f"{path}: empty file: expected an EDF/BDF header, found 0 bytes"
+        raise InputError(msg, path=str(path))
+    with open(path, "rb") as f:
+        fixed = f.read(256)
+        if len(fixed) < 256:
+            msg = f"{path}: truncated header: expected at least 256 bytes, found {len(fixed)}"
+            raise InputError(msg, path=str(path))
+        bdf = fixed[:8] == b"\xffBIOSEMI"
+        if not bdf and fixed[:8] != b"0       ":
+            msg = (
+                f"{path}: not an EDF or BDF file: expected the version field '0       ' "
+                f"or '\\xffBIOSEMI', found {fixed[:8]!r}"
+            )
+            raise InputError(msg, path=str(path))
+        try:
+            header_bytes = int(fixed[184:192])
+            n_records = int(fixed[236:244])
+            record_duration = float(fixed[244:252])
+            ns = int(fixed[252:256])
+        except ValueError as exc:
+            msg = f"{path}: malformed EDF/BDF header field: {exc}"
+            raise InputError(msg, path=str(path)) from exc
+        signal_header = f.read(ns * 256)
+    if len(signal_header) < ns * 256:
+        msg = (
+            f"{path}: truncated header: {ns} signals need {256 + ns * 256} header bytes, "
+            f"found {size}"
+        )
+        raise InputError(msg, path=str(path))
+
+    def field(offset: int, width: int) -> list[str]:
+        start = offset * ns
+        return [
+            signal_header[start + i * width : start + (i + 1) * width].decode("latin-1").strip()
+            for i in range(ns)
+        ]
+
+    labels = field(0, 16)
+    samples_per_record = [int(v) for v in field(16 + 80 + 8 * 5 + 80, 8)]
+    bytes_per_sample = 3 if bdf else 2
+    record_bytes = sum(samples_per_record) * bytes_per_sample
+    if n_records >= 0 and record_bytes > 0:
+        expected = header_bytes + n_records * record_bytes
+        if size < expected:
+            complete = (size - header_bytes) // record_bytes
+            msg = (
+                f"{path}: truncated file: the header declares {n_records} data records "
+                f"({expected} bytes), found {size} bytes ({max(complete, 0)} complete records)"
+            )
+            raise InputError(msg, path=str(path))
+    return {
+        "bdf": bdf,
+        "reserved": fixed[192:236].decode("latin-1").strip(),
+        "n_records": n_records,
+        "record_duration": record_duration,
+        "labels": labels,
+        "samples_per_record": samples_per_record,
+    }
+
+
+def channel_name_and_type(label: str) -> tuple[str, str]:
+    """Return ``(name without type prefix, channel type)`` of an EDF signal label.
+
+    Examples: ``"EEG Fp1"`` -> ``("Fp1", "eeg")``, ``"EEG A2-A1"`` -> ``("A2-A1", "ref")``,
+    ``"ECG ECG"`` -> ``("ECG", "ecg")``, ``"Cz"`` -> ``("Cz", "eeg")``.
+    """
+    label = label.strip()
+    first, _, rest = label.partition(" ")
+    kind = TYPE_PREFIXES.get(first.lower())
+    name = rest.strip() if kind is not None and rest.strip() else label
+    electrodes = [e for e in re.split(r"[-:/]", name) if e]
+    if electrodes and all(e.lower() in REFERENCE_SITES for e in electrodes):
+        return name, "ref" if kind in (None, "eeg") else kind
+    if kind is None:
+        kind = "eeg" if electrodes and all(_ELECTRODE.fullmatch(e) for e in electrodes) else "misc"
+    return name, kind
+
+
+def _channel_names(labels: Sequence[str]) -> tuple[list[str], list[str]]:
+    pairs = [channel_name_and_type(label) for label in labels]
+    names = [n for n, _ in pairs]
+    counts = Counter(names)
+    names = [n if counts[n] == 1 else label for n, label in zip(names, labels, strict=True)]
+    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+    if duplicates:
+        msg = f"duplicate channel labels {duplicates!r}: expected unique signal labels"
+        raise InputError(msg)
+    return names, [t for _, t in pairs]
+
+
+def _normalise_unit(unit: str) -> str:
+    unit = unit.strip()
+    return unit.replace("µ", "u").replace("μ", "u")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+class _MetadataTable:
+    """A per-subject metadata table matched on one key column."""
+
+    def __init__(self, path: Path, key: str | None) -> None:
+        path = Path(path)
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            msg = f"metadata table {str(path)!r} cannot be read as CSV: {exc}"
+            raise InputError(msg, path=str(path)) from exc
+        if table.empty:
+            msg = f"metadata table {str(path)!r} has no rows: expected one row per subject"
+            raise InputError(msg, path=str(path))
+        key = table.columns[0] if key is None else key
+        if key not in table.columns:
+            msg = (
+                f"metadata table {str(path)!r}: key column {key!r} not found; "
+                f"columns are {list(table.columns)!r}"
+            )
+            raise SpecError(msg)
+        self.path, self.key = path, key
+        keys = table[key].astype(str).str.strip()
+        self._exact = dict(zip(keys, range(len(table)), strict=True))
+        self._digits: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            digits = "".join(re.findall(r"\d", k))
+            if digits:
+                self._digits.setdefault(digits, []).append(i)
+        columns = [c for c in table.columns if c != key]
+        names = [snake_case(str(c)) for c in columns]
+        names = [f"metadata_{n}" if n in RESERVED_ATTRS else n for n in names]
+        self._rows = [
+            {n: _json_value(table[c].iloc[i]) for n, c in zip(names, columns, strict=True)}
+            for i in range(len(table))
+        ]
+
+    def lookup(self, subject: str, file: Path) -> dict[str, Any]:
+        """Return the metadata of ``subject``; raise InputError if it has no unique row."""
+        if subject in self._exact:
+            return dict(self._rows[self._exact[subject]])
+        rows = self._digits.get(subject, []) if subject.isdigit() else []
+        if len(rows) == 1:
+            return dict(self._rows[rows[0]])
+        if len(rows) > 1:
+            msg = (
+                f"{file}: subject {subject!r} matches {len(rows)} rows of metadata table "
+                f"{str(self.path)!r} (column {self.key!r}); expected exactly one"
+            )
+            raise InputError(msg, path=str(file))
+        msg = (
+            f"{file}: subject {subject!r} not found in metadata table {str(self.path)!r} "
+            f"(column {self.key!r}, matched by full value or by its digits)"
+        )
+        raise InputError(msg, path=str(file))
+
+
+def _open(path: Path) -> pyedflib.EdfReader:
+    try:
+        return pyedflib.EdfReader(str(path))
+    except OSError as exc:
+        msg = f"{path}: pyedflib cannot read this file as EDF/BDF: {exc}"
+        raise InputError(msg, path=str(path)) from exc
+
+
+@register_reader("edf")
+class EdfReader:
+    """Read EDF, EDF+ and BDF files (see the module docstring for the options)."""
+
+    name = "edf"
+    version = "1.0"
+
+    def discover(self, source: Path, **options: Any) -> list[SourceFile]:
+        """List the ``.edf``/``.bdf`` files of ``source`` with their ids, labels, metadata.
+
+        Parameters
+        ----------
+        source : Path
+            A file, or a folder searched recursively.
+        **options
+            ``pattern``, ``label_from``, ``label_map``, ``metadata``, ``metadata_key`` (and
+            the read options ``channels``, ``rate``, ``block_samples``, accepted and unused).
+
+        Returns
+        -------
+        list of SourceFile
+            Sorted by path; ``extra`` holds ``label`` (str or None) and ``metadata`` (dict).
+        """
+        check_options(self.name, options, OPTIONS)
+        pattern = compile_pattern(options.get("pattern"), self.name)
+        label_from = options.get("label_from")
+        label_map = options.get("label_map")
+        if label_from is not None and (pattern is None or label_from not in pattern.groupindex):
+            groups = sorted(pattern.groupindex) if pattern is not None else []
+            msg = (
+                f"reader 'edf': option 'label_from' {label_from!r} must name a group of "
+                f"'pattern'; the pattern's groups are {groups!r}"
+            )
+            raise SpecError(msg)
+        if label_map is not None and label_from is None:
+            msg = "reader 'edf': option 'label_map' needs 'label_from' (the group it maps)"
+            raise SpecError(msg)
+        if label_map is not None:
+            label_map = {str(k): str(v) for k, v in dict(label_map).items()}
+        table = None
+        if options.get("metadata") is not None:
+            table = _MetadataTable(Path(options["metadata"]), options.get("metadata_key"))
+        elif options.get("metadata_key") is not None:
+            msg = "reader 'edf': option 'metadata_key' needs 'metadata' (the table's path)"
+            raise SpecError(msg)
+
+        source = Path(source)
+        if source.is_file():
+            paths = [source]
+        elif source.is_dir():
+            paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in SUFFIXES)
+        else:
+            msg = f"{source}: no such file or folder"
+            raise InputError(msg, path=str(source))
+        if not paths:
+            msg = f"{source}: no .edf or .bdf files found"
+            raise InputError(msg, path=str(source))
+
+        files = []
+        for path in paths:
+            groups = match_entities(path, pattern)
+            label = None
+            if label_from is not None:
+                value = groups.get(label_from)
+                if label_map is None:
+                    label = value
+                elif value in label_map:
+                    label = label_map[value]
+                else:
+                    msg = (
+                        f"{path}: group {label_from!r} is {value!r}, which 'label_map' does "
+                        f"not map; expected one of {sorted(label_map)!r}"
+                    )
+                    raise InputError(msg, path=str(path))
+            subject = str(groups["subject"])
+            metadata = table.lookup(subject, path) if table is not None else {}
+            files.append(
+                SourceFile(
+                    path=path,
+                    subject=subject,
+                    session=groups.get("session"),
+                    run=groups.get("run"),
+                    extra={"label": label, "metadata": metadata},
+                )
+            )
+        check_unique_ids(files)
+        return files
+
+    def read(self, file: SourceFile, **options: Any) -> RecordingSource:
+        """Open one file and return its metadata, events and a block iterator.
+
+        Options ``channels`` (list of names or labels), ``rate`` (Hz) select channels;
+        ``block_samples`` (default 2**20) sets the block length. The discover options are
+        accepted and unused.
+
+        Raises
+        ------
+        InputError
+            Empty, truncated, non-EDF or EDF+D file; several sampling rates without a
+            selection; unknown channel; a selection with several rates.
+        """
+        check_options(self.name, options, OPTIONS)
+        path = Path(file.path)
+        raw = read_raw_header(path)
+        if raw["reserved"].startswith("EDF+D") or raw["reserved"].startswith("BDF+D"):
+            msg = (
+                f"{path}: discontinuous recording ({raw['reserved'][:5]}): expected a "
+                "continuous EDF+C/BDF+C or plain EDF/BDF file; split it into continuous parts"
+            )
+            raise InputError(msg, path=str(path))
+        block_samples = int(options.get("block_samples") or BLOCK_SAMPLES)
+        if block_samples <= 0:
+            msg = f"reader 'edf': option 'block_samples' must be positive, found {block_samples!r}"
+            raise SpecError(msg)
+        reader = _open(path)
+        try:
+            labels = [s.strip() for s in reader.getSignalLabels()]
+            try:
+                names, types = _channel_names(labels)
+            except InputError as exc:
+                raise InputError(f"{path}: {exc}", path=str(path)) from exc
+            rates = [float(r) for r in reader.getSampleFrequencies()]
+            selected = self._select(path, labels, names, rates, options)
+            headers = [reader.getSignalHeader(i) for i in selected]
+            n_per_channel = reader.getNSamples()
+            n_samples = int(n_per_channel[selected[0]])
+            start_time = reader.getStartdatetime().isoformat()
+            onsets, durations, descriptions = reader.readAnnotations()
+            filetype = int(reader.filetype)
+            equipment = str(reader.getEquipment()).strip()
+        finally:
+            reader.close()
+
+        events = None
+        if len(onsets):
+            durations = np.asarray(durations, dtype=np.float64)
+            events = pd.DataFrame(
+                {
+                    "onset": np.asarray(onsets, dtype=np.float64),
+                    # EDF+ writes -1 (pyedflib) or nothing for "duration unspecified".
+                    "duration": np.where(durations < 0, np.nan, durations),
+                    "description": [str(d) for d in descriptions],
+                }
+            )
+        channel_types = [types[i] for i in selected]
+        counts = Counter(channel_types)
+        modality = max(counts, key=lambda t: (counts[t], -channel_types.index(t)))
+        metadata = dict(file.extra.get("metadata") or {})
+        attrs: dict[str, Any] = {
+            "file_type": {0: "EDF", 1: "EDF+", 2: "BDF", 3: "BDF+"}.get(filetype, "EDF"),
+            "original_labels": [labels[i] for i in selected],
+            "prefilter": [str(h.get("prefilter", "")).strip() for h in headers],
+            "transducer": [str(h.get("transducer", "")).strip() for h in headers],
+            "equipment": equipment,
+            "record_duration": raw["record_duration"],
+        }
+        if len(selected) != len(labels):
+            attrs["dropped_channels"] = [names[i] for i in range(len(labels)) if i not in selected]
+        attrs.update(metadata)
+
+        def blocks() -> Iterator[np.ndarray]:
+            edf = _open(path)
+            try:
+                for start in range(0, n_samples, block_samples):
+                    n = min(block_samples, n_samples - start)
+                    out = np.empty((n, len(selected)), dtype=np.float32)
+                    for j, chn in enumerate(selected):
+                        out[:, j] = edf.readSignal(chn, start, n)
+                    yield out
+            finally:
+                edf.close()
+
+        return RecordingSource(
+            n_samples=n_samples,
+            sampling_rate=rates[selected[0]],
+            channels=[names[i] for i in selected],
+            units=[_normalise_unit(str(h.get("dimension", ""))) for h in headers],
+            channel_types=channel_types,
+            modality=modality,
+            blocks=blocks,
+            labels=None,
+            label_names={},
+            label=file.extra.get("label"),
+            events=events,
+            start_time=start_time,
+            attrs=attrs,
+        )
+
+    @staticmethod
+    def _select(
+        path: Path,
+        labels: list[str],
+        names: list[str],
+        rates: list[float],
+        options: Mapping[str, Any],
+    ) -> list[int]:
+        """Return the indices of the channels to read, all at one sampling rate."""
+        if not labels:
+            msg = f"{path}: no signals in the file (only annotations?): expected >= 1 signal"
+            raise InputError(msg, path=str(path))
+        selected = list(range(len(labels)))
+        wanted = options.get("channels")
+        if wanted is not None:
+            if isinstance(wanted, str):
+                wanted = [wanted]
+            index = {label: i for i, label in enumerate(labels)}
+            index.update({n: i for i, n in enumerate(names)})
+            missing = [w for w in wanted if w not in index]
+            if missing:
+                msg = (
+                    f"{path}: option 'channels' names {missing!r}, not in the file; "
+                    f"channels are {names!r}"
+                )
+                raise InputError(msg, path=str(path))
+            selected = [index[w] for w in wanted]
+        rate = options.get("rate")
+        if rate is not None:
+            selected = [i for i in selected if math.isclose(rates[i], float(rate))]
+            if not selected:
+                found = sorted(set(rates))
+                msg = f"{path}: option 'rate' is {rate!r} Hz; no channel has it (rates: {found!r})"
+                raise InputError(msg, path=str(path))
+        if len({rates[i] for i in selected}) > 1:
+            per_channel = ", ".join(f"{names[i]}={rates[i]:g} Hz" for i in selected)
+            msg = (
+                f"{path}: channels have different sampling rates ({per_channel}); expected "
+                "one rate: select channels of one rate with option 'channels=[...]' or 'rate='"
+            )
+            raise InputError(msg, path=str(path))
+        return selected

@@ -1,0 +1,274 @@
+"""Tests of the ``edf`` reader: all of eeg-arithmetic, written EDF+/BDF files, bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyedflib
+import pytest
+
+from pipeline.exceptions import InputError, SpecError
+from pipeline.io import get_reader
+from pipeline.io.edf import channel_name_and_type
+
+PATTERN = r"Subject(?P<subject>\d+)_(?P<run>\d)"
+EEG_NAMES = "Fp1 Fp2 F3 F4 F7 F8 T3 T4 C3 C4 T5 T6 P3 P4 O1 O2 Fz Cz Pz".split()
+
+
+def arithmetic_options(eeg_dir: Path) -> dict:
+    return {
+        "pattern": PATTERN,
+        "label_from": "run",
+        "label_map": {"1": "rest", "2": "task"},
+        "metadata": eeg_dir / "subject-info.csv",
+        "metadata_key": "Subject",
+    }
+
+
+def concat(source) -> np.ndarray:
+    return np.concatenate(list(source.blocks()), axis=0)
+
+
+def write_edf(
+    path: Path,
+    labels: list[str],
+    rates: list[int],
+    seconds: int = 4,
+    file_type: int = pyedflib.FILETYPE_EDFPLUS,
+    annotations: list[tuple[float, float, str]] = (),
+    dimension: str = "uV",
+) -> list[np.ndarray]:
+    """Write a small file with pyedflib; return the signals written (physical values)."""
+    rng = np.random.default_rng(len(labels))
+    signals = [rng.uniform(-100, 100, size=rate * seconds) for rate in rates]
+    writer = pyedflib.EdfWriter(str(path), len(labels), file_type=file_type)
+    try:
+        writer.setSignalHeaders(
+            [
+                {
+                    "label": label,
+                    "dimension": dimension,
+                    "sample_frequency": rate,
+                    "physical_max": 200.0,
+                    "physical_min": -200.0,
+                    "digital_max": 8388607 if file_type in (2, 3) else 32767,
+                    "digital_min": -8388608 if file_type in (2, 3) else -32768,
+                    "prefilter": "HP:0.1Hz",
+                    "transducer": "AgCl",
+                }
+                for label, rate in zip(labels, rates, strict=True)
+            ]
+        )
+        writer.writeSamples(signals)
+        for onset, duration, text in annotations:
+            writer.writeAnnotation(onset, duration, text)
+    finally:
+        writer.close()
+    return signals
+
+
+def test_eeg_arithmetic_all_files(eeg_dir: Path) -> None:
+    reader = get_reader("edf")
+    options = arithmetic_options(eeg_dir)
+    files = reader.discover(eeg_dir, **options)
+    assert len(files) == 32
+    assert {f.subject for f in files} == {f"{i:02d}" for i in range(16)}
+    info = pd.read_csv(eeg_dir / "subject-info.csv").set_index("Subject")
+    for file in files:
+        assert file.run in {"1", "2"}
+        assert file.extra["label"] == {"1": "rest", "2": "task"}[file.run]
+        row = info.loc[f"Subject{file.subject}"]
+        meta = file.extra["metadata"]
+        assert meta == {
+            "age": int(row["Age"]),
+            "gender": row["Gender"],
+            "recording_year": int(row["Recording year"]),
+            "number_of_subtractions": float(row["Number of subtractions"]),
+            "count_quality": int(row["Count quality"]),
+        }
+        src = reader.read(file, **options)
+        assert src.sampling_rate == 500.0
+        assert src.channels == [*EEG_NAMES, "A2-A1", "ECG"]
+        assert src.channel_types == ["eeg"] * 19 + ["ref", "ecg"]
+        assert src.units == ["uV"] * 20 + ["mV"]
+        assert src.modality == "eeg" and src.label == file.extra["label"]
+        assert src.attrs["age"] == meta["age"] and src.attrs["gender"] == meta["gender"]
+        signal = concat(src)
+        with pyedflib.EdfReader(str(file.path)) as edf:
+            assert src.attrs["prefilter"] == [h["prefilter"] for h in edf.getSignalHeaders()]
+            assert src.start_time == edf.getStartdatetime().isoformat()
+            assert signal.shape == (edf.getNSamples()[0], 21) == (src.n_samples, 21)
+            for c in (0, 7, 19, 20):
+                np.testing.assert_array_equal(signal[:, c], edf.readSignal(c).astype(np.float32))
+
+
+def test_blocks_stream_in_requested_size(eeg_dir: Path) -> None:
+    reader = get_reader("edf")
+    (file,) = reader.discover(eeg_dir / "Subject03_2.edf", pattern=PATTERN)
+    whole = concat(reader.read(file))
+    blocks = list(reader.read(file, block_samples=7000).blocks())
+    assert [b.shape[0] for b in blocks[:-1]] == [7000] * (len(blocks) - 1)
+    assert all(b.dtype == np.float32 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+def test_metadata_missing_subject(eeg_dir: Path, tmp_path: Path) -> None:
+    table = tmp_path / "info.csv"
+    table.write_text("Subject,Age\nSubject01,20\n")
+    with pytest.raises(InputError, match=r"subject '00' not found in metadata table .*'Subject'"):
+        get_reader("edf").discover(
+            eeg_dir / "Subject00_1.edf", pattern=PATTERN, metadata=table, metadata_key="Subject"
+        )
+    with pytest.raises(
+        SpecError, match=r"key column 'Name' not found; columns are \['Subject', 'Age'\]"
+    ):
+        get_reader("edf").discover(eeg_dir, pattern=PATTERN, metadata=table, metadata_key="Name")
+
+
+def test_pattern_not_matching(eeg_dir: Path) -> None:
+    with pytest.raises(
+        InputError, match=r"stem 'Subject00_1' does not match pattern 'S\(\?P<subject>"
+    ):
+        get_reader("edf").discover(eeg_dir / "Subject00_1.edf", pattern=r"S(?P<subject>\d+)")
+    with pytest.raises(SpecError, match=r"has no named group 'subject'"):
+        get_reader("edf").discover(eeg_dir, pattern=r"Subject\d+_\d")
+    with pytest.raises(InputError, match=r"group 'run' is '1', which 'label_map' does not map"):
+        get_reader("edf").discover(
+            eeg_dir / "Subject00_1.edf", pattern=PATTERN, label_from="run", label_map={"2": "t"}
+        )
+
+
+def test_unknown_option(eeg_dir: Path) -> None:
+    with pytest.raises(SpecError, match=r"unknown option\(s\) 'sep'; accepted options: .*pattern"):
+        get_reader("edf").discover(eeg_dir, sep=",")
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("EEG Fp1", ("Fp1", "eeg")),
+        ("EEG A2-A1", ("A2-A1", "ref")),
+        ("ECG ECG", ("ECG", "ecg")),
+        ("EKG II", ("II", "ecg")),
+        ("EMG chin", ("chin", "emg")),
+        ("EOG left", ("left", "eog")),
+        ("Resp nasal", ("nasal", "resp")),
+        ("Cz", ("Cz", "eeg")),
+        ("Fp1-F3", ("Fp1-F3", "eeg")),
+        ("M1", ("M1", "ref")),
+        ("Status", ("Status", "misc")),
+    ],
+)
+def test_channel_types(label: str, expected: tuple[str, str]) -> None:
+    assert channel_name_and_type(label) == expected
+
+
+def test_edf_plus_annotations(tmp_path: Path) -> None:
+    path = tmp_path / "rec.edf"
+    notes = [(0.5, 1.0, "stim A"), (2.25, 0.0, "blink"), (3.0, -1, "note")]
+    signals = write_edf(path, ["EEG Cz", "EEG Pz", "EMG chin"], [256] * 3, annotations=notes)
+    src = get_reader("edf").read(get_reader("edf").discover(path)[0])
+    assert src.channels == ["Cz", "Pz", "chin"] and src.modality == "eeg"
+    assert src.channel_types == ["eeg", "eeg", "emg"]
+    assert src.attrs["file_type"] == "EDF+" and src.attrs["transducer"] == ["AgCl"] * 3
+    events = src.events
+    np.testing.assert_allclose(events["onset"], [0.5, 2.25, 3.0])
+    np.testing.assert_allclose(events["duration"], [1.0, 0.0, np.nan])
+    assert list(events["description"]) == ["stim A", "blink", "note"]
+    signal = concat(src)
+    # 16-bit digitisation of +-200 uV: one step is 400 / 65535 uV.
+    for c in range(3):
+        np.testing.assert_allclose(signal[:, c], signals[c], atol=400 / 65535)
+
+
+def test_bdf(tmp_path: Path) -> None:
+    path = tmp_path / "sub7.bdf"
+    signals = write_edf(path, ["EEG O1", "EEG O2"], [512, 512], file_type=pyedflib.FILETYPE_BDF)
+    (file,) = get_reader("edf").discover(tmp_path)
+    assert file.subject == "sub7"
+    src = get_reader("edf").read(file)
+    assert src.attrs["file_type"] == "BDF" and src.n_samples == 512 * 4
+    signal = concat(src)
+    np.testing.assert_allclose(signal[:, 1], signals[1], atol=400 / 2**24 + 1e-5)
+
+
+def test_multi_rate_refused_unless_selected(tmp_path: Path) -> None:
+    path = tmp_path / "multi.edf"
+    signals = write_edf(path, ["EEG C3", "EEG C4", "ECG I"], [256, 256, 128])
+    reader = get_reader("edf")
+    (file,) = reader.discover(path)
+    with pytest.raises(
+        InputError, match=r"different sampling rates \(C3=256 Hz, C4=256 Hz, I=128 Hz\)"
+    ):
+        reader.read(file)
+    src = reader.read(file, rate=256)
+    assert src.channels == ["C3", "C4"] and src.sampling_rate == 256
+    assert src.attrs["dropped_channels"] == ["I"]
+    src = reader.read(file, channels=["I"])
+    assert src.channels == ["I"] and src.sampling_rate == 128 and src.modality == "ecg"
+    np.testing.assert_allclose(concat(src)[:, 0], signals[2], atol=400 / 65535)
+    with pytest.raises(InputError, match=r"different sampling rates \(C3=256 Hz, I=128 Hz\)"):
+        reader.read(file, channels=["C3", "ECG I"])
+    with pytest.raises(InputError, match=r"'channels' names \['Oz'\], not in the file"):
+        reader.read(file, channels=["Oz"])
+    with pytest.raises(
+        InputError, match=r"'rate' is 500 Hz; no channel has it \(rates: \[128.0, 256.0\]\)"
+    ):
+        reader.read(file, rate=500)
+
+
+def test_truncated_file(eeg_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "Subject00_1.edf"
+    shutil.copyfile(eeg_dir / "Subject00_1.edf", path)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.truncate(size - 1000)
+    (file,) = get_reader("edf").discover(path, pattern=PATTERN)
+    with pytest.raises(
+        InputError,
+        match=r"truncated file: the header declares 182 data records \(3848636 bytes\), "
+        r"found 3847636 bytes \(181 complete records\)",
+    ):
+        get_reader("edf").read(file)
+
+
+def test_empty_and_not_edf(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.edf"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty file"):
+        get_reader("edf").read(get_reader("edf").discover(empty)[0])
+    text = tmp_path / "text.edf"
+    text.write_text("time,value\n" * 40)
+    with pytest.raises(InputError, match=r"not an EDF or BDF file: expected the version field"):
+        get_reader("edf").read(get_reader("edf").discover(text)[0])
+
+
+def test_blocks_memory_bounded(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "long.edf"
+    write_edf(path, ["EEG C3", "EEG C4"], [1000, 1000], seconds=300)
+    src = get_reader("edf").read(get_reader("edf").discover(path)[0], block_samples=10_000)
+    total = 0
+    tracemalloc.start()
+    try:
+        for block in src.blocks():
+            total += block.nbytes
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == 300_000 * 2 * 4
+    assert peak < total / 5
+
+
+def test_session_and_run_from_pattern(tmp_path: Path) -> None:
+    write_edf(tmp_path / "p12_s2_r3.edf", ["EEG Cz"], [128], seconds=1)
+    (file,) = get_reader("edf").discover(
+        tmp_path,
+        pattern=r"p(?P<subject>\d+)_s(?P<session>\d)_r(?P<run>\d)",
+        label_from="session",
+    )
+    assert file.recording_id == "sub-12_ses-2_run-3" and file.extra["label"] == "2"
