@@ -23,9 +23,9 @@ import os
 import platform
 import secrets
 import shutil
-import threading
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
@@ -637,9 +637,7 @@ class Run:
         with self._lock:
             for entry in self.data["stages"]:
                 if entry["key"] == key:
-                    entry.update(
-                        state=state, timings=dict(timings or {}) or entry.get("timings")
-                    )
+                    entry.update(state=state, timings=dict(timings or {}) or entry.get("timings"))
                     break
             else:
                 self.data["stages"].append(

@@ -120,6 +120,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    from pipeline.table import run_features
+
+    with cluster_client(args.cluster):
+        out = run_features(
+            args.store,
+            args.spec,
+            args.out,
+            recordings=args.recording or None,
+            overwrite=args.overwrite,
+        )
+    print(f"feature table: {Path(out).resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.learn import load_bundle
+    from pipeline.predict import predict_recordings, write_predictions
+
+    bundle = load_bundle(args.bundle)
+    with cluster_client(args.cluster):
+        frame = predict_recordings(bundle, args.store, args.recording)
+    path = write_predictions(frame, args.out)
+    n_rec = frame["recording"].nunique()
+    print(f"predictions: {len(frame)} windows of {n_rec} recording(s) -> {path.resolve()}")
+    known = frame["label"].isin(bundle.model.classes)
+    if known.any():
+        acc = (frame.loc[known, "label"] == frame.loc[known, "prediction"]).mean()
+        print(
+            f"accuracy on the {known.sum()} windows labelled with one of the model's "
+            f"classes: {acc:.3f}"
+        )
+    return 0
+
+
 def _print_run(summary: Any) -> None:
     print()
     print(summary.table())
@@ -260,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("features", help="compute a cohort's feature table (Parquet)")
+    p.add_argument("store", help="cohort store")
+    p.add_argument("--spec", required=True, help="feature spec or task spec (YAML)")
+    p.add_argument("--out", "-o", required=True, help="output folder (written atomically)")
+    p.add_argument("--recording", action="append", help="only this recording (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table")
+    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    p.set_defaults(func=cmd_features)
+
     for name, helptext, func in (
         ("run", "run a task: ingest, features, fit/validate, report (cached stages)", cmd_run),
         ("demo", "run the whole pipeline on the built-in synthetic demo cohort", cmd_demo),
@@ -275,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="output folder (default runs/<task> or demo-out)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("predict", help="apply a model bundle to recordings of a store")
+    p.add_argument("bundle", help="model bundle (.skops) written by cohort run")
+    p.add_argument("--store", required=True, help="cohort store holding the recordings")
+    p.add_argument("--recording", action="append", help="recording id (repeatable; default all)")
+    p.add_argument("--out", "-o", required=True, help="predictions file (.csv or .parquet)")
+    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("status", help="list a run folder's stages, keys and timings")
     p.add_argument("out", help="output folder of cohort run")

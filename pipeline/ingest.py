@@ -9,6 +9,8 @@ worker and committed by rename on the client, so the store never holds a half-wr
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -82,11 +84,8 @@ def _ingest_one(
 
     reader = get_reader(fmt)
     try:
-        if hasattr(reader, "fingerprint"):
-            sha = reader.fingerprint(sf, **options)
-        else:
-            sha = file_sha256(sf.path)
-        if sha == known_sha:
+        sha, key = _fingerprints(reader, sf, options)
+        if key == known_sha:
             return {"status": "unchanged", "recording": sf.recording_id}
         src = reader.read(sf, **options)
         if reference_channels is not None and list(src.channels) != list(reference_channels):
@@ -106,6 +105,7 @@ def _ingest_one(
             reader_version=str(reader.version),
             chunk_samples=chunk_samples,
             commit=False,
+            ingest_key=key,
         )
     except CohortError:
         raise
@@ -113,6 +113,21 @@ def _ingest_one(
         msg = f"{sf.path}: cannot be read as {fmt!r}: {type(exc).__name__}: {exc}"
         raise InputError(msg, path=str(sf.path)) from exc
     return {"status": "written", "recording": sf.recording_id, "row": row}
+
+
+def _fingerprints(reader: Any, sf: SourceFile, options: dict[str, Any]) -> tuple[str, str]:
+    """Return ``(source sha256, ingest key)`` of one file.
+
+    The ingest key also covers the reader's options and version, so that changing, say,
+    ``label_map`` re-ingests the recordings it changes. Readers with a ``fingerprint``
+    method (the synthetic generator) compute both from their own parameters.
+    """
+    if hasattr(reader, "fingerprint"):
+        sha = reader.fingerprint(sf, **options)
+        return sha, sha
+    sha = file_sha256(sf.path)
+    key = json.dumps([sha, reader.version, sorted(options.items())], default=str)
+    return sha, hashlib.sha256(key.encode()).hexdigest()
 
 
 def _reference_channels(
@@ -188,7 +203,7 @@ def ingest(
     if n_stale:
         log.warning("removed %d unfinished write(s) left by an interrupted run", n_stale)
     cohort = Cohort(store)
-    known = dict(zip(cohort.index["recording"], cohort.index["sha256"], strict=True))
+    known = dict(zip(cohort.index["recording"], cohort.index["ingest_key"], strict=True))
     src_path = source if str(source) == "demo" else Path(source)
     files = reader.discover(src_path, **options)
     _check_unique_ids(files)
@@ -225,7 +240,7 @@ def ingest(
                 result.replaced.append(rid)
                 msg = (
                     f"{by_id[rid].path}: source changed since it was ingested "
-                    f"(sha256 {known[rid][:12]}... -> {row['sha256'][:12]}...); "
+                    f"(now sha256 {row['sha256'][:12]}..., or other reader options); "
                     f"recording {rid!r} replaced"
                 )
                 warnings.warn(msg, stacklevel=2)

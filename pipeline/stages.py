@@ -16,6 +16,7 @@ the recordings it finished.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -133,7 +134,8 @@ def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> Sta
     from pipeline.store import open_cohort
 
     data = task.data.model_dump()
-    store = out / "stores" / f"{task.name}-{_hash(data)[:12]}.zarr"
+    # One store per source: reader options and cohort size change recordings, not stores.
+    store = out / "stores" / f"{task.name}-{_hash([data['source'], data['format']])[:12]}.zarr"
     t0 = time.perf_counter()
     result = ingest(
         data["source"],
@@ -355,6 +357,7 @@ def run_task(
     cluster: Any = None,
     progress: bool = True,
     on_cluster: Callable[[Any], None] | None = None,
+    client: Any = None,
 ) -> RunSummary:
     """Run a task's stages, reusing every stage whose key is already complete.
 
@@ -372,6 +375,8 @@ def run_task(
         Show progress bars.
     on_cluster : callable, optional
         Called with the client once the cluster is up (the CLI prints the dashboard link).
+    client : distributed.Client, optional
+        Run on this client instead of starting the cluster of ``cluster``.
 
     Returns
     -------
@@ -387,11 +392,15 @@ def run_task(
     cache = StageCache(out)
     profile = load_profile(cluster)
     summary = RunSummary(task=str(task_path or spec.name), out=out)
+    cluster_cm = (
+        contextlib.nullcontext(client)
+        if client is not None
+        else connect(profile, log_directory=out / "logs")
+    )
+    source = profile["source"] if client is None else f"client {client.scheduler.address}"
     with (
-        connect(profile, log_directory=out / "logs") as client,
-        cache.start_run(
-            task=summary.task, task_spec=spec.model_dump(), cluster=profile["source"]
-        ) as run,
+        cluster_cm as client,
+        cache.start_run(task=summary.task, task_spec=spec.model_dump(), cluster=source) as run,
     ):
         summary.dashboard = getattr(client, "dashboard_link", None)
         if on_cluster is not None:

@@ -72,6 +72,7 @@ INDEX_COLUMNS = [
     "label",
     "source",
     "sha256",
+    "ingest_key",
     "reader",
     "reader_version",
 ]
@@ -210,6 +211,7 @@ def write_recording(
     reader_version: str,
     chunk_samples: int | None = None,
     commit: bool = True,
+    ingest_key: str | None = None,
 ) -> dict[str, Any]:
     """Write one recording to the store: to a staging folder, then commit by rename.
 
@@ -227,6 +229,9 @@ def write_recording(
         Name and version of the reader that produced ``source``.
     chunk_samples : int, optional
         Chunk length along time; default about 8 MiB per chunk.
+    ingest_key : str, optional
+        Hash of the source and everything that shaped the recording (reader options and
+        version); re-ingestion compares it. Default: ``sha256``.
     commit : bool, default True
         If False, leave the complete recording in staging and return its path in the row's
         ``"_staging"`` key; :func:`commit_recording` commits it later.
@@ -260,6 +265,7 @@ def write_recording(
     staging.parent.mkdir(exist_ok=True)
     try:
         attrs = _recording_attrs(source_file, source, sha256, reader, reader_version, chunk)
+        attrs["ingest_key"] = ingest_key or sha256
         ds = xr.Dataset(
             {"signal": (("time", "channel"), da.empty((n, c), chunks=(chunk, c), dtype="f4"))},
             coords={
@@ -382,6 +388,7 @@ def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
         "label": attrs.get("label"),
         "source": attrs.get("source"),
         "sha256": attrs["sha256"],
+        "ingest_key": attrs.get("ingest_key", attrs["sha256"]),
         "reader": attrs.get("reader"),
         "reader_version": attrs.get("reader_version"),
     }
@@ -482,6 +489,7 @@ class Cohort:
             raise StoreError(msg)
         _check_is_store(self.path)
         self.index = _rows_to_frame(self._load_rows())
+        self._by_id = self.index.set_index("recording")
 
     def _load_rows(self) -> list[dict[str, Any]]:
         on_disk = sorted(p.name for p in (self.path / RECORDINGS).iterdir() if p.is_dir())
@@ -551,8 +559,8 @@ class Cohort:
 
     def recording_fingerprint(self, recording_id: str) -> str:
         """Return a hash of a recording's source and reader: it changes iff its data may."""
-        row = self.index.set_index("recording").loc[recording_id]
-        return _hash([recording_id, row["sha256"], row["reader"], row["reader_version"]])
+        row = self._by_id.loc[recording_id]
+        return _hash([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
 
     @property
     def fingerprint(self) -> str:

@@ -17,7 +17,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.exceptions import IngestError, InputError, UnknownFormatError
 from pipeline.ingest import ingest
-from pipeline.store import STAGING, open_cohort
+from pipeline.store import open_cohort
 
 EEG_PATTERN = r"Subject(?P<subject>\d+)_(?P<run>\d)"
 
@@ -265,3 +265,23 @@ def test_killed_ingest_leaves_valid_store_and_resumes(tmp_path: Path, emg_dir: P
         assert np.isfinite(ds.signal[-10:].values).all()
     result = ingest(emg_dir, "uci-emg", store, progress=False)
     assert len(result.unchanged) == len(cohort) and len(result.added) == 51 - len(cohort)
+
+
+def test_changed_reader_option_reingests(tmp_path: Path, eeg_dir: Path):
+    src = tmp_path / "edf"
+    src.mkdir()
+    for name in ("Subject00_1.edf", "Subject00_2.edf"):
+        shutil.copy(eeg_dir / name, src / name)
+    opts = {"pattern": EEG_PATTERN, "label_from": "run"}
+    store = tmp_path / "s.zarr"
+    ingest(src, "edf", store, progress=False, label_map={"1": "rest", "2": "task"}, **opts)
+    again = ingest(src, "edf", store, progress=False, label_map={"1": "rest", "2": "task"}, **opts)
+    assert sorted(again.unchanged) == ["sub-00_run-1", "sub-00_run-2"]
+    with pytest.warns(UserWarning, match="or other reader options"):
+        result = ingest(
+            src, "edf", store, progress=False, label_map={"1": "baseline", "2": "task"}, **opts
+        )
+    assert sorted(result.replaced) == ["sub-00_run-1", "sub-00_run-2"]
+    index = open_cohort(store).index
+    assert index["label"].tolist() == ["baseline", "task"]
+    assert index["sha256"].nunique() == 2  # still the files' own sha256

@@ -1,0 +1,85 @@
+"""The HPC path for real: the demo task on a single-node SLURM cluster (marker `slurm`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slurm
+
+
+def _squeue_ids() -> set[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
+    return set(out.split())
+
+
+def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(REPO / "tasks" / "demo.yaml"),
+            "--cluster",
+            str(REPO / "cluster" / "slurm.yaml"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Dask dashboard: http" in result.stdout
+    run = json.loads(max((out / "runs").glob("*.json")).read_text())
+    assert run["status"] == "finished"
+    workers = run["workers"]
+    assert workers and all(str(w["slurm_job_id"]).isdigit() for w in workers)
+    assert (out / "latest" / "model.skops").exists() and (out / "latest" / "report.html").exists()
+    assert (out / "dask-report.html").exists()
+
+
+def test_sbatch_job_script_runs_the_demo(tmp_path: Path):
+    venv = Path(sys.prefix)
+    env = {**os.environ, "COHORT_VENV": str(venv)}
+    out = tmp_path / "out"
+    submitted = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--parsable",
+            "-c",
+            "2",
+            "--mem=6G",
+            f"--output={tmp_path}/job-%j.out",
+            str(REPO / "cluster" / "slurm.sbatch"),
+            str(REPO / "tasks" / "demo.yaml"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=env,
+        cwd=tmp_path,
+    )
+    log = "\n".join(p.read_text() for p in tmp_path.glob("job-*.out"))
+    assert submitted.returncode == 0, submitted.stderr + log[-3000:]
+    job_id = submitted.stdout.strip().split(";")[0]
+    assert job_id.isdigit() and job_id not in _squeue_ids()  # finished
+    assert f"cohort-run: job {job_id}" in log
+    run = json.loads(max((out / "runs").glob("*.json")).read_text())
+    assert run["status"] == "finished"
+    assert all(str(w.get("slurm_job_id")) == job_id for w in run["workers"])  # inside the job
+    assert (out / "latest" / "model.skops").exists() and (out / "latest" / "report.html").exists()
