@@ -43,6 +43,8 @@ _API = {
     "predict_table": "pipeline.learn",
     "predict_recordings": "pipeline.predict",
     "connect": "pipeline.cluster",
+    "signal_quality": "pipeline.quality",
+    "quality_outliers": "pipeline.quality",
 }
 
 __all__ = ["__version__", *sorted(_API)]

@@ -73,6 +73,7 @@ class RunSummary:
     report_html: Path | None = None
     report_json: Path | None = None
     bundle: Path | None = None
+    features: list[Path] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     dashboard: str | None = None
     seconds: float = 0.0
@@ -412,6 +413,7 @@ def run_task(
             summary.store = ingest.path
             features, paths = _stage_features(spec, cache, run, ingest.path, client, progress)
             summary.stages.append(features)
+            summary.features = paths
             fit = _stage_fit(spec, cache, run, features, paths, ingest.path)
             summary.stages.append(fit)
             report = _stage_report(spec, cache, run, fit)
