@@ -97,7 +97,8 @@ class TaskSpec(_Strict):
     description: str = ""
     data: DataSpec
     preprocess: list[dict[str, Any]] = Field(default_factory=list)
-    channels: list[str] | None = None
+    channels: list[str] | None = Field(default=None, description="channels to keep, in order")
+    channel_types: list[str] | None = Field(default=None, description="e.g. [eeg]")
     windows: WindowSpec
     features: list[FeatureItem]
     model: ModelSpec

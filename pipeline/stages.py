@@ -223,7 +223,7 @@ def _stage_features(
         computed=len(todo),
         reused=len(keys) - len(todo),
         seconds=time.perf_counter() - t0,
-        detail=f"{len(spec.features)} features x {len(cohort.index['channels'].iloc[0])} ch",
+        detail=f"{len(spec.features)} feature kinds, {len(keys)} recordings",
     )
     return outcome, paths
 

@@ -25,6 +25,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +35,12 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from pipeline.exceptions import SpecError, StoreError
-from pipeline.labels import LabelPolicy, event_targets, window_sample_labels
+from pipeline.labels import LabelPolicy, event_targets, sample_label_stats
 from pipeline.preprocessing import apply_preprocessing, validate_steps
 from pipeline.windows import WindowPlan, map_windows, window_blocks
 
@@ -71,6 +75,26 @@ def _make_block_function(
     from pipeline.features import make_block_function
 
     return make_block_function(specs, sampling_rate)
+
+
+class _TokenizedBlockFunction:
+    """A block function that dask tokenizes by its spec instead of by pickling it.
+
+    Tokenizing the fused closure makes dask cloudpickle it (Numba dispatchers included),
+    which cost ~25 ms per recording when building the graph; the spec, the sampling rate and
+    the function's qualified name identify it as well.
+    """
+
+    def __init__(self, func: Callable[[np.ndarray, int, int], np.ndarray], token: str) -> None:
+        self.func = func
+        self.token = token
+        self.__name__ = getattr(func, "__name__", type(func).__name__)
+
+    def __call__(self, block: np.ndarray, length: int, step: int) -> np.ndarray:
+        return self.func(block, length, step)
+
+    def __dask_tokenize__(self) -> str:
+        return self.token
 
 
 @dataclass(frozen=True)
@@ -172,6 +196,7 @@ class FeatureTableSpec:
             preprocess=tuple(task.preprocess),
             labels=labels,
             channels=tuple(task.channels) if task.channels else None,
+            channel_types=tuple(task.channel_types) if task.channel_types else None,
         )
 
 
@@ -200,22 +225,30 @@ class _Context:
 
 def _frame(
     feat_blocks: Sequence[np.ndarray],
-    code_blocks: Sequence[np.ndarray],
-    keep_blocks: Sequence[np.ndarray],
+    stat_blocks: Sequence[np.ndarray],
     k0: int,
     ctx: _Context,
 ) -> pd.DataFrame:
-    """Assemble one partition from feature, label-code and keep blocks."""
+    """Assemble one partition from feature blocks and per-sample label statistics blocks.
+
+    ``stat_blocks`` come from :func:`pipeline.labels.sample_label_stats` (majority code,
+    its purity, centre code); the label and the mixed-window policy are applied here, as
+    :func:`pipeline.labels.window_sample_labels` does, so that the labels cost one task per
+    block rather than four.
+    """
     feats = np.concatenate(feat_blocks, axis=0) if feat_blocks else np.zeros((0, 0, 0))
     nw = feats.shape[0]
     k = np.arange(k0, k0 + nw, dtype=np.int64)
     starts = k * ctx.step / ctx.sampling_rate
     keep = np.ones(nw, dtype=bool)
     if ctx.label_kind == "codes":
-        codes = np.concatenate(code_blocks)
-        keep &= np.concatenate(keep_blocks)
-        names = ctx.label_names
-        label = np.array([names.get(int(c), str(int(c))) for c in codes], dtype=object)
+        stats = np.concatenate(stat_blocks, axis=0)[:, 0, :]
+        codes = stats[:, 0 if ctx.policy.mode == "majority" else 2].astype(np.int64)
+        if ctx.policy.mixed == "drop":
+            keep &= stats[:, 1] >= ctx.policy.min_purity - 1e-12
+        present, inverse = np.unique(codes, return_inverse=True)
+        names = np.array([ctx.label_names.get(int(c), str(int(c))) for c in present], dtype=object)
+        label = names[inverse]
     elif ctx.label_kind == "recording":
         label = np.full(nw, ctx.recording_label, dtype=object)
     elif ctx.label_kind == "events":
@@ -281,7 +314,12 @@ def _recording_partitions(
         raise SpecError(f"recording {rid!r}: {exc}") from None
     fs = float(pre.attrs["sampling_rate"])
     length, step = spec.window.in_samples(fs)
-    func, names = _make_block_function([dict(f) for f in spec.features], fs)
+    feature_specs = [dict(f) for f in spec.features]
+    func, names = _make_block_function(feature_specs, fs)
+    func_id = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func))}"
+    func = _TokenizedBlockFunction(
+        func, json.dumps([feature_specs, fs, func_id], sort_keys=True, default=str)
+    )
     channels = [str(c) for c in pre["channel"].values]
     columns = [f"{ch}__{name}" for ch in channels for name in names]
     x = pre["signal"].data
@@ -314,17 +352,15 @@ def _recording_partitions(
 
     blocks = window_blocks(_nonzero(x.chunks[0]), length, step)
     feat_delayed = feats.to_delayed().ravel().tolist() if blocks else []
-    if kind == "codes":
+    stat_delayed: list[Any] = []
+    if kind == "codes" and blocks:
         lab = pre["label"].data
         if not isinstance(lab, da.Array):
             lab = da.from_array(np.asarray(lab))
         # same chunks as the signal, so the window blocks line up with the feature blocks
         lab = lab.rechunk((x.chunks[0],))
-        codes, keep = window_sample_labels(lab, length, step, policy)
-        code_delayed = codes.to_delayed().ravel().tolist() if blocks else []
-        keep_delayed = keep.to_delayed().ravel().tolist() if blocks else []
-    else:
-        code_delayed = keep_delayed = [None] * len(feat_delayed)
+        stats = map_windows(lab[:, None], length, step, sample_label_stats, 3)
+        stat_delayed = stats.to_delayed().ravel().tolist()
     ctx = _Context(
         recording=rid,
         subject=_none_if_missing(pre.attrs.get("subject")),
@@ -341,35 +377,43 @@ def _recording_partitions(
         durations=durations,
         policy=policy,
     )
-    make = dask.delayed(_frame, pure=True)
-    delayed = (feat_delayed, code_delayed, keep_delayed)
     max_rows = max(1, max_partition_bytes // (8 * (len(columns) + len(ID_COLUMNS))))
     parts = []
     group: list[int] = []
     rows = 0
     for b, (k0, k1) in enumerate(blocks):
         if group and rows + (k1 - k0) > max_rows:
-            parts.append(_group_part(make, group, blocks, delayed, ctx))
+            parts.append(_group_part(group, blocks, feat_delayed, stat_delayed, ctx))
             group, rows = [], 0
         group.append(b)
         rows += k1 - k0
     if group:
-        parts.append(_group_part(make, group, blocks, delayed, ctx))
+        parts.append(_group_part(group, blocks, feat_delayed, stat_delayed, ctx))
     if not parts:  # no whole window: keep an (empty) partition for the recording
-        parts.append(make([], [], [], 0, ctx))
+        parts.append(_group_part([], [], [], [], ctx))
     return parts, columns
 
 
 def _group_part(
-    make: Any, group: list[int], blocks: list[tuple[int, int]], delayed: tuple, ctx: _Context
-) -> Any:
-    feats, codes, keeps = delayed
-    k0 = blocks[group[0]][0]
-    if ctx.label_kind == "codes":
-        return make(
-            [feats[b] for b in group], [codes[b] for b in group], [keeps[b] for b in group], k0, ctx
-        )
-    return make([feats[b] for b in group], [], [], k0, ctx)
+    group: list[int],
+    blocks: list[tuple[int, int]],
+    feats: list[Delayed],
+    stats: list[Delayed],
+    ctx: _Context,
+) -> Delayed:
+    """Return the delayed partition of the window blocks in ``group`` (one task).
+
+    Built by hand rather than with ``dask.delayed(_frame)(...)``, whose tokenizing and
+    unpacking of the arguments cost ~20 ms per partition when building the graph.
+    """
+    k0 = blocks[group[0]][0] if group else 0
+    deps = [feats[b] for b in group] + ([stats[b] for b in group] if stats else [])
+    keys = [d.key for d in deps]
+    name = f"_frame-{tokenize(keys, k0, ctx)}"
+    n = len(group)
+    task = (partial(_frame, k0=k0, ctx=ctx), keys[:n], keys[n:])
+    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
+    return Delayed(name, graph)
 
 
 def _nonzero(chunks: Sequence[int]) -> tuple[int, ...]:
