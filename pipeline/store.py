@@ -54,6 +54,7 @@ STAGING = ".staging"
 TRASH = ".trash"
 INDEX = "index.json"
 DEFAULT_CHUNK_BYTES = 8 * 2**20
+IN_MEMORY_BYTES = 64 * 2**20  # recordings up to this size are written in one call
 
 INDEX_COLUMNS = [
     "recording",
@@ -266,8 +267,15 @@ def write_recording(
     try:
         attrs = _recording_attrs(source_file, source, sha256, reader, reader_version, chunk)
         attrs["ingest_key"] = ingest_key or sha256
+        # A recording that fits comfortably in memory is written in one call; a larger one
+        # is laid out first, then filled chunk by chunk as the reader's blocks arrive.
+        in_memory = n * c * 4 <= IN_MEMORY_BYTES
+        if in_memory:
+            signal: Any = _collect_blocks(source, source_file, n, c)
+        else:
+            signal = da.empty((n, c), chunks=(chunk, c), dtype="f4")
         ds = xr.Dataset(
-            {"signal": (("time", "channel"), da.empty((n, c), chunks=(chunk, c), dtype="f4"))},
+            {"signal": (("time", "channel"), signal)},
             coords={
                 "channel": np.array(source.channels, dtype=object),
                 "channel_type": ("channel", np.array(source.channel_types, dtype=object)),
@@ -297,26 +305,11 @@ def write_recording(
             mode="w",
             zarr_format=3,
             consolidated=False,
-            compute=False,
+            compute=in_memory,
             encoding=encoding,
         )
-        writer = _ChunkWriter(zarr.open_array(str(staging / "signal"), mode="r+"), chunk, c)
-        for block in source.blocks():
-            block = np.asarray(block, dtype=np.float32)
-            if block.ndim != 2 or block.shape[1] != c:
-                msg = (
-                    f"{source_file.path}: expected signal blocks of shape (n, {c}), "
-                    f"found {block.shape}"
-                )
-                raise StoreError(msg)
-            if writer.written + writer.filled + len(block) > n:
-                msg = f"{source_file.path}: reader yielded more than the {n} samples it declared"
-                raise StoreError(msg)
-            writer.add(block)
-        writer.flush()
-        if writer.written != n:
-            msg = f"{source_file.path}: reader declared {n} samples but yielded {writer.written}"
-            raise StoreError(msg)
+        if not in_memory:
+            _stream_blocks(staging, source, source_file, n, c, chunk)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -326,6 +319,44 @@ def write_recording(
     else:
         row["_staging"] = str(staging)
     return row
+
+
+def _checked(block: Any, source_file: SourceFile, c: int, done: int, n: int) -> np.ndarray:
+    block = np.asarray(block, dtype=np.float32)
+    if block.ndim != 2 or block.shape[1] != c:
+        msg = f"{source_file.path}: expected signal blocks of shape (n, {c}), found {block.shape}"
+        raise StoreError(msg)
+    if done + len(block) > n:
+        msg = f"{source_file.path}: reader yielded more than the {n} samples it declared"
+        raise StoreError(msg)
+    return block
+
+
+def _short(source_file: SourceFile, n: int, done: int) -> StoreError:
+    return StoreError(f"{source_file.path}: reader declared {n} samples but yielded {done}")
+
+
+def _collect_blocks(source: RecordingSource, source_file: SourceFile, n: int, c: int) -> Any:
+    out = np.empty((n, c), dtype=np.float32)
+    done = 0
+    for block in source.blocks():
+        block = _checked(block, source_file, c, done, n)
+        out[done : done + len(block)] = block
+        done += len(block)
+    if done != n:
+        raise _short(source_file, n, done)
+    return out
+
+
+def _stream_blocks(
+    staging: Path, source: RecordingSource, source_file: SourceFile, n: int, c: int, chunk: int
+) -> None:
+    writer = _ChunkWriter(zarr.open_array(str(staging / "signal"), mode="r+"), chunk, c)
+    for block in source.blocks():
+        writer.add(_checked(block, source_file, c, writer.written + writer.filled, n))
+    writer.flush()
+    if writer.written != n:
+        raise _short(source_file, n, writer.written)
 
 
 def _recording_attrs(
