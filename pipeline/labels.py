@@ -60,6 +60,11 @@ class LabelPolicy:
         Events: label of positive and of negative windows.
     exclude : tuple of str
         Label names whose windows are dropped from the table (e.g. ``"unmarked"``).
+    dropped : {"remove", "unlabel"}
+        What dropping a window (mixed, or an excluded label) means: ``"remove"`` leaves it
+        out of the table; ``"unlabel"`` keeps it with label None, so that it is neither
+        fitted nor scored but still counts in its recording's normalisation statistics,
+        as it will at prediction time.
     """
 
     source: Literal["auto", "samples", "recording", "events", "none"] = "auto"
@@ -70,9 +75,11 @@ class LabelPolicy:
     event_description: str | None = None
     event_labels: tuple[str, str] = ("event", "background")
     exclude: tuple[str, ...] = ()
+    dropped: Literal["remove", "unlabel"] = "remove"
 
     def __post_init__(self) -> None:
         checks = [
+            ("dropped", self.dropped in ("remove", "unlabel"), "'remove' or 'unlabel'"),
             ("source", self.source in _SOURCES, f"one of {_SOURCES!r}"),
             ("mode", self.mode in ("majority", "centre"), "'majority' or 'centre'"),
             ("mixed", self.mixed in ("keep", "drop"), "'keep' or 'drop'"),

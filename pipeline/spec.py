@@ -46,6 +46,11 @@ class WindowSpec(_Strict):
     mixed: Literal["keep", "drop"] = "drop"
     purity: float | None = Field(default=None, gt=0, le=1)
     exclude_labels: list[str] = Field(default_factory=list)
+    dropped: Literal["remove", "unlabel"] = Field(
+        default="unlabel",
+        description="mixed/excluded windows: left out, or kept unlabeled (they then count "
+        "in per-recording normalisation, as at prediction time)",
+    )
 
 
 class FeatureItem(_Strict):

@@ -115,9 +115,20 @@ def _feature_code() -> str:
 
 def _learn_code() -> str:
     import pipeline.learn as learn
-    from pipeline.learn import bundle, estimators, fit, metrics, normalize, validation
+    from pipeline.learn import (
+        bundle,
+        estimators,
+        fit,
+        metrics,
+        normalize,
+        outofcore,
+        presets,
+        validation,
+    )
 
-    return code_version(learn, bundle, estimators, fit, metrics, normalize, validation)
+    return code_version(
+        learn, bundle, estimators, fit, metrics, normalize, outofcore, presets, validation
+    )
 
 
 def _report_code() -> str:

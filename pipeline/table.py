@@ -189,6 +189,7 @@ class FeatureTableSpec:
             mixed=w.mixed,
             min_purity=1.0 if w.purity is None else float(w.purity),
             exclude=tuple(w.exclude_labels),
+            dropped=w.dropped,
         )
         return cls(
             window=WindowPlan(w.length, w.step, w.unit),
@@ -223,13 +224,15 @@ class _Context:
     policy: LabelPolicy
 
 
-def _frame(
+def _partition_values(
     feat_blocks: Sequence[np.ndarray],
     stat_blocks: Sequence[np.ndarray],
     k0: int,
     ctx: _Context,
-) -> pd.DataFrame:
-    """Assemble one partition from feature blocks and per-sample label statistics blocks.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the window starts (s), labels (object) and features ``(n_windows, n_columns)``
+    of one partition, from feature blocks and per-sample label statistics blocks, windows
+    dropped by the label policy left out.
 
     ``stat_blocks`` come from :func:`pipeline.labels.sample_label_stats` (majority code,
     its purity, centre code); the label and the mixed-window policy are applied here, as
@@ -265,21 +268,75 @@ def _frame(
         label = np.full(nw, None, dtype=object)
     if ctx.policy.exclude:
         keep &= ~np.isin(label.astype(str), list(ctx.policy.exclude))
-    data: dict[str, Any] = {
-        "recording": pd.array([ctx.recording] * nw, dtype=_STR),
-        "subject": pd.array([ctx.subject] * nw, dtype=_STR),
-        "session": pd.array([ctx.session] * nw, dtype=_STR),
-        "run": pd.array([ctx.run] * nw, dtype=_STR),
-        "start": starts,
-        "label": pd.array(label, dtype=_STR),
-    }
     flat = feats.reshape(nw, -1) if nw else np.zeros((0, len(ctx.columns)))
-    for j, name in enumerate(ctx.columns):
-        data[name] = flat[:, j].astype(np.float64, copy=False)
-    out = pd.DataFrame(data)
     if not keep.all():
-        out = out.loc[keep].reset_index(drop=True)
-    return out
+        if ctx.policy.dropped == "unlabel":
+            label = label.copy()
+            label[~keep] = None
+        else:
+            starts, label, flat = starts[keep], label[keep], flat[keep]
+    return starts, label, flat
+
+
+def _frame(
+    feat_blocks: Sequence[np.ndarray],
+    stat_blocks: Sequence[np.ndarray],
+    k0: int,
+    ctx: _Context,
+) -> pd.DataFrame:
+    """Return one partition of the table as a DataFrame (see :func:`_partition_values`)."""
+    starts, label, flat = _partition_values(feat_blocks, stat_blocks, k0, ctx)
+    nw = len(starts)
+    ids = pd.DataFrame(
+        {
+            "recording": pd.array([ctx.recording] * nw, dtype=_STR),
+            "subject": pd.array([ctx.subject] * nw, dtype=_STR),
+            "session": pd.array([ctx.session] * nw, dtype=_STR),
+            "run": pd.array([ctx.run] * nw, dtype=_STR),
+            "start": starts,
+            "label": pd.array(label, dtype=_STR),
+        }
+    )
+    # One 2-D float64 block: building 70-odd columns one by one cost more than the features.
+    values = pd.DataFrame(flat.astype(np.float64, copy=False), columns=list(ctx.columns))
+    return pd.concat([ids, values], axis=1)
+
+
+def _write_frame(
+    feat_blocks: Sequence[np.ndarray],
+    stat_blocks: Sequence[np.ndarray],
+    k0: int,
+    ctx: _Context,
+    path: str,
+    schema: Any,
+) -> int:
+    """Write one partition straight to a Parquet file (no DataFrame); return its rows.
+
+    Same rows and schema as ``_frame`` written by :func:`_write_partition`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    starts, label, flat = _partition_values(feat_blocks, stat_blocks, k0, ctx)
+    nw = len(starts)
+
+    def constant(name: str, value: str | None) -> Any:
+        kind = schema.field(name).type
+        return pa.nulls(nw, kind) if value is None else pa.repeat(pa.scalar(value, kind), nw)
+
+    columns = np.ascontiguousarray(flat.T, dtype=np.float64)  # each row a contiguous column
+    arrays = [
+        constant("recording", ctx.recording),
+        constant("subject", ctx.subject),
+        constant("session", ctx.session),
+        constant("run", ctx.run),
+        pa.array(starts, type=pa.float64()),
+        pa.array(label, type=schema.field("label").type, from_pandas=True),
+        *(pa.array(c) for c in columns),
+    ]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    pq.write_table(table, path)
+    return nw
 
 
 def _empty_frame(columns: Sequence[str]) -> pd.DataFrame:
@@ -394,26 +451,48 @@ def _recording_partitions(
     return parts, columns
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One partition to build: its feature and label-statistics blocks, first window, context."""
+
+    feats: tuple[Delayed, ...]
+    stats: tuple[Delayed, ...]
+    k0: int
+    ctx: _Context
+
+    def delayed(self, func: Callable[..., Any], name: str, **kwargs: Any) -> Delayed:
+        """Return ``func(feat_blocks, stat_blocks, k0=, ctx=, **kwargs)`` as one task.
+
+        Built by hand rather than with ``dask.delayed(func)(...)``, whose tokenizing and
+        unpacking of the arguments cost ~20 ms per partition when building the graph.
+        """
+        deps = [*self.feats, *self.stats]
+        feat_keys = [d.key for d in self.feats]
+        stat_keys = [d.key for d in self.stats]
+        task = (partial(func, k0=self.k0, ctx=self.ctx, **kwargs), feat_keys, stat_keys)
+        graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
+        return Delayed(name, graph)
+
+    def frame(self) -> Delayed:
+        """Return the delayed DataFrame of this partition."""
+        keys = [d.key for d in (*self.feats, *self.stats)]
+        return self.delayed(_frame, f"_frame-{tokenize(keys, self.k0, self.ctx)}")
+
+
 def _group_part(
     group: list[int],
     blocks: list[tuple[int, int]],
     feats: list[Delayed],
     stats: list[Delayed],
     ctx: _Context,
-) -> Delayed:
-    """Return the delayed partition of the window blocks in ``group`` (one task).
-
-    Built by hand rather than with ``dask.delayed(_frame)(...)``, whose tokenizing and
-    unpacking of the arguments cost ~20 ms per partition when building the graph.
-    """
-    k0 = blocks[group[0]][0] if group else 0
-    deps = [feats[b] for b in group] + ([stats[b] for b in group] if stats else [])
-    keys = [d.key for d in deps]
-    name = f"_frame-{tokenize(keys, k0, ctx)}"
-    n = len(group)
-    task = (partial(_frame, k0=k0, ctx=ctx), keys[:n], keys[n:])
-    graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
-    return Delayed(name, graph)
+) -> _Part:
+    """Return the partition made of the window blocks in ``group``."""
+    return _Part(
+        feats=tuple(feats[b] for b in group),
+        stats=tuple(stats[b] for b in group) if stats else (),
+        k0=blocks[group[0]][0] if group else 0,
+        ctx=ctx,
+    )
 
 
 def _nonzero(chunks: Sequence[int]) -> tuple[int, ...]:
@@ -440,7 +519,7 @@ def recording_features(
         :func:`feature_table`.
     """
     parts, columns = _recording_partitions(ds, spec, max_partition_bytes)
-    frames = dask.compute(*parts)
+    frames = dask.compute(*[p.frame() for p in parts])
     if not frames:
         return _empty_frame(columns)
     return pd.concat(frames, ignore_index=True)
@@ -504,7 +583,11 @@ def feature_table(
         parts.extend(rec_parts)
     assert columns is not None
     log.info("feature table: %d recordings, %d partitions", len(rids), len(parts))
-    return dd.from_delayed(parts, meta=_empty_frame(columns), verify_meta=False)
+    ddf = dd.from_delayed([p.frame() for p in parts], meta=_empty_frame(columns), verify_meta=False)
+    # write_feature_table writes these partitions straight to Parquet when it gets this very
+    # object (any operation on it returns a new object without the attribute).
+    ddf._feature_table_parts = parts
+    return ddf
 
 
 # ------------------------------------------------------------------------ Parquet I/O
@@ -565,13 +648,48 @@ def write_feature_table(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
     payload = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(ddf._meta, preserve_index=False)
+    schema = schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: payload})
+    run = uuid.uuid4().hex[:12]
+    # One task per partition writes it (rather than ``ddf.to_parquet``). For a table straight
+    # from feature_table, that task also assembles the partition, as Arrow arrays: no
+    # DataFrame is built, sized by the workers (dask's sizeof of a wide frame cost about as
+    # much as its features) or converted, and the scheduler handles fewer tasks.
+    parts = getattr(ddf, "_feature_table_parts", None)
+    if parts is not None:
+        writes = [
+            p.delayed(
+                _write_frame,
+                f"write-feature-table-{run}-{i}",
+                path=str(tmp / f"part.{i:05d}.parquet"),
+                schema=schema,
+            )
+            for i, p in enumerate(parts)
+        ]
+    else:
+        writes = [
+            Delayed(
+                name := f"write-feature-table-{run}-{i}",
+                HighLevelGraph.from_collections(
+                    name,
+                    {
+                        name: (
+                            _write_partition,
+                            part.key,
+                            str(tmp / f"part.{i:05d}.parquet"),
+                            schema,
+                        )
+                    },
+                    dependencies=[part],
+                ),
+            )
+            for i, part in enumerate(ddf.to_delayed())
+        ]
     try:
-        ddf.to_parquet(
-            str(tmp),
-            write_index=False,
-            custom_metadata={METADATA_KEY: payload},
-            write_metadata_file=False,
-        )
+        tmp.mkdir()
+        dask.compute(*writes)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
             os.replace(path, old)
@@ -586,6 +704,21 @@ def write_feature_table(
     return path
 
 
+def _write_partition(frame: pd.DataFrame, path: str, schema: Any) -> int:
+    """Write one partition as a Parquet file with ``schema``; return its number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    pq.write_table(table, path)
+    return table.num_rows
+
+
+def _part_number(path: Path) -> tuple[int, str]:
+    stem = path.name.split(".")
+    return (int(stem[1]) if len(stem) == 3 and stem[1].isdigit() else -1, path.name)
+
+
 def read_feature_table(path: str | os.PathLike[str]) -> tuple[dd.DataFrame, dict[str, Any]]:
     """Return a written feature table and its metadata.
 
@@ -597,7 +730,7 @@ def read_feature_table(path: str | os.PathLike[str]) -> tuple[dd.DataFrame, dict
     import pyarrow.parquet as pq
 
     path = Path(path)
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else []
+    files = sorted(path.glob("*.parquet"), key=_part_number) if path.is_dir() else []
     if not files:
         msg = f"feature table {str(path)!r}: expected a folder of .parquet files, found none"
         raise StoreError(msg)

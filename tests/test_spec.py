@@ -35,7 +35,7 @@ def test_shipped_tasks_load(name: str):
 def test_good_spec(tmp_path: Path):
     spec = load_task(_write(tmp_path, GOOD))
     assert spec.feature_specs() == [{"name": "mav"}, {"name": "zc", "threshold": 1e-5}]
-    assert spec.validation.scheme == "leave-one-subject-out"
+    assert spec.validation.scheme == "loso"
 
 
 @pytest.mark.parametrize(

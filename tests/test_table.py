@@ -185,6 +185,28 @@ def test_mixed_windows_dropped_and_excluded_labels(make_store):
     assert starts.tolist() == pure
 
 
+def test_dropped_windows_can_stay_unlabeled(make_store):
+    """dropped="unlabel" keeps every window; the dropped ones get label None, same values."""
+    store = make_store(SPECS[:1], chunk_samples=333)
+    policy = {"mode": "centre", "mixed": "drop", "exclude": ("rest",)}
+    tables = {
+        how: feature_table(
+            open_cohort(store),
+            FeatureTableSpec(
+                window=WindowPlan(200, 50),
+                features=("mean",),
+                labels=LabelPolicy(**policy, dropped=how),
+            ),
+        ).compute()
+        for how in ("remove", "unlabel")
+    }
+    removed, unlabeled = tables["remove"], tables["unlabel"]
+    assert len(unlabeled) == n_windows(3700, 200, 50) > len(removed)
+    labeled = unlabeled[unlabeled["label"].notna()].reset_index(drop=True)
+    pd.testing.assert_frame_equal(labeled, removed.reset_index(drop=True), check_dtype=False)
+    assert unlabeled["label"].isna().sum() == len(unlabeled) - len(removed)
+
+
 def test_event_labels(make_store, events_frame):
     store = make_store([{"subject": "03", "n_samples": 6000, "events": events_frame}])
     spec = FeatureTableSpec(
@@ -347,3 +369,26 @@ def test_feature_table_on_distributed_cluster(make_store, monkeypatch, client, t
         local = feature_table(cohort, spec).compute()
     np.testing.assert_allclose(got.iloc[:, 6:].to_numpy(), local.iloc[:, 6:].to_numpy(), rtol=1e-12)
     assert got["recording"].tolist() == local["recording"].tolist()
+
+
+def test_direct_parquet_write_matches_dataframe_path(make_store, tmp_path):
+    """The fused write path (straight from feature_table) equals the generic DataFrame path,
+    dtypes, dropped windows and the order of more than ten files included."""
+    store = make_store(SPECS, chunk_samples=250)
+    cohort = open_cohort(store)
+    spec = FeatureTableSpec(
+        window=WindowPlan(200, 50),
+        features=("mean", "max"),
+        labels=LabelPolicy(mode="centre", mixed="drop", exclude=("pinch",)),
+    )
+    ddf = feature_table(cohort, spec, max_partition_bytes=1000)
+    assert ddf.npartitions > 10
+    direct = write_feature_table(ddf, tmp_path / "direct", {})
+    generic = write_feature_table(ddf[list(ddf.columns)], tmp_path / "generic", {})
+    a = read_feature_table(direct)[0].compute().reset_index(drop=True)
+    b = read_feature_table(generic)[0].compute().reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    # read back, strings come as StringDtype(na_value=pd.NA) (as with ddf.to_parquet)
+    pd.testing.assert_frame_equal(a, ddf.compute().reset_index(drop=True), check_dtype=False)
+    assert "pinch" not in set(a["label"].dropna())
+    assert a["session"].isna().all()

@@ -1,0 +1,252 @@
+"""Out-of-core fitting and prediction for feature tables larger than memory (dask-ml).
+
+The unit that must fit in memory is one recording: the table is shuffled so each partition
+holds whole recordings, feature preparation (per-recording normalisation, context) runs per
+partition, then dask-ml's ``StandardScaler`` and ``Incremental(SGDClassifier)`` stream over
+the labeled windows, and ``ParallelPostFit`` predicts. The fitted model is converted to a
+plain scikit-learn ``Pipeline`` so bundles hold no dask object.
+
+dask-ml's adaptive searches (Hyperband, SuccessiveHalving, IncrementalSearchCV) are not used:
+they fail on current dask (dask/dask-ml#1016).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from dask_ml.preprocessing import StandardScaler as DaskStandardScaler
+from dask_ml.wrappers import Incremental, ParallelPostFit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.exceptions import LeakageError, SpecError
+from pipeline.learn.estimators import make_estimator
+from pipeline.learn.fit import FittedModel, _jsonable, _validate_model_cfg
+from pipeline.learn.metrics import (
+    classification_metrics,
+    per_subject_metrics,
+    predictions_frame,
+    roc_curves,
+    threshold_at_specificity,
+)
+from pipeline.learn.normalize import ID_COLUMNS, FeaturePrep
+from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds
+
+logger = logging.getLogger(__name__)
+
+OUT_OF_CORE_ESTIMATORS = ("sgd",)
+
+
+def _prepare(ddf: dd.DataFrame, prep: FeaturePrep, cols: list[str]) -> dd.DataFrame:
+    """Return identifiers + prepared features, each recording whole in one partition."""
+    by_rec = ddf.shuffle(on="recording")
+
+    def part(df: pd.DataFrame) -> pd.DataFrame:
+        ids = df.loc[:, list(ID_COLUMNS)]
+        if len(df) == 0:
+            return pd.concat([ids, pd.DataFrame(columns=cols, dtype="float64")], axis=1)
+        return pd.concat([ids, prep.apply(df, columns=cols)], axis=1)
+
+    meta = pd.concat(
+        [ddf._meta.loc[:, list(ID_COLUMNS)], pd.DataFrame(columns=cols, dtype="float64")], axis=1
+    )
+    return by_rec.map_partitions(part, meta=meta)
+
+
+def fit_incremental(
+    ddf: dd.DataFrame, model_cfg: Mapping[str, Any], seed: int, classes: list[str]
+) -> FittedModel:
+    """Fit a model out of core on every labeled window of a dask feature table.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame of shape (n_windows, n_columns)
+    model_cfg : mapping
+        ``{"name": "sgd", "params": {...}, "prep": {...}}``; the estimator must support
+        ``partial_fit``. Classes are weighted "balanced" from the label counts.
+    seed : int
+    classes : list of str
+
+    Returns
+    -------
+    FittedModel
+        Holding ``Pipeline([("scale", StandardScaler), ("clf", SGDClassifier)])``.
+    """
+    prep = FeaturePrep.from_config(model_cfg.get("prep"))
+    cols = prep.select(ddf._meta)
+    prepared = _prepare(ddf, prep, cols)
+    labeled = prepared[prepared["label"].notnull()]
+    # One pass for class counts and partition lengths (the prep is not cached).
+    counts, lengths = dask.compute(labeled["label"].value_counts(), labeled.map_partitions(len))
+    n = float(counts.sum())
+    weights = {str(c): n / (len(counts) * float(k)) for c, k in counts.items()}
+    lengths = tuple(int(v) for v in lengths)
+    X = labeled[cols].to_dask_array(lengths=lengths)
+    y = labeled["label"].astype(str).to_dask_array(lengths=lengths)
+    X, y = _drop_empty_blocks(X, y)
+    scaler = DaskStandardScaler().fit(X)
+    clf = make_estimator(model_cfg, seed).named_steps["clf"]
+    clf.set_params(class_weight=weights)
+    inc = Incremental(clf, shuffle_blocks=True, random_state=seed)
+    inc.fit(scaler.transform(X), y, classes=np.asarray(classes, dtype=object))
+    plain = StandardScaler()
+    for attr in ("mean_", "var_", "scale_", "n_samples_seen_", "n_features_in_"):
+        if hasattr(scaler, attr):
+            val = getattr(scaler, attr)
+            setattr(plain, attr, np.asarray(val) if attr != "n_features_in_" else int(val))
+    plain.n_samples_seen_ = int(np.asarray(plain.n_samples_seen_).max())
+    pipe = Pipeline([("scale", plain), ("clf", inc.estimator_)])
+    return FittedModel(pipe, prep, cols, classes, int(model_cfg.get("smooth", 1)))
+
+
+def _drop_empty_blocks(X: da.Array, y: da.Array) -> tuple[da.Array, da.Array]:
+    """Remove zero-length row blocks (partitions without labeled windows): partial_fit
+    refuses empty input."""
+    keep = [i for i, n in enumerate(X.chunks[0]) if n > 0]
+    if not keep:
+        msg = "out-of-core fit/validate: a fold side has no labeled window"
+        raise SpecError(msg)
+    X = da.concatenate([X.blocks[i] for i in keep], axis=0)
+    y = da.concatenate([y.blocks[i] for i in keep], axis=0)
+    return X, y
+
+
+def fit_and_validate_dask(
+    ddf: dd.DataFrame,
+    model_cfg: Mapping[str, Any],
+    validation_cfg: Mapping[str, Any],
+    seed: int = 0,
+    *,
+    specificity: float = 0.9,
+) -> tuple[FittedModel, dict[str, Any]]:
+    """Out-of-core counterpart of :func:`pipeline.learn.fit.fit_and_validate`.
+
+    Folds are computed on the recording index (one row per recording), so every scheme but
+    ``random`` works; each fold fits with :func:`fit_incremental` and predicts its test
+    recordings with ``ParallelPostFit``. Only per-window labels and probabilities of the
+    test side are brought into memory.
+    """
+    t_start = time.perf_counter()
+    _validate_model_cfg(model_cfg)
+    if model_cfg.get("name") not in OUT_OF_CORE_ESTIMATORS:
+        msg = (
+            f"model.name {model_cfg.get('name')!r} cannot be fitted out of core; a dask "
+            "feature table needs an estimator with partial_fit: one of "
+            f"{list(OUT_OF_CORE_ESTIMATORS)}, "
+            'e.g. {"name": "sgd"}; or pass a pandas table (table.compute()) if it fits in memory'
+        )
+        raise SpecError(msg)
+    if validation_cfg.get("scheme") == "random":
+        if validation_cfg.get("allow_window_leakage") is not True:
+            raise LeakageError(RANDOM_SPLIT_MESSAGE)
+        msg = "validation scheme 'random' is not supported out of core; use a subject-level scheme"
+        raise SpecError(msg)
+    missing = [c for c in ID_COLUMNS if c not in ddf.columns]
+    if missing:
+        msg = f"feature table: missing identifier columns {missing}; expected {list(ID_COLUMNS)}"
+        raise SpecError(msg)
+    index = (
+        ddf[["recording", "subject", "session", "run"]]
+        .drop_duplicates()
+        .compute()
+        .sort_values("recording")
+        .reset_index(drop=True)
+    )
+    index["start"] = 0.0
+    index["label"] = "recording"
+    classes = sorted(map(str, ddf["label"].dropna().unique().compute()))
+    folds = make_folds(index, validation_cfg, seed)
+    ys, probas, subjects, fold_reports, secs = [], [], [], [], []
+    for fold in folds:
+        t0 = time.perf_counter()
+        train_recs = index["recording"].iloc[fold.train].tolist()
+        test_recs = index["recording"].iloc[fold.test].tolist()
+        model = fit_incremental(ddf[ddf["recording"].isin(train_recs)], model_cfg, seed, classes)
+        test = ddf[ddf["recording"].isin(test_recs)]
+        prepared = _prepare(test, model.prep, model.feature_names)
+        prepared = prepared[prepared["label"].notnull()]
+        lengths = tuple(int(v) for v in prepared.map_partitions(len).compute())
+        X = prepared[model.feature_names].to_dask_array(lengths=lengths)
+        ident_arr = prepared[["subject", "label"]].astype(str).to_dask_array(lengths=lengths)
+        X, ident_arr = _drop_empty_blocks(X, ident_arr)
+        proba = ParallelPostFit(model.estimator).predict_proba(X)
+        ident = pd.DataFrame(ident_arr.compute(), columns=["subject", "label"])
+        proba = np.asarray(proba.compute(), dtype=float)
+        desc = fold.describe(index)
+        desc.pop("n_train_windows")
+        desc["n_test_windows"] = len(ident)
+        y = ident["label"].astype(str).to_numpy()
+        pred = np.asarray(classes, dtype=object)[proba.argmax(1)]
+        m = classification_metrics(y, pred, proba, classes)
+        desc["metrics"] = {
+            k: m[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+        }
+        secs.append(time.perf_counter() - t0)
+        desc["seconds"] = round(secs[-1], 3)
+        fold_reports.append(desc)
+        ys.append(y)
+        probas.append(proba)
+        subjects.append(ident["subject"].astype(str).to_numpy())
+    y_all, proba_all = np.concatenate(ys), np.concatenate(probas)
+    pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
+    per, summary = per_subject_metrics(
+        np.concatenate(subjects), y_all, pred_all, proba_all, classes
+    )
+    t_cv = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    final = fit_incremental(ddf, model_cfg, seed, classes)
+    report: dict[str, Any] = {
+        "model": _jsonable(dict(model_cfg)),
+        "validation": _jsonable(dict(validation_cfg)),
+        "seed": int(seed),
+        "classes": classes,
+        "out_of_core": True,
+        "n_labeled_windows": len(y_all),
+        "subjects": sorted(map(str, index["subject"].unique())),
+        "folds": fold_reports,
+        "overall": classification_metrics(y_all, pred_all, proba_all, classes),
+        "per_subject": per,
+        "per_subject_summary": summary,
+        "roc": roc_curves(y_all, proba_all, classes),
+        "timing": {
+            "cross_validation_s": round(t_cv, 3),
+            "final_fit_s": round(time.perf_counter() - t0, 3),
+            "folds_s": [round(s, 3) for s in secs],
+            "backend": "dask",
+        },
+        "feature_names": final.feature_names,
+        "prep": final.prep.to_dict(),
+    }
+    if len(classes) == 2:
+        report["threshold"] = threshold_at_specificity(
+            y_all == classes[1], proba_all[:, 1], specificity
+        )
+    return final, report
+
+
+def predict_dask(model: FittedModel, ddf: dd.DataFrame) -> dd.DataFrame:
+    """Return a lazy dask DataFrame of per-window predictions and probabilities.
+
+    Each partition holds whole recordings (the table is shuffled by ``recording``), so the
+    per-recording normalisation and smoothing see complete recordings; rows keep their
+    identifier columns (the order of rows across recordings may change).
+    """
+    by_rec = ddf.shuffle(on="recording")
+    meta = predictions_frame(
+        ddf._meta, np.array([], dtype=object), np.zeros((0, len(model.classes))), model.classes
+    )
+
+    def part(df: pd.DataFrame) -> pd.DataFrame:
+        if len(df) == 0:
+            return meta
+        return model.predict_frame(df)
+
+    return by_rec.map_partitions(part, meta=meta)

@@ -1,0 +1,173 @@
+"""Model bundle: skops round trip, allow-list, tampering, compatibility checks."""
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from threadpoolctl import threadpool_limits
+
+from pipeline.exceptions import BundleError
+from pipeline.learn.bundle import Bundle, bundle_metadata, load_bundle, save_bundle
+from pipeline.learn.fit import fit_and_validate, fit_model, predict_table
+from pipeline.learn.synthetic import synthetic_feature_table
+
+ATTRS = {"channels": ["ch0", "ch1", "ch2"], "sampling_rate": 1000.0, "units": "V"}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_feature_table(n_subjects=3, n_runs=1, seed=5)
+
+
+@pytest.fixture(scope="module")
+def fitted(table):
+    cfg = {"name": "lda", "prep": {"log": ["mav"], "normalize": "recording"}, "smooth": 3}
+    model, report = fit_and_validate(table, cfg, {"scheme": "loso"}, seed=1, n_jobs=1)
+    return model, report
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"name": "lda", "prep": {"normalize": "recording"}},
+        {"name": "gradient_boosting", "params": {"max_iter": 15}},
+        {
+            "name": "soft_vote",
+            "estimators": [
+                {"name": "lda"},
+                {"name": "logreg"},
+                {"name": "random_forest", "params": {"n_estimators": 8}},
+            ],
+            "prep": {"log": ["mav"], "context": 2},
+        },
+    ],
+)
+def test_predictions_after_save_and_load_equal_before(tmp_path, table, cfg):
+    with threadpool_limits(limits=1):  # OpenMP gradient boosting crawls on a busy machine
+        model = fit_model(table, cfg, seed=0)
+    before = predict_table(model, table)
+    path = save_bundle(tmp_path / "m.skops", model, bundle_metadata(model, **ATTRS))
+    bundle = load_bundle(path)
+    after = predict_table(bundle, table)
+    pd.testing.assert_frame_equal(before, after)
+    assert list(after.columns[-3:]) == ["proba__c0", "proba__c1", "proba__c2"]
+    np.testing.assert_allclose(after.filter(like="proba__").sum(axis=1), 1.0)
+
+
+def test_metadata_round_trip(tmp_path, fitted, table):
+    model, report = fitted
+    meta = bundle_metadata(
+        model,
+        report,
+        task={"name": "synthetic"},
+        window_plan={"length_s": 0.2, "step_s": 0.05},
+        feature_specs=[{"name": "mav"}, {"name": "zc"}],
+        store_fingerprint="abc123",
+        **ATTRS,
+    )
+    bundle = load_bundle(save_bundle(tmp_path / "b.skops", model, meta))
+    md = bundle.metadata
+    assert md["classes"] == ["c0", "c1", "c2"]
+    assert md["label_mapping"] == {"c0": 0, "c1": 1, "c2": 2}
+    assert md["training_subjects"] == ["sub-00", "sub-01", "sub-02"]
+    assert md["seed"] == 1
+    assert md["prep"]["normalize"] == "recording" and md["smooth"] == 3
+    assert (
+        md["validation"]["overall"]["balanced_accuracy"] == report["overall"]["balanced_accuracy"]
+    )
+    assert md["versions"]["scikit-learn"]
+    assert md["window_plan"] == {"length_s": 0.2, "step_s": 0.05}
+    assert md["feature_names"] == model.feature_names
+    assert bundle.predict(table).equals(predict_table(model, table))
+
+
+def test_save_is_atomic_and_leaves_no_temporary(tmp_path, fitted):
+    model, _ = fitted
+    save_bundle(tmp_path / "x.skops", model, bundle_metadata(model))
+    save_bundle(tmp_path / "x.skops", model, bundle_metadata(model))  # overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.skops"]
+
+
+def test_save_refuses_incomplete_metadata(tmp_path, fitted):
+    model, _ = fitted
+    with pytest.raises(BundleError, match=r"metadata lacks keys \['classes', 'prep'\]"):
+        save_bundle(tmp_path / "y.skops", model, {"feature_names": model.feature_names})
+    with pytest.raises(BundleError, match="not JSON-serialisable"):
+        save_bundle(tmp_path / "y.skops", model, bundle_metadata(model) | {"task": object()})
+    assert not (tmp_path / "y.skops").exists()
+
+
+def _rewrite_schema(src, dst, edit):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "schema.json":
+                data = json.dumps(edit(json.loads(data))).encode()
+            zout.writestr(item, data)
+
+
+def test_unknown_type_in_file_is_refused(tmp_path, fitted):
+    model, _ = fitted
+    good = save_bundle(tmp_path / "g.skops", model, bundle_metadata(model))
+
+    def inject(schema):
+        # Make the payload's model claim to be os.system: a classic pickle-style attack.
+        node = schema["content"]["model"]
+        node["__module__"], node["__class__"] = "os", "system"
+        return schema
+
+    bad = tmp_path / "bad.skops"
+    _rewrite_schema(good, bad, inject)
+    with pytest.raises(
+        BundleError, match=r"holds types this package does not produce: \['os.system'\]"
+    ):
+        load_bundle(bad)
+
+
+def test_tampered_metadata_is_detected(tmp_path, fitted):
+    model, _ = fitted
+    good = save_bundle(tmp_path / "g.skops", model, bundle_metadata(model, **ATTRS))
+
+    def edit(schema):
+        node = schema["content"]["metadata_json"]
+        assert "1000.0" in node["content"]
+        node["content"] = node["content"].replace("1000.0", "250.0")
+        return schema
+
+    bad = tmp_path / "t.skops"
+    _rewrite_schema(good, bad, edit)
+    with pytest.raises(BundleError, match="metadata checksum mismatch"):
+        load_bundle(bad)
+
+
+def test_corrupt_or_missing_file(tmp_path):
+    junk = tmp_path / "junk.skops"
+    junk.write_bytes(b"not a zip at all")
+    with pytest.raises(BundleError, match=r"junk.skops' is not a readable skops file \(BadZipFile"):
+        load_bundle(junk)
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nope.skops")
+
+
+def test_check_compatible_names_the_difference(fitted):
+    model, _ = fitted
+    b = Bundle(model, bundle_metadata(model, **ATTRS))
+    b.check_compatible(ATTRS | {"units": ["V", "V", "V"]})
+    with pytest.raises(BundleError, match=r"sampling_rate: bundle expects 1000.0 Hz, got 500"):
+        b.check_compatible(ATTRS | {"sampling_rate": 500, "recording": "sub-09"})
+    with pytest.raises(
+        BundleError, match=r"sub-09 does not match .*missing \['ch2'\], unexpected \['ch9'\]"
+    ):
+        b.check_compatible(ATTRS | {"channels": ["ch0", "ch1", "ch9"], "recording": "sub-09"})
+    with pytest.raises(BundleError, match=r"order differs"):
+        b.check_compatible(ATTRS | {"channels": ["ch1", "ch0", "ch2"]})
+    with pytest.raises(BundleError, match=r"units: bundle expects 'V', got 'uV'"):
+        b.check_compatible(ATTRS | {"units": "uV"})
+
+
+def test_predict_refuses_tables_without_the_features(fitted, table):
+    model, _ = fitted
+    with pytest.raises(BundleError, match=r"lacks 3 feature columns .*'ch0__zc'"):
+        predict_table(model, table.drop(columns=["ch0__zc", "ch1__zc", "ch2__zc"]))
