@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.exceptions import CohortError, IngestError, InputError
+from pipeline.io._options import check_unique_ids
 from pipeline.io.base import SourceFile, file_sha256, get_reader
 from pipeline.store import (
     INDEX,
@@ -206,7 +207,7 @@ def ingest(
     known = dict(zip(cohort.index["recording"], cohort.index["ingest_key"], strict=True))
     src_path = source if str(source) == "demo" else Path(source)
     files = reader.discover(src_path, **options)
-    _check_unique_ids(files)
+    check_unique_ids(files)  # also for readers that do not check it themselves
     reference = (
         None if allow_mixed_channels else _reference_channels(cohort, reader, files, options)
     )
@@ -262,20 +263,6 @@ def ingest(
         err.result = result  # type: ignore[attr-defined]
         raise err
     return result
-
-
-def _check_unique_ids(files: list[SourceFile]) -> None:
-    seen: dict[str, Path] = {}
-    for sf in files:
-        rid = sf.recording_id
-        if rid in seen:
-            msg = (
-                f"{sf.path} and {seen[rid]} both map to recording {rid!r}: expected one file "
-                "per (subject, session, run); adjust the file-name pattern so that it "
-                "captures the session or run"
-            )
-            raise InputError(msg, path=str(sf.path))
-        seen[rid] = sf.path
 
 
 def _write_index(store: Path, rows: dict[str, dict[str, Any]]) -> None:
