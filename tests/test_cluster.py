@@ -380,7 +380,7 @@ def test_pbs_script_plumbing_outside_pbs(tmp_path: Path) -> None:
         "run",
         "tasks/demo.yaml",
         "--cluster",
-        "cluster/local.yaml",
+        "local",
         "--out",
         "runs/demo",
         f"PWD={tmp_path}",
@@ -462,7 +462,7 @@ def test_sbatch_script_runs_cohort_in_a_job(tmp_path: Path) -> None:
         "run",
         "tasks/demo.yaml",
         "--cluster",
-        "cluster/local.yaml",
+        "local",
         "--out",
         "runs/x",
     ]
