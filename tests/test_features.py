@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from pipeline.exceptions import SpecError
 from pipeline.features import (
     FEATURES,
     FeatureSpec,
+    compute,
     compute_features,
     feature_names,
     make_block_function,
@@ -112,6 +114,41 @@ def test_kernels_match_reference_on_real_emg(dtype) -> None:
     _assert_match(got, ref, names, float(np.abs(x).max()) ** 2)
     # Real EMG repeats values: flat runs must not be counted as slope sign changes.
     assert got[..., names.index("ssc")].max() < 199
+
+
+def test_memory_layouts_and_batches_give_identical_features(monkeypatch) -> None:
+    # The kernels read C-ordered blocks through a channel-major copy, Fortran-ordered float64
+    # blocks through a transposed view and other layouts as they are: every layout must give
+    # the same bits. 733 windows of 64 samples span two spectral FFT batches (397 windows).
+    rng = np.random.default_rng(7)
+    x = np.repeat(np.round(rng.standard_normal((800, 5)) * 20) / 10, 5, axis=0)[:3724]
+    x[100:400, 1] = 0.3  # a flat stretch: constant windows
+    x32 = x.astype(np.float32)
+    func, names = make_block_function(SPECS, FS)
+    ref = func(np.ascontiguousarray(x), 64, 5)
+    assert ref.shape == (733, 5, len(names))
+    wide = np.zeros((x.shape[0], 10))
+    wide[:, ::2] = x
+    for block in (np.asfortranarray(x), wide[:, ::2]):
+        np.testing.assert_array_equal(func(block, 64, 5), ref)
+    monkeypatch.setattr(compute, "_SCRATCH_MAX", 100)  # large blocks: a transient copy
+    np.testing.assert_array_equal(func(np.ascontiguousarray(x), 64, 5), ref)
+    np.testing.assert_array_equal(
+        func(np.asfortranarray(x32), 64, 5), func(np.ascontiguousarray(x32), 64, 5)
+    )
+    _assert_match(ref, reference_features(x, 64, 5, SPECS, FS), names, float(np.abs(x).max()) ** 2)
+
+
+def test_block_function_is_thread_safe() -> None:
+    # C-ordered blocks go through a per-thread scratch copy; the kernels release the GIL.
+    rng = np.random.default_rng(3)
+    blocks = [np.round(rng.standard_normal((n, 4)) * 30) / 10 for n in (5000, 3100, 4400, 900)]
+    func, _ = make_block_function(["mav", "var", "zc", "ssc", "mnf", "mdf"], FS)
+    expected = [func(b, 100, 25) for b in blocks]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(lambda b: func(b, 100, 25), blocks * 8))
+    for k, res in enumerate(got):
+        np.testing.assert_array_equal(res, expected[k % len(blocks)])
 
 
 def test_flat_runs_are_not_counted() -> None:

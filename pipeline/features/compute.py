@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,9 @@ _HJ_SLOTS = {
 _MO_SLOTS = {"skewness": K.MO_SKEW, "kurtosis": K.MO_KURT}
 _SP_SLOTS = {"mnf": K.SP_MNF, "mdf": K.SP_MDF, "peak_freq": K.SP_PEAK,
              "spectral_entropy": K.SP_ENTROPY}  # fmt: skip
-_BATCH_BYTES = 2**20  # complex spectra per FFT batch: stays in cache
+_BATCH_BYTES = 2**20  # complex spectra per numpy FFT batch: stays in cache
+_scratch = threading.local()  # per-thread channel-major copy of the current block
+_SCRATCH_MAX = 2**23  # floats (64 MiB): larger blocks get a transient copy
 
 
 @dataclass
@@ -123,7 +126,7 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
         col += ncols
     if (td_cols >= 0).any():
         calls.insert(0, _bind(K._td_basic, td_par["zc"], td_par["ssc"], td_par["wamp"],
-                              td_par["logvar"], td_cols))  # fmt: skip
+                              td_par["logvar"], td_cols, channel_major=True))  # fmt: skip
     if (hj_cols >= 0).any():
         calls.append(_bind(K._td_hjorth, hj_cols))
     if (mo_cols >= 0).any():
@@ -133,16 +136,19 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
     return calls, names, limits
 
 
-def _bind(kernel: Callable, *args: Any) -> Callable:
-    def call(x: np.ndarray, length: int, step: int, out: np.ndarray) -> None:
-        kernel(x, length, step, *args, out)
+def _bind(kernel: Callable, *args: Any, channel_major: bool = False) -> Callable:
+    """Bind a kernel's parameters; it gets the channel-major copy if ``channel_major``."""
+
+    def call(x: np.ndarray, xt: np.ndarray, length: int, step: int, out: np.ndarray) -> None:
+        kernel(xt if channel_major else x, length, step, *args, out)
 
     call.__name__ = kernel.__name__
+    call.channel_major = channel_major
     return call
 
 
 class _SpectralCall:
-    """Periodograms of batches of windows (scipy.fft) then fused statistics (Numba)."""
+    """Periodograms of batches of windows (numpy.fft) then fused statistics (Numba)."""
 
     def __init__(self, grp: _SpectralGroup, fs: float) -> None:
         self.grp = grp
@@ -182,22 +188,28 @@ class _SpectralCall:
         self._cache[length] = setup
         return setup
 
-    def __call__(self, x: np.ndarray, length: int, step: int, out: np.ndarray) -> None:
+    channel_major = True
+
+    def __call__(
+        self, x: np.ndarray, xt: np.ndarray, length: int, step: int, out: np.ndarray
+    ) -> None:
         nw = out.shape[0]
         if nw == 0:
             return
         nfft, taper, freqs, scale, kmin, kmax, lo, hi, band_cols, rel_cols = self._setup(length)
-        constant = K._constant_windows(x, length, step)
-        nch = x.shape[1]
-        batch = min(nw, max(1, _BATCH_BYTES // (16 * nch * (nfft // 2 + 1))))
-        seg = np.zeros((nch, batch, nfft))  # the zero padding beyond `length` stays zero
-        xt = np.ascontiguousarray(x.T, dtype=np.float64)
+        constant = np.empty((nw, x.shape[1]), np.bool_)  # filled with the windows
         df = self.fs / nfft
         detrend = self.grp.detrend == "constant"
+        nch = x.shape[1]
+        nbins = nfft // 2 + 1
+        batch = min(nw, max(1, _BATCH_BYTES // (16 * nch * nbins)))
+        seg = np.zeros((nch, batch, nfft))  # the zero padding beyond `length` stays zero
+        spec_buf = np.empty((nch, batch, nbins), np.complex128)
         for w0 in range(0, nw, batch):
             nb = min(batch, nw - w0)
-            K._fill_windows(xt, w0, nb, length, step, detrend, taper, seg)
-            spec = np.fft.rfft(seg[:, :nb], axis=-1)
+            K._fill_windows(xt, w0, nb, length, step, detrend, taper, seg, constant)
+            spec = spec_buf[:, :nb]
+            np.fft.rfft(seg[:, :nb], axis=-1, out=spec)
             K._spectral_stats(
                 spec, w0, scale, freqs, kmin, kmax, lo, hi, df, self.grp.normalize_entropy,
                 constant, self.grp.cols, band_cols, rel_cols, out,
@@ -217,13 +229,38 @@ def _check_window(length: int, step: int, min_length: int) -> None:
 
 
 def _as_block(block: np.ndarray) -> np.ndarray:
+    """Return ``block`` as a 2-D float32 or float64 array, without copying when it is one
+    (the kernels accept any memory layout)."""
     x = np.asarray(block)
     if x.ndim != 2:
         msg = f"Block: expected a 2-D array (n_samples, n_channels), found shape {x.shape!r}"
         raise SpecError(msg)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
-    return np.ascontiguousarray(x)
+    return x
+
+
+def _channel_major(x: np.ndarray, m: int) -> np.ndarray:
+    """Return ``x`` as a float64 C-contiguous (n_channels, >= m) array: the transposed view
+    of a Fortran-ordered float64 block, else a copy of its first ``m`` samples (one pass).
+
+    The kernels read only the first ``m`` samples (those of whole windows). Copies of up to
+    `_SCRATCH_MAX` floats live in a per-thread scratch buffer reused from block to block:
+    allocating and freeing a fresh multi-MiB array per block costs as much as the copy itself
+    in page faults. The result is only valid until the next call in the same thread.
+    """
+    if x.dtype == np.float64 and x.flags.f_contiguous:
+        return x.T
+    size = x.shape[1] * m
+    if size > _SCRATCH_MAX:
+        xt = np.empty((x.shape[1], m))
+    else:
+        buf = getattr(_scratch, "buf", None)
+        if buf is None or buf.size < size:
+            buf = _scratch.buf = np.empty(size)
+        xt = buf[:size].reshape(x.shape[1], m)
+    K.channel_major(x, xt)
+    return xt
 
 
 def make_block_function(
@@ -263,15 +300,18 @@ def make_block_function(
         raise SpecError(f"sampling_rate: expected a positive number of Hz, found {fs!r}")
     calls, names, limits = _plan(parsed, float(fs))
     nfeat = len(names)
+    need_xt = any(getattr(call, "channel_major", False) for call in calls)
 
     def block_function(block: np.ndarray, length: int, step: int) -> np.ndarray:
         _check_window(length, step, limits["min_length"])
         x = _as_block(block)
-        nw = K.n_windows(x.shape[0], int(length), int(step))
+        length, step = int(length), int(step)
+        nw = K.n_windows(x.shape[0], length, step)
         out = np.empty((nw, x.shape[1], nfeat), np.float64)
         if nw:
+            xt = _channel_major(x, (nw - 1) * step + length) if need_xt else x
             for call in calls:
-                call(x, int(length), int(step), out)
+                call(x, xt, length, step, out)
         return out
 
     block_function.__doc__ = f"Compute features {names} on every window of a block."
