@@ -466,20 +466,6 @@ def _scan_rows(store: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def update_index(store: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rebuild ``index.json`` from the committed recordings' own metadata.
-
-    Returns
-    -------
-    list of dict
-        The index rows, sorted by recording id.
-    """
-    store = Path(store)
-    rows = _scan_rows(store)
-    _write_json_atomic(store / INDEX, rows)
-    return rows
-
-
 def _rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
