@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
 
+from pipeline import _zarr_v3
 from pipeline.exceptions import StoreError
 from pipeline.io.base import RecordingSource, SourceFile
 
@@ -54,7 +54,6 @@ STAGING = ".staging"
 TRASH = ".trash"
 INDEX = "index.json"
 DEFAULT_CHUNK_BYTES = 8 * 2**20
-IN_MEMORY_BYTES = 64 * 2**20  # recordings up to this size are written in one call
 
 INDEX_COLUMNS = [
     "recording",
@@ -174,7 +173,7 @@ def _check_is_store(path: Path) -> None:
 class _ChunkWriter:
     """Buffer incoming blocks into whole chunks and write them to a Zarr array."""
 
-    array: zarr.Array
+    array: _zarr_v3.ArrayWriter
     chunk: int
     n_channels: int
     buffer: np.ndarray = field(init=False)
@@ -196,9 +195,8 @@ class _ChunkWriter:
 
     def flush(self) -> None:
         if self.filled:
-            end = self.written + self.filled
-            self.array[self.written : end] = self.buffer[: self.filled]
-            self.written = end
+            self.array.write_chunk(self.written // self.chunk, self.buffer[: self.filled])
+            self.written += self.filled
             self.filled = 0
 
 
@@ -229,7 +227,8 @@ def write_recording(
     reader, reader_version : str
         Name and version of the reader that produced ``source``.
     chunk_samples : int, optional
-        Chunk length along time; default about 8 MiB per chunk.
+        Chunk length along time; default about 8 MiB per chunk. A recording shorter than
+        one chunk is stored as a single chunk of its own length.
     ingest_key : str, optional
         Hash of the source and everything that shaped the recording (reader options and
         version); re-ingestion compares it. Default: ``sha256``.
@@ -254,6 +253,9 @@ def write_recording(
     if chunk <= 0:
         msg = f"chunk_samples must be a positive number of samples, got {chunk_samples!r}"
         raise StoreError(msg)
+    # A recording shorter than a chunk is one chunk of its own length: padding it to the
+    # full chunk (as zarr does for edge chunks) would compress megabytes of fill value.
+    chunk = max(1, min(chunk, n))
     if not (len(source.units) == len(source.channel_types) == c):
         msg = (
             f"{source_file.path}: expected one unit and one channel type per channel "
@@ -262,54 +264,21 @@ def write_recording(
         )
         raise StoreError(msg)
 
+    labels = None
+    if source.labels is not None:
+        labels = np.asarray(source.labels)
+        if labels.shape != (n,):
+            msg = (
+                f"{source_file.path}: expected {n} per-sample labels, found "
+                f"{labels.shape[0] if labels.ndim else 0}"
+            )
+            raise StoreError(msg)
     staging = store / STAGING / f"{rid}.{uuid.uuid4().hex[:12]}"
     staging.parent.mkdir(exist_ok=True)
     try:
         attrs = _recording_attrs(source_file, source, sha256, reader, reader_version, chunk)
         attrs["ingest_key"] = ingest_key or sha256
-        # A recording that fits comfortably in memory is written in one call; a larger one
-        # is laid out first, then filled chunk by chunk as the reader's blocks arrive.
-        in_memory = n * c * 4 <= IN_MEMORY_BYTES
-        if in_memory:
-            signal: Any = _collect_blocks(source, source_file, n, c)
-        else:
-            signal = da.empty((n, c), chunks=(chunk, c), dtype="f4")
-        ds = xr.Dataset(
-            {"signal": (("time", "channel"), signal)},
-            coords={
-                "channel": np.array(source.channels, dtype=object),
-                "channel_type": ("channel", np.array(source.channel_types, dtype=object)),
-                "unit": ("channel", np.array(source.units, dtype=object)),
-            },
-            attrs=attrs,
-        )
-        if source.labels is not None:
-            labels = np.asarray(source.labels)
-            if labels.shape != (n,):
-                msg = (
-                    f"{source_file.path}: expected {n} per-sample labels, found "
-                    f"{labels.shape[0] if labels.ndim else 0}"
-                )
-                raise StoreError(msg)
-            ds["label"] = ("time", labels.astype(np.int16))
-        if source.events is not None and len(source.events):
-            ev = source.events
-            ds["event_onset"] = ("event", ev["onset"].to_numpy(np.float64))
-            ds["event_duration"] = ("event", ev["duration"].to_numpy(np.float64))
-            ds["event_description"] = ("event", ev["description"].astype(str).to_numpy(object))
-        encoding = {"signal": {"chunks": (chunk, c)}}
-        if "label" in ds:
-            encoding["label"] = {"chunks": (chunk,)}
-        ds.to_zarr(
-            str(staging),
-            mode="w",
-            zarr_format=3,
-            consolidated=False,
-            compute=in_memory,
-            encoding=encoding,
-        )
-        if not in_memory:
-            _stream_blocks(staging, source, source_file, n, c, chunk)
+        _write_dataset(staging, attrs, source, source_file, labels, n, c, chunk)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -332,31 +301,56 @@ def _checked(block: Any, source_file: SourceFile, c: int, done: int, n: int) -> 
     return block
 
 
-def _short(source_file: SourceFile, n: int, done: int) -> StoreError:
-    return StoreError(f"{source_file.path}: reader declared {n} samples but yielded {done}")
-
-
-def _collect_blocks(source: RecordingSource, source_file: SourceFile, n: int, c: int) -> Any:
-    out = np.empty((n, c), dtype=np.float32)
-    done = 0
-    for block in source.blocks():
-        block = _checked(block, source_file, c, done, n)
-        out[done : done + len(block)] = block
-        done += len(block)
-    if done != n:
-        raise _short(source_file, n, done)
-    return out
-
-
-def _stream_blocks(
-    staging: Path, source: RecordingSource, source_file: SourceFile, n: int, c: int, chunk: int
+def _write_dataset(
+    staging: Path,
+    attrs: dict[str, Any],
+    source: RecordingSource,
+    source_file: SourceFile,
+    labels: np.ndarray | None,
+    n: int,
+    c: int,
+    chunk: int,
 ) -> None:
-    writer = _ChunkWriter(zarr.open_array(str(staging / "signal"), mode="r+"), chunk, c)
+    """Write one recording's Dataset, as ``xarray.Dataset.to_zarr`` lays it out.
+
+    ``signal`` is filled chunk by chunk as the reader's blocks arrive, so a recording never
+    has to fit in memory; the metadata goes straight to ``zarr.json`` files
+    (:mod:`pipeline._zarr_v3`), which is what makes ingesting many small files cheap.
+    """
+    _zarr_v3.write_group(staging, attrs)
+    signal = _zarr_v3.ArrayWriter(
+        staging / "signal",
+        (n, c),
+        np.float32,
+        chunk,
+        ("time", "channel"),
+        {"coordinates": "channel_type unit"},
+    )
+    writer = _ChunkWriter(signal, chunk, c)
     for block in source.blocks():
         writer.add(_checked(block, source_file, c, writer.written + writer.filled, n))
+    done = writer.written + writer.filled
+    if done != n:
+        raise StoreError(f"{source_file.path}: reader declared {n} samples but yielded {done}")
     writer.flush()
-    if writer.written != n:
-        raise _short(source_file, n, writer.written)
+    _zarr_v3.write_strings(staging / "channel", source.channels, ("channel",))
+    _zarr_v3.write_strings(staging / "channel_type", source.channel_types, ("channel",))
+    _zarr_v3.write_strings(staging / "unit", source.units, ("channel",))
+    if labels is not None:
+        _zarr_v3.ArrayWriter(staging / "label", (n,), np.int16, chunk, ("time",)).write(
+            labels.astype(np.int16)
+        )
+    if source.events is not None and len(source.events):
+        ev = source.events
+        m = len(ev)
+        for name, values in (
+            ("event_onset", ev["onset"].to_numpy(np.float64)),
+            ("event_duration", ev["duration"].to_numpy(np.float64)),
+        ):
+            _zarr_v3.ArrayWriter(staging / name, (m,), np.float64, m, ("event",)).write(values)
+        _zarr_v3.write_strings(
+            staging / "event_description", ev["description"].astype(str).tolist(), ("event",)
+        )
 
 
 def _recording_attrs(

@@ -41,22 +41,17 @@ def _source(x: np.ndarray, block: int = 777, **kw) -> RecordingSource:
     )
 
 
-@pytest.fixture(params=["in-memory", "streamed"])
-def write_path(request, monkeypatch):
-    """Run a test through both write paths: one call, or chunk by chunk from the blocks."""
-    if request.param == "streamed":
-        monkeypatch.setattr("pipeline.store.IN_MEMORY_BYTES", 0)
-    return request.param
-
-
+@pytest.mark.parametrize("block", [777, 1000, 9000])
 def test_round_trip_values_labels_events_attrs(
-    tmp_path: Path, events_frame: pd.DataFrame, write_path: str
+    tmp_path: Path, events_frame: pd.DataFrame, block: int
 ):
+    """Blocks shorter than, equal to and longer than a chunk give the same recording."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((9000, 4)).astype(np.float32)
     labels = (np.arange(9000) // 1500 % 3).astype(np.int16)
     src = _source(
         x,
+        block=block,
         labels=labels,
         label_names={0: "a", 1: "b", 2: "c"},
         events=events_frame,
@@ -160,7 +155,7 @@ def test_unknown_recording_suggests(make_store):
         (lambda: iter([np.zeros((101, 2), "f4")]), "more than the 100 samples"),
     ],
 )
-def test_bad_blocks_leave_nothing(tmp_path: Path, blocks, match, write_path: str):
+def test_bad_blocks_leave_nothing(tmp_path: Path, blocks, match):
     src = _source(np.zeros((100, 2), "f4"))
     src.blocks = blocks
     with pytest.raises(StoreError, match=match):
@@ -176,7 +171,7 @@ def test_bad_blocks_leave_nothing(tmp_path: Path, blocks, match, write_path: str
     assert open_cohort(tmp_path / "c.zarr").recording_ids == []
 
 
-def test_failure_mid_write_keeps_previous_version(make_store, write_path: str):
+def test_failure_mid_write_keeps_previous_version(make_store):
     store = make_store([{"subject": "01", "seed": 5}])
     before = open_cohort(store).recording("sub-01_run-1").signal.values
 

@@ -1,0 +1,127 @@
+"""The store's direct Zarr writer writes exactly what ``xarray.Dataset.to_zarr`` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from pipeline import _zarr_v3
+from pipeline.io.base import RecordingSource, SourceFile
+from pipeline.store import RECORDINGS, open_cohort, write_recording
+
+
+def _tree(root: Path) -> dict[str, object]:
+    """Every file under ``root``: parsed JSON for metadata, bytes for chunks."""
+    out: dict[str, object] = {}
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = str(f.relative_to(root))
+        out[key] = json.loads(f.read_text()) if f.name == "zarr.json" else f.read_bytes()
+    return out
+
+
+def _reference(path: Path, ds: xr.Dataset, chunk: int) -> None:
+    """The recording written by xarray and zarr-python, as the store wrote it before."""
+    encoding = {"signal": {"chunks": (chunk, ds.sizes["channel"])}}
+    if "label" in ds:
+        encoding["label"] = {"chunks": (chunk,)}
+    ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+
+
+CASES = {
+    # n, chunk, with labels, with events, NaN chunk, zero-label chunk
+    "one chunk longer than the recording": (2500, 4096, True, False, False, False),
+    "exact chunks": (4000, 1000, True, True, False, False),
+    "edge chunk padded": (4321, 1000, True, True, False, False),
+    "all-NaN and all-zero chunks skipped": (5000, 1000, True, False, True, True),
+    "no labels": (3000, 700, False, False, False, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
+    n, chunk, with_labels, with_events, nan_chunk, zero_chunk = CASES[case]
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 3)).astype(np.float32)
+    labels = rng.integers(1, 4, n).astype(np.int16)
+    if nan_chunk:
+        x[1000:2000] = np.nan
+    if zero_chunk:
+        labels[3000:4000] = 0
+    events = (
+        pd.DataFrame(
+            {"onset": [0.5, 2.0, 3.25], "duration": [0.0, 1.5, 0.1], "description": ["a", "", "é"]}
+        )
+        if with_events
+        else None
+    )
+    src = RecordingSource(
+        n_samples=n,
+        sampling_rate=250.0,
+        channels=["Fz", "Cz", "ECG"],
+        units=["uV", "uV", "mV"],
+        channel_types=["eeg", "eeg", "ecg"],
+        modality="eeg",
+        blocks=lambda: iter([x[i : i + 333] for i in range(0, n, 333)]),
+        labels=labels if with_labels else None,
+        label_names={1: "a", 2: "b", 3: "c"},
+        events=events,
+        attrs={"filters": "HP:0.5Hz", "nan": float("nan")},
+    )
+    store = tmp_path / "c.zarr"
+    row = write_recording(
+        store,
+        SourceFile(Path("/d/s1.edf"), "01", run="2"),
+        src,
+        sha256="abc",
+        reader="t",
+        reader_version="1",
+        chunk_samples=chunk,
+    )
+    ours = store / RECORDINGS / row["recording"]
+    attrs = json.loads((ours / "zarr.json").read_text())["attributes"]
+
+    ds = xr.Dataset(
+        {"signal": (("time", "channel"), x)},
+        coords={
+            "channel": np.array(src.channels, dtype=object),
+            "channel_type": ("channel", np.array(src.channel_types, dtype=object)),
+            "unit": ("channel", np.array(src.units, dtype=object)),
+        },
+        attrs=attrs,
+    )
+    if with_labels:
+        ds["label"] = ("time", labels)
+    if with_events:
+        ds["event_onset"] = ("event", events["onset"].to_numpy(np.float64))
+        ds["event_duration"] = ("event", events["duration"].to_numpy(np.float64))
+        ds["event_description"] = ("event", events["description"].to_numpy(object))
+    ref = tmp_path / "ref.zarr"
+    _reference(ref, ds, min(chunk, n))  # a short recording is one chunk of its length
+
+    got, want = _tree(ours), _tree(ref)
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
+    if nan_chunk:
+        assert "signal/c/1/0" not in got
+    if zero_chunk:
+        assert "label/c/3" not in got
+
+    back = open_cohort(store).recording(row["recording"])
+    np.testing.assert_array_equal(back.signal.values, x)
+    assert back.signal.chunks[0][0] == min(chunk, n)
+    reference = xr.open_zarr(str(ref), zarr_format=3, consolidated=False)
+    xr.testing.assert_identical(back.load(), reference.load())
+
+
+def test_array_writer_rejects_a_chunk_of_the_wrong_shape(tmp_path: Path):
+    w = _zarr_v3.ArrayWriter(tmp_path / "a", (10, 2), np.float32, 4, ("time", "channel"))
+    with pytest.raises(ValueError, match=r"chunk 2 expected shape \(2, 2\), found \(4, 2\)"):
+        w.write_chunk(2, np.zeros((4, 2), np.float32))
+    with pytest.raises(TypeError, match="float or integer"):
+        _zarr_v3.ArrayWriter(tmp_path / "b", (3,), "U4", 3, ("x",))
