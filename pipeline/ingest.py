@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 import warnings
@@ -90,13 +91,7 @@ def _ingest_one(
             return {"status": "unchanged", "recording": sf.recording_id}
         src = reader.read(sf, **options)
         if reference_channels is not None and list(src.channels) != list(reference_channels):
-            msg = (
-                f"{sf.path}: mismatched channels: expected the cohort's channels "
-                f"{list(reference_channels)}, found {list(src.channels)}. Ingest it into "
-                "another store, select matching channels with the reader's options, or pass "
-                "allow_mixed_channels=True (--allow-mixed-channels)."
-            )
-            raise InputError(msg, path=str(sf.path))
+            raise _mismatch(sf.path, reference_channels, src.channels)
         row = write_recording(
             store,
             sf,
@@ -131,18 +126,13 @@ def _fingerprints(reader: Any, sf: SourceFile, options: dict[str, Any]) -> tuple
     return sha, hashlib.sha256(key.encode()).hexdigest()
 
 
-def _reference_channels(
-    cohort: Cohort, reader: Any, files: list[SourceFile], options: dict[str, Any]
-) -> list[str] | None:
-    if len(cohort.index):
-        first = cohort.index["channels"].iloc[0]
-        return list(first)
-    if not files:
-        return None
-    try:
-        return list(reader.read(files[0], **options).channels)
-    except CohortError:
-        return None  # the first file is bad: its own task reports it
+def _mismatch(path: Path, expected: Iterable[str], found: Iterable[str]) -> InputError:
+    msg = (
+        f"{path}: mismatched channels: expected the cohort's channels {list(expected)}, "
+        f"found {list(found)}. Ingest it into another store, select matching channels with "
+        "the reader's options, or pass allow_mixed_channels=True (--allow-mixed-channels)."
+    )
+    return InputError(msg, path=str(path))
 
 
 def ingest(
@@ -208,9 +198,16 @@ def ingest(
     src_path = source if str(source) == "demo" else Path(source)
     files = reader.discover(src_path, **options)
     check_unique_ids(files)  # also for readers that do not check it themselves
-    reference = (
-        None if allow_mixed_channels else _reference_channels(cohort, reader, files, options)
-    )
+    # The cohort's channels: those of the store's recordings, else those of the first file
+    # (in discovery order) once its task is done; results that arrive before it wait. Each
+    # worker reads only its own file: parsing the first one here as well would cost the
+    # client the reader's start-up (imports, compiled parser), more than a whole small file.
+    reference = None
+    if not allow_mixed_channels and len(cohort.index):
+        reference = list(cohort.index["channels"].iloc[0])
+    decides = files[0].recording_id if files and not allow_mixed_channels else None
+    if reference is not None:
+        decides = None
     result = IngestResult(store=store)
     rows = {r["recording"]: r for r in cohort.index.to_dict("records")}
 
@@ -220,39 +217,63 @@ def ingest(
     ]
     by_id = {sf.recording_id: sf for sf in files}
     last_index_write = 0.0
+
+    def handle(sf_id: str, outcome: Any) -> None:
+        nonlocal last_index_write
+        if not isinstance(outcome, BaseException) and outcome["status"] == "written":
+            found = outcome["row"]["channels"]
+            if reference is not None and list(found) != list(reference):
+                shutil.rmtree(outcome["row"]["_staging"], ignore_errors=True)
+                outcome = _mismatch(by_id[sf_id].path, reference, found)
+        if isinstance(outcome, BaseException):
+            if on_error == "fail" or not isinstance(outcome, CohortError):
+                raise outcome
+            result.failed.append((str(by_id[sf_id].path), str(outcome)))
+            log.error("%s", outcome)
+            return
+        rid = outcome["recording"]
+        if outcome["status"] == "unchanged":
+            result.unchanged.append(rid)
+            return
+        row = outcome["row"]
+        staging = Path(row.pop("_staging"))
+        replacing = rid in known
+        commit_recording(store, rid, staging)
+        rows[rid] = row
+        if replacing:
+            result.replaced.append(rid)
+            msg = (
+                f"{by_id[rid].path}: source changed since it was ingested "
+                f"(now sha256 {row['sha256'][:12]}..., or other reader options); "
+                f"recording {rid!r} replaced"
+            )
+            warnings.warn(msg, stacklevel=3)
+        else:
+            result.added.append(rid)
+        # A stale index is detected (and rebuilt) from the listing when ids are missing,
+        # but not when a replaced recording kept its id: write the index at once then.
+        if replacing or time.monotonic() - last_index_write > 1.0:
+            _write_index(store, rows)
+            last_index_write = time.monotonic()
+
+    waiting: list[tuple[str, Any]] = []
     try:
         for sf_id, outcome in _run_tasks(args, client, progress):
-            if isinstance(outcome, BaseException):
-                if on_error == "fail" or not isinstance(outcome, CohortError):
-                    raise outcome
-                result.failed.append((str(by_id[sf_id].path), str(outcome)))
-                log.error("%s", outcome)
-                continue
-            rid = outcome["recording"]
-            if outcome["status"] == "unchanged":
-                result.unchanged.append(rid)
-                continue
-            row = outcome["row"]
-            staging = Path(row.pop("_staging"))
-            replacing = rid in known
-            commit_recording(store, rid, staging)
-            rows[rid] = row
-            if replacing:
-                result.replaced.append(rid)
-                msg = (
-                    f"{by_id[rid].path}: source changed since it was ingested "
-                    f"(now sha256 {row['sha256'][:12]}..., or other reader options); "
-                    f"recording {rid!r} replaced"
-                )
-                warnings.warn(msg, stacklevel=2)
+            if decides is None:
+                handle(sf_id, outcome)
+            elif sf_id != decides:
+                waiting.append((sf_id, outcome))
             else:
-                result.added.append(rid)
-            # A stale index is detected (and rebuilt) from the listing when ids are missing,
-            # but not when a replaced recording kept its id: write the index at once then.
-            if replacing or time.monotonic() - last_index_write > 1.0:
-                _write_index(store, rows)
-                last_index_write = time.monotonic()
+                if not isinstance(outcome, BaseException) and outcome["status"] == "written":
+                    reference = list(outcome["row"]["channels"])
+                decides = None
+                for item in [(sf_id, outcome), *waiting]:
+                    handle(*item)
+                waiting.clear()
     finally:
+        for _, outcome in waiting:  # not committed: a failure stopped the run first
+            if not isinstance(outcome, BaseException) and outcome["status"] == "written":
+                shutil.rmtree(outcome["row"]["_staging"], ignore_errors=True)
         _write_index(store, rows)
     result.seconds = time.perf_counter() - t0
     log.info("ingest %s -> %s: %s", source, store, result.summary())

@@ -220,6 +220,37 @@ def test_mismatched_channels(tmp_path: Path):
         ingest(src, "csv", tmp_path / "s.zarr", progress=False, sampling_rate=100.0)
 
 
+def test_mismatched_channels_judged_against_the_first_file_whatever_finishes_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The cohort's channels are the first file's, even when its task finishes last."""
+    import pipeline.ingest as ingest_module
+
+    src = tmp_path / "csv"
+    src.mkdir()
+    (src / "a.csv").write_text("x,y\n" + "1,2\n" * 50)
+    for name in ("b", "c", "d"):
+        (src / f"{name}.csv").write_text("x,z\n" + "1,2\n" * 50)
+    run_tasks = ingest_module._run_tasks
+
+    def first_file_last(args, client, progress):
+        outcomes = list(run_tasks(args, client, progress))
+        return sorted(outcomes, key=lambda o: o[0] == "sub-a")  # "sub-a" after the others
+
+    monkeypatch.setattr(ingest_module, "_run_tasks", first_file_last)
+    with pytest.raises(IngestError) as info:
+        ingest(
+            src, "csv", tmp_path / "s.zarr", progress=False, sampling_rate=100.0, on_error="skip"
+        )
+    failed = info.value.result.failed
+    assert sorted(Path(f).name for f, _ in failed) == ["b.csv", "c.csv", "d.csv"]
+    assert all(
+        "mismatched channels: expected the cohort's channels ['x', 'y']" in m for _, m in failed
+    )
+    assert open_cohort(tmp_path / "s.zarr").recording_ids == ["sub-a"]
+    assert not list((tmp_path / "s.zarr" / ".staging").iterdir())  # nothing left staged
+
+
 def test_pattern_not_matching(tmp_path: Path, eeg_dir: Path):
     src = tmp_path / "edf"
     src.mkdir()
