@@ -12,7 +12,8 @@ from memory):
 - reader alone: this project's ``uci-emg`` reader (parse + resampling onto the 1 kHz grid)
   in one process;
 - ingest: the whole ``cohort ingest`` path (fingerprint, parse, resample, write a Zarr store,
-  commit, index) on a LocalCluster of ``--workers`` single-threaded worker processes.
+  commit, index) on the local cluster ``cohort ingest`` starts (``pipeline.cluster.make_cluster``)
+  with ``--workers`` single-threaded worker processes.
 """
 
 from __future__ import annotations
@@ -63,15 +64,14 @@ def _warm_worker(data: str, out: str) -> None:
 
 
 def _ingest(data: Path, workers: int) -> float:
-    from distributed import Client, LocalCluster
-
+    from pipeline.cluster import make_cluster
     from pipeline.ingest import ingest
 
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
+    # The cluster `cohort ingest` starts (cluster/local.yaml's settings, worker allocator
+    # settings included), with --workers single-threaded workers.
+    profile = {"local": {"n-workers": workers, "threads-per-worker": 1, "dashboard-address": ":0"}}
+    cluster, client = make_cluster(profile)
+    with cluster, client, tempfile.TemporaryDirectory() as tmp:
         # Warm the workers as the page cache is warmed for the baseline: imports and the
         # parser's compiled kernels are loaded once per worker process, not per file.
         client.run(_warm_worker, str(data), str(Path(tmp) / "warm"))

@@ -323,6 +323,8 @@ def test_local_cluster_and_address(tmp_path: Path, caplog: pytest.LogCaptureFixt
             lambda: (os.environ.get("NUMBA_CACHE_DIR"), os.environ.get("OMP_NUM_THREADS"))
         )
         assert list(env.values()) == [(str(tmp_path / "scratch" / "numba-cache"), "1")]
+        malloc = client.run(lambda: {k: os.environ.get(k) for k in cl.WORKER_MALLOC_ENV})
+        assert list(malloc.values()) == [cl.WORKER_MALLOC_ENV]
         (row,) = cl.describe_workers(client)
         assert row["address"] == next(iter(workers))
         assert row["nthreads"] == 1 and row["memory_limit"] == parse_bytes("600MB")
@@ -424,6 +426,8 @@ def test_slurm_cluster_workers_run_as_slurm_jobs(tmp_path: Path) -> None:
         assert squeue.stdout.split() == ["cohort-worker", "RUNNING"]
         numba_dir = client.run(lambda: os.environ.get("NUMBA_CACHE_DIR"))
         assert next(iter(numba_dir.values())).endswith("/cohort-numba-cache")
+        malloc = client.run(lambda: {k: os.environ.get(k) for k in cl.WORKER_MALLOC_ENV})
+        assert list(malloc.values()) == [cl.WORKER_MALLOC_ENV]
         futures = client.map(lambda x: x**2, range(10))
         assert sum(client.gather(futures)) == sum(x**2 for x in range(10))
     assert list((tmp_path / "logs").glob(f"cohort-worker-{job_id}.err"))
