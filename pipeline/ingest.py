@@ -290,6 +290,45 @@ def _write_index(store: Path, rows: dict[str, dict[str, Any]]) -> None:
     _write_json_atomic(store / INDEX, [rows[k] for k in sorted(rows)])
 
 
+BATCH_BYTES = 16 * 2**20  # small files are ingested several per task, up to this many bytes
+
+
+def _ingest_batch(batch: list[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+    """Run ``_ingest_one`` on each file of ``batch``; return ``(id, result or exception)``."""
+    out: list[tuple[str, Any]] = []
+    for a in batch:
+        try:
+            out.append((a[1].recording_id, _ingest_one(*a)))
+        except Exception as exc:  # reported per file; the batch's other files go on
+            out.append((a[1].recording_id, exc))
+    return out
+
+
+def _batches(args: list[tuple[Any, ...]], n_workers: int) -> list[list[tuple[Any, ...]]]:
+    """Group small files into tasks of up to ``BATCH_BYTES``, in order.
+
+    A task costs the scheduler, the client and the worker a few milliseconds, as much as
+    ingesting a small file; batches cut that cost, and are capped so that every worker still
+    gets several tasks to balance the load. Files of unknown size (generated recordings)
+    and large files get a task of their own.
+    """
+    cap = max(1, -(-len(args) // (4 * max(n_workers, 1))))
+    batches: list[list[tuple[Any, ...]]] = []
+    current: list[tuple[Any, ...]] = []
+    size = 0
+    for a in args:
+        path = a[1].path
+        nbytes = path.stat().st_size if path.is_file() else BATCH_BYTES
+        if current and (size + nbytes > BATCH_BYTES or len(current) >= cap):
+            batches.append(current)
+            current, size = [], 0
+        current.append(a)
+        size += nbytes
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _run_tasks(
     args: list[tuple[Any, ...]], client: Any, progress: bool
 ) -> Iterable[tuple[str, Any]]:
@@ -309,32 +348,33 @@ def _run_tasks(
             from distributed import as_completed
 
             run = uuid.uuid4().hex[:8]
+            n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
             futures = {
-                client.submit(_ingest_one, *a, key=f"ingest-{a[1].recording_id}-{run}"): a
-                for a in args
+                client.submit(_ingest_batch, b, key=f"ingest-{b[0][1].recording_id}-{run}"): b
+                for b in _batches(args, n_workers)
             }
             try:
                 for fut in as_completed(futures):
-                    rid = futures[fut][1].recording_id
-                    bar.update()
-                    if fut.status == "error":
-                        yield rid, fut.exception()
+                    batch = futures[fut]
+                    bar.update(len(batch))
+                    if fut.status == "error":  # the task itself failed (e.g. a lost worker)
+                        for a in batch:
+                            yield a[1].recording_id, fut.exception()
                     else:
-                        yield rid, fut.result()
+                        yield from fut.result()
             finally:
                 for fut in futures:
                     fut.cancel()
         else:
             from concurrent.futures import ThreadPoolExecutor, as_completed
 
-            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                futs = {pool.submit(_ingest_one, *a): a for a in args}
+            n_threads = os.cpu_count() or 1
+            with ThreadPoolExecutor(max_workers=n_threads) as pool:
+                futs = {pool.submit(_ingest_batch, b): b for b in _batches(args, n_threads)}
                 try:
                     for fut in as_completed(futs):
-                        rid = futs[fut][1].recording_id
-                        bar.update()
-                        exc = fut.exception()
-                        yield rid, (exc if exc is not None else fut.result())
+                        bar.update(len(futs[fut]))
+                        yield from fut.result()
                 finally:
                     for fut in futs:
                         fut.cancel()

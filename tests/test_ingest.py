@@ -316,3 +316,24 @@ def test_changed_reader_option_reingests(tmp_path: Path, eeg_dir: Path):
     index = open_cohort(store).index
     assert index["label"].tolist() == ["baseline", "task"]
     assert index["sha256"].nunique() == 2  # still the files' own sha256
+
+
+def test_small_files_are_batched_large_and_generated_ones_alone(tmp_path: Path):
+    from pipeline.ingest import BATCH_BYTES, _batches
+    from pipeline.io.base import SourceFile
+
+    def arg(name: str, nbytes: int | None) -> tuple:
+        path = tmp_path / name
+        if nbytes is not None:
+            with path.open("wb") as f:
+                f.truncate(nbytes)
+        return ("csv", SourceFile(path, name), {}, "s", None, None, None)
+
+    small = [arg(f"s{i}", 2**20) for i in range(40)]
+    args = [*small[:20], arg("big", BATCH_BYTES), arg("gen", None), *small[20:]]
+    batches = _batches(args, n_workers=2)
+    assert [a for b in batches for a in b] == args  # every file once, in order
+    assert [len(b) for b in batches if b[0][1].subject in ("big", "gen")] == [1, 1]
+    assert max(len(b) for b in batches) == 6  # ceil(42 / (4 * 2)): every worker gets tasks
+    assert all(sum(2**20 for _ in b) <= BATCH_BYTES for b in batches)
+    assert [len(b) for b in _batches(small[:3], n_workers=2)] == [1, 1, 1]
