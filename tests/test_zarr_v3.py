@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,7 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
         assert "label/c/3" not in got
 
     back = open_cohort(store).recording(row["recording"])
+    assert _zarr_v3.read_dataset(ours, "t") is not None  # read directly, not through xarray
     np.testing.assert_array_equal(back.signal.values, x)
     assert back.signal.chunks[0][0] == min(chunk, n)
     reference = xr.open_zarr(str(ref), zarr_format=3, consolidated=False)
@@ -125,3 +127,42 @@ def test_array_writer_rejects_a_chunk_of_the_wrong_shape(tmp_path: Path):
         w.write_chunk(2, np.zeros((4, 2), np.float32))
     with pytest.raises(TypeError, match="float or integer"):
         _zarr_v3.ArrayWriter(tmp_path / "b", (3,), "U4", 3, ("x",))
+
+
+def test_groups_in_another_layout_are_read_through_xarray(tmp_path: Path):
+    """A recording rewritten by another tool (here: no compression) still opens, via xarray."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 2)).astype(np.float32)
+    src = RecordingSource(
+        n_samples=3000,
+        sampling_rate=100.0,
+        channels=["a", "b"],
+        units=["uV", "uV"],
+        channel_types=["eeg", "eeg"],
+        modality="eeg",
+        blocks=lambda: iter([x]),
+        labels=np.arange(3000, dtype=np.int16) % 3,
+        label_names={0: "x", 1: "y", 2: "z"},
+    )
+    store = tmp_path / "c.zarr"
+    row = write_recording(
+        store, SourceFile(Path("s.csv"), "01"), src, sha256="x", reader="t", reader_version="1"
+    )
+    group = store / RECORDINGS / row["recording"]
+    direct = open_cohort(store).recording(row["recording"]).load()
+    rewritten = xr.open_zarr(str(group), consolidated=False, zarr_format=3).load()
+    for var in rewritten.variables.values():
+        var.encoding = {}
+    tmp = tmp_path / "rewritten.zarr"
+    rewritten.to_zarr(
+        str(tmp),
+        zarr_format=3,
+        consolidated=False,
+        encoding={v: {"compressors": None} for v in rewritten.variables},
+    )
+    shutil.rmtree(group)
+    tmp.rename(group)
+    assert _zarr_v3.read_dataset(group, "t") is None
+    again = open_cohort(store).recording(row["recording"])
+    xr.testing.assert_identical(again.load(), direct)
+    assert again.channel_type.values.tolist() == ["eeg", "eeg"]
