@@ -66,6 +66,9 @@ ID_COLUMNS = ("recording", "subject", "session", "run", "start", "label")
 METADATA_KEY = b"cohort_pipeline"
 _STR = pd.StringDtype(na_value=np.nan)
 _MAX_PARTITION_BYTES = 64 * 2**20
+# Parquet dictionary encoding for the repetitive identifier columns only: tried on every
+# float feature column it doubled the time to write a partition, for nothing.
+_DICTIONARY_COLUMNS = ["recording", "subject", "session", "run", "label"]
 
 
 def _make_block_function(
@@ -335,7 +338,7 @@ def _write_frame(
         *(pa.array(c) for c in columns),
     ]
     table = pa.Table.from_arrays(arrays, schema=schema)
-    pq.write_table(table, path)
+    pq.write_table(table, path, use_dictionary=_DICTIONARY_COLUMNS)
     return nw
 
 
@@ -451,6 +454,24 @@ def _recording_partitions(
     return parts, columns
 
 
+class _Subgraph:
+    """A small task graph run as one task, with dask's synchronous scheduler, on a worker.
+
+    Held in an object so that dask does not read the graph's tasks as arguments.
+    """
+
+    def __init__(self, key: str, graph: dict[Any, Any]) -> None:
+        from dask.optimization import cull
+
+        self.key = key
+        self.graph, _ = cull(graph, [key])
+
+    def __call__(self) -> Any:
+        from dask.local import get_sync
+
+        return get_sync(self.graph, self.key)
+
+
 @dataclass(frozen=True)
 class _Part:
     """One partition to build: its feature and label-statistics blocks, first window, context."""
@@ -471,7 +492,14 @@ class _Part:
         stat_keys = [d.key for d in self.stats]
         task = (partial(func, k0=self.k0, ctx=self.ctx, **kwargs), feat_keys, stat_keys)
         graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
-        return Delayed(name, graph)
+        if len(self.feats) > 1:
+            return Delayed(name, graph)
+        # One block of windows (a recording of one chunk): its reads, preprocessing,
+        # features, labels and frame run as one task. Five tasks per short recording cost
+        # the scheduler and the worker more than the recording's features did.
+        sub = _Subgraph(name, dict(graph))
+        fused = f"fused-{name}"
+        return Delayed(fused, HighLevelGraph.from_collections(fused, {fused: (sub,)}))
 
     def frame(self) -> Delayed:
         """Return the delayed DataFrame of this partition."""
@@ -710,7 +738,7 @@ def _write_partition(frame: pd.DataFrame, path: str, schema: Any) -> int:
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    pq.write_table(table, path)
+    pq.write_table(table, path, use_dictionary=_DICTIONARY_COLUMNS)
     return table.num_rows
 
 

@@ -120,6 +120,9 @@ def test_feature_table_matches_reference_and_is_chunk_invariant(make_store):
         store = make_store(SPECS, chunk_samples=chunk, name=f"c{chunk}")
         ddf = feature_table(open_cohort(store), SPEC)
         assert ddf.npartitions == 3  # one per recording
+        # a recording with one block of windows (or none) is one task; others one per chunk
+        fused = [p.frame().key.startswith("fused-") for p in ddf._feature_table_parts]
+        assert fused == [3700 <= chunk, 2500 <= chunk, True]
         assert tuple(ddf.columns[:6]) == table_mod.ID_COLUMNS
         tables.append(ddf.compute().reset_index(drop=True))
     for other in tables[1:]:
