@@ -4,7 +4,8 @@ A synthetic EMG cohort (``pipeline.io.synthetic``: 8 channels, 1 kHz, float32, g
 block by block) of ``--gb`` GB of signal is ingested into a Zarr store under ``--root``
 (outside the repository), then its feature table (window 200 samples, step 50; MAV, IAV,
 RMS, VAR, WL, ZC, SSC, MNF, MDF, the set of ``bench_store_to_parquet.py``) is computed and
-written to Parquet, first on a ``LocalCluster`` of 1 worker process, then of 2, each with
+written to Parquet, first on a local cluster (``pipeline.cluster.make_cluster``) of 1 worker
+process, then of 2, each with
 1 thread and ``--memory-limit`` per worker. Reported per run: wall time, throughput (input
 channel-samples/s and GB/s of float32 signal), worker CPU time, and the peak RSS of every
 worker process (sampled with psutil every ``--sample`` s from a thread of this process)
@@ -92,16 +93,21 @@ def _cpu_seconds() -> float:
     return t.user + t.system
 
 
+def _profile(workers: int, memory_limit: str | None = None) -> dict:
+    """The product's local cluster (``pipeline.cluster.make_cluster``) with these workers."""
+    local = {"n-workers": workers, "threads-per-worker": 1, "dashboard-address": ":0"}
+    if memory_limit is not None:
+        local["memory-limit"] = memory_limit
+    return {"local": local}
+
+
 def ingest_cohort(store: Path, n_subjects: int, duration: float, workers: int) -> None:
     """Generate and ingest the synthetic cohort (incremental: existing recordings are kept)."""
-    from distributed import Client, LocalCluster
-
+    from pipeline.cluster import make_cluster
     from pipeline.ingest import ingest
 
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):
+    cluster, client = make_cluster(_profile(workers))
+    with cluster, client:
         t0 = time.perf_counter()
         result = ingest(
             "scale",
@@ -135,20 +141,12 @@ def features_run(
     store: Path, out: Path, workers: int, memory_limit: str, interval: float
 ) -> dict[str, float]:
     """Compute the feature table to Parquet on ``workers`` workers; return the figures."""
-    from distributed import Client, LocalCluster
+    from pipeline.cluster import make_cluster
 
     spec = make_spec()
     cohort = open_cohort(store)
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=":0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    cluster, client = make_cluster(_profile(workers, memory_limit))
+    with cluster, client:
         # warm-up: imports and Numba kernels loaded (from the cache) on every worker, then
         # one recording through the whole path
         client.run(_warm_worker)
@@ -164,6 +162,8 @@ def features_run(
         pids = {f"worker {i + 1}": pid for i, pid in enumerate(client.run(os.getpid).values())}
         pids["client+scheduler"] = os.getpid()
         cpu0 = client.run(_cpu_seconds)
+        disk0 = psutil.disk_io_counters()
+        client_cpu0 = _cpu_seconds()
         with RssSampler(pids, interval) as rss:
             t0 = time.perf_counter()
             ddf = feature_table(cohort, spec)
@@ -171,6 +171,8 @@ def features_run(
             write_feature_table(ddf, out, feature_table_metadata(cohort, spec), overwrite=True)
             wall = time.perf_counter() - t0
         cpu = sum(v - cpu0[k] for k, v in client.run(_cpu_seconds).items())
+        client_cpu = _cpu_seconds() - client_cpu0
+        disk1 = psutil.disk_io_counters()
     rows = sum(1 for _ in out.glob("*.parquet"))
     out_gb = sum(f.stat().st_size for f in out.glob("*.parquet")) / 1e9
     shutil.rmtree(out, ignore_errors=True)
@@ -180,6 +182,9 @@ def features_run(
         "cpu": cpu,
         "files": rows,
         "out_gb": out_gb,
+        "client_cpu": client_cpu,
+        "disk_read_gb": (disk1.read_bytes - disk0.read_bytes) / 1e9,
+        "disk_write_gb": (disk1.write_bytes - disk0.write_bytes) / 1e9,
         **{f"rss {k}": v for k, v in rss.peak.items()},
     }
 
@@ -244,7 +249,10 @@ def main() -> None:
                 f"{ch_samples / r['wall'] / 1e6:.1f} M ch-samples/s, "
                 f"{signal_gb / r['wall']:.3f} GB/s, worker CPU {r['cpu']:.1f} s "
                 f"({ch_samples / r['cpu'] / 1e6:.1f} M ch-samples/s per CPU-s); peak RSS: "
-                f"{rss}; {r['files']} Parquet files, {r['out_gb']:.2f} GB; "
+                f"{rss}; client+scheduler CPU {r['client_cpu']:.1f} s; read from disk "
+                f"{r['disk_read_gb']:.2f} GB ({r['disk_read_gb'] * 1e3 / r['wall']:.0f} MB/s), "
+                f"written {r['disk_write_gb']:.2f} GB; "
+                f"{r['files']} Parquet files, {r['out_gb']:.2f} GB; "
                 f"load at start {load:.2f}",
                 flush=True,
             )

@@ -6,7 +6,8 @@ Nyquist, window mean removed; see ``bench_features.py``).
 
 - this project: ``feature_table`` + ``write_feature_table`` from the Zarr cohort store (ingested
   once beforehand with the ``uci-emg`` reader, so on the reader's 1 kHz grid) to Parquet, on a
-  ``LocalCluster`` of one worker process with one thread, after a warm-up run (Numba cache
+  local cluster of one worker process with one thread (``pipeline.cluster.make_cluster``,
+  the cluster ``cohort features`` starts), after a warm-up run (Numba cache
   and imports warm). Timed: opening the store, building the graph, reading and decompressing
   the chunks, windows, features, window labels, building the frames, writing Parquet with
   metadata and committing by rename.
@@ -91,14 +92,11 @@ def make_spec() -> FeatureTableSpec:
 
 def ingest_store(store: Path) -> None:
     """Ingest emg-gestures into ``store`` (one worker, one thread)."""
-    from distributed import Client, LocalCluster
-
+    from pipeline.cluster import make_cluster
     from pipeline.ingest import ingest
 
-    with (
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
-        Client(cluster) as client,
-    ):
+    cluster, client = make_cluster({"local": {"n-workers": 1, "dashboard-address": ":0"}})
+    with cluster, client:
         result = ingest(DATA / "emg-gestures", "uci-emg", store, client=client, progress=False)
     print(f"ingested {DATA / 'emg-gestures'} -> {store}: {result.summary()}")
 
@@ -126,16 +124,14 @@ def run_pipeline(store: Path, out: Path, spec: FeatureTableSpec) -> None:
 
 def time_pipeline(store: Path, out: Path, repeats: int) -> list[tuple[float, float, float]]:
     """Return ``(wall, client CPU, worker CPU)`` seconds of each timed run (after a warm-up)."""
-    from distributed import Client, LocalCluster
+    from pipeline.cluster import make_cluster
 
     spec = make_spec()
     runs = []
-    with (
-        LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    # The local cluster the product starts (cluster/local.yaml's settings), one worker.
+    profile = {"local": {"n-workers": 1, "threads-per-worker": 1, "dashboard-address": ":0"}}
+    cluster, client = make_cluster(profile)
+    with cluster, client:
         run_pipeline(store, out, spec)  # warm-up: imports, Numba cache, page cache
         for _ in range(repeats):
             w_cpu0 = sum(client.run(_cpu_seconds).values())
