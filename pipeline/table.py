@@ -24,7 +24,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -480,6 +480,7 @@ class _Part:
     stats: tuple[Delayed, ...]
     k0: int
     ctx: _Context
+    fuse: bool = False
 
     def delayed(self, func: Callable[..., Any], name: str, **kwargs: Any) -> Delayed:
         """Return ``func(feat_blocks, stat_blocks, k0=, ctx=, **kwargs)`` as one task.
@@ -492,11 +493,13 @@ class _Part:
         stat_keys = [d.key for d in self.stats]
         task = (partial(func, k0=self.k0, ctx=self.ctx, **kwargs), feat_keys, stat_keys)
         graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
-        if len(self.feats) > 1:
+        if len(self.feats) > 1 and not self.fuse:
             return Delayed(name, graph)
-        # One block of windows (a recording of one chunk): its reads, preprocessing,
-        # features, labels and frame run as one task. Five tasks per short recording cost
-        # the scheduler and the worker more than the recording's features did.
+        # The partition's reads, preprocessing, features, labels and frame as one task, its
+        # chunks one after the other: always for one block of windows (a recording of one
+        # chunk), where five tasks cost the scheduler and the worker more than the features
+        # did; for longer partitions when there are enough of them to keep every worker busy
+        # (see _fuse_parts), which also keeps a partition's feature blocks on one worker.
         sub = _Subgraph(name, dict(graph))
         fused = f"fused-{name}"
         return Delayed(fused, HighLevelGraph.from_collections(fused, {fused: (sub,)}))
@@ -505,6 +508,24 @@ class _Part:
         """Return the delayed DataFrame of this partition."""
         keys = [d.key for d in (*self.feats, *self.stats)]
         return self.delayed(_frame, f"_frame-{tokenize(keys, self.k0, self.ctx)}")
+
+
+def _n_workers() -> int:
+    """Workers of the current distributed client, else this machine's cores."""
+    try:
+        from distributed import get_client
+
+        return max(1, len(get_client().scheduler_info(n_workers=-1)["workers"]))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _fuse_parts(parts: list[_Part], fuse: bool | None) -> list[_Part]:
+    """Return ``parts``, each run as one task if ``fuse`` (None: if there are at least four
+    partitions per worker; fewer keep one task per chunk, for parallelism within them)."""
+    if fuse is None:
+        fuse = len(parts) >= 4 * _n_workers()
+    return [replace(p, fuse=fuse) for p in parts] if fuse else parts
 
 
 def _group_part(
@@ -529,7 +550,11 @@ def _nonzero(chunks: Sequence[int]) -> tuple[int, ...]:
 
 
 def recording_features(
-    ds: xr.Dataset, spec: FeatureTableSpec, *, max_partition_bytes: int = _MAX_PARTITION_BYTES
+    ds: xr.Dataset,
+    spec: FeatureTableSpec,
+    *,
+    max_partition_bytes: int = _MAX_PARTITION_BYTES,
+    fuse: bool | None = None,
 ) -> pd.DataFrame:
     """Return the feature table of one recording, computed now.
 
@@ -539,6 +564,11 @@ def recording_features(
         A recording (``signal (time, channel)``, ``attrs["sampling_rate"]``...), dask- or
         NumPy-backed.
     spec : FeatureTableSpec
+    max_partition_bytes : int
+        The recording's rows are split into several partitions beyond this size.
+    fuse : bool, optional
+        Compute each partition as one task, its chunks in sequence (True), or one task per
+        chunk (False). Default: fuse when there are at least four partitions per worker.
 
     Returns
     -------
@@ -547,7 +577,7 @@ def recording_features(
         :func:`feature_table`.
     """
     parts, columns = _recording_partitions(ds, spec, max_partition_bytes)
-    frames = dask.compute(*[p.frame() for p in parts])
+    frames = dask.compute(*[p.frame() for p in _fuse_parts(parts, fuse)])
     if not frames:
         return _empty_frame(columns)
     return pd.concat(frames, ignore_index=True)
@@ -559,6 +589,7 @@ def feature_table(
     recordings: Sequence[str] | None = None,
     *,
     max_partition_bytes: int = _MAX_PARTITION_BYTES,
+    fuse: bool | None = None,
 ) -> dd.DataFrame:
     """Return the lazy feature table of a cohort: one row per window.
 
@@ -572,6 +603,12 @@ def feature_table(
         Recording ids (default: all, in index order).
     max_partition_bytes : int
         A recording's rows are split into several partitions beyond this size.
+    fuse : bool, optional
+        Compute each partition as one task, its chunks in sequence (True): parallel across
+        partitions, few tasks, a partition's data on one worker. False: one task per chunk,
+        parallel within long recordings too. Default: fuse when there are at least four
+        partitions per worker (of the current distributed client, else per core). A
+        recording of one chunk is always one task.
 
     Returns
     -------
@@ -610,6 +647,7 @@ def feature_table(
             raise SpecError(msg)
         parts.extend(rec_parts)
     assert columns is not None
+    parts = _fuse_parts(parts, fuse)
     log.info("feature table: %d recordings, %d partitions", len(rids), len(parts))
     ddf = dd.from_delayed([p.frame() for p in parts], meta=_empty_frame(columns), verify_meta=False)
     # write_feature_table writes these partitions straight to Parquet when it gets this very
