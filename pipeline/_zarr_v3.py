@@ -17,6 +17,7 @@ their first axis, and small one-dimensional string arrays written as one chunk.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -345,7 +346,10 @@ def read_dataset(path: Path, token: str) -> Any:
                 ]
                 data = np.concatenate(parts) if parts else np.zeros(shape, dtype=dtype)
             else:
-                key = f"{name}-{token}"
+                # The same recording in two stores (or chunked differently) must not share
+                # dask keys: the path and the layout are part of the name.
+                ident = json.dumps([token, str(path.resolve()), name, shape, chunk, dtype])
+                key = f"{name}-{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
                 graph = {
                     (key, k) + (0,) * len(tail): (read_chunk, f, k, r, dtype, tail)
                     for k, (f, r) in enumerate(zip(files, rows, strict=True))

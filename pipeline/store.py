@@ -566,7 +566,7 @@ class Cohort:
         # The layout the store writes is read directly: metadata only, one dask task per
         # chunk (xarray's open_zarr cost 20-30 ms per recording, more than the features of
         # a short one). Anything else (a group rewritten by another tool) goes to xarray.
-        ds = _zarr_v3.read_dataset(path, self.recording_fingerprint(recording_id)[:32])
+        ds = _zarr_v3.read_dataset(path, self.recording_fingerprint(recording_id))
         if ds is not None:
             return ds
         ds = xr.open_zarr(str(path), consolidated=False, zarr_format=3)

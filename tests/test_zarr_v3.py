@@ -166,3 +166,33 @@ def test_groups_in_another_layout_are_read_through_xarray(tmp_path: Path):
     again = open_cohort(store).recording(row["recording"])
     xr.testing.assert_identical(again.load(), direct)
     assert again.channel_type.values.tolist() == ["eeg", "eeg"]
+
+
+def test_same_recording_in_two_stores_has_distinct_dask_keys(tmp_path: Path):
+    """Same source and fingerprint, other store and chunking: no shared dask keys."""
+    x = np.arange(6000, dtype=np.float32).reshape(3000, 2)
+    names = []
+    for chunk in (1000, 700):
+        src = RecordingSource(
+            n_samples=3000,
+            sampling_rate=100.0,
+            channels=["a", "b"],
+            units=["uV", "uV"],
+            channel_types=["eeg", "eeg"],
+            modality="eeg",
+            blocks=lambda: iter([x]),
+        )
+        store = tmp_path / f"c{chunk}.zarr"
+        row = write_recording(
+            store,
+            SourceFile(Path("s.csv"), "01"),
+            src,
+            sha256="same",
+            reader="t",
+            reader_version="1",
+            chunk_samples=chunk,
+        )
+        ds = open_cohort(store).recording(row["recording"])
+        names.append(ds.signal.data.name)
+        np.testing.assert_array_equal(ds.signal.values, x)
+    assert names[0] != names[1]
