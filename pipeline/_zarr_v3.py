@@ -1,14 +1,18 @@
-"""Write Zarr v3 groups and arrays straight to a directory, as ``xarray.Dataset.to_zarr`` does.
+"""Write and read Zarr v3 recordings directly, in the layout ``xarray.Dataset.to_zarr`` uses.
 
 Ingestion writes many small recordings. Through ``to_zarr``, xarray and zarr-python cost
 about 50 ms per recording in metadata round trips (one synchronised call into zarr's event
 loop per attribute update, per array creation, per chunk), several times the cost of parsing
-the file. This module writes the same files directly: a ``zarr.json`` per node and one file
-per chunk, encoded with the same codecs (``bytes`` little-endian or ``vlen-utf8``, then
-``zstd`` level 0 without checksum), the same fill values and the same xarray attributes
-(``_FillValue``, ``coordinates``). Chunks equal to the fill value are not written and edge
-chunks are padded with it, as zarr-python does. ``tests/test_zarr_v3.py`` checks that the
-files are identical to what ``to_zarr`` writes for the same Dataset.
+the file. This module writes the same nodes directly: a ``zarr.json`` per node (the same
+metadata, as compact JSON) and one file per chunk, encoded with the same codecs (``bytes``
+little-endian or ``vlen-utf8``, then ``zstd`` level 0 without checksum), the same fill values
+and the same xarray attributes (``_FillValue``, ``coordinates``). Chunks equal to the fill
+value are not written and edge chunks are padded with it, as zarr-python does.
+``tests/test_zarr_v3.py`` checks, file by file, that the metadata equals and the chunks are
+byte-identical to what ``to_zarr`` writes for the same Dataset.
+
+:func:`read_dataset` opens such a recording as a lazy Dataset from its metadata (the same
+Dataset ``xarray.open_zarr`` returns), and declines anything in another layout.
 
 Only what the cohort store needs is supported: numeric arrays (float, int) chunked along
 their first axis, and small one-dimensional string arrays written as one chunk.
