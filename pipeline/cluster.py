@@ -116,6 +116,19 @@ WORKER_MALLOC_ENV: dict[str, str] = {
 }
 
 
+def n_workers(client: Any = None) -> int:
+    """Return the number of workers of ``client`` (default: the current distributed client),
+    or this machine's cores when there is no client."""
+    try:
+        if client is None:
+            from distributed import get_client
+
+            client = get_client()
+        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    except (ImportError, ValueError, AttributeError):
+        return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def worker_malloc_config() -> Iterator[None]:
     """Give the nannies started inside this context :data:`WORKER_MALLOC_ENV`.

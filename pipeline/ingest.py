@@ -347,11 +347,12 @@ def _run_tasks(
         if client is not None:
             from distributed import as_completed
 
+            from pipeline.cluster import n_workers
+
             run = uuid.uuid4().hex[:8]
-            n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
             futures = {
                 client.submit(_ingest_batch, b, key=f"ingest-{b[0][1].recording_id}-{run}"): b
-                for b in _batches(args, n_workers)
+                for b in _batches(args, n_workers(client))
             }
             try:
                 for fut in as_completed(futures):

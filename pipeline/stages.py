@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.cache import Run, StageCache, code_version, stage_key
+from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec, load_task
 
 __all__ = ["RunSummary", "StageOutcome", "run_task", "task_feature_spec"]
@@ -210,7 +211,7 @@ def _stage_features(
         )
 
     # Each thread submits one recording's graph to the cluster and commits its output.
-    n_threads = max(2, 2 * _n_workers(client))
+    n_threads = max(2, 2 * n_workers(client))
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
         futures = [pool.submit(compute, rid) for rid in todo]
         bar = tqdm(total=len(todo), desc="features", unit="rec", disable=not progress or not todo)
@@ -242,13 +243,6 @@ def _stage_features(
 def _never(tmp: Path) -> None:  # pragma: no cover - only called for complete keys
     msg = "internal error: a feature stage was not complete after computing it"
     raise RuntimeError(msg)
-
-
-def _n_workers(client: Any) -> int:
-    try:
-        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-    except Exception:
-        return os.cpu_count() or 1
 
 
 def read_features(paths: list[Path]) -> pd.DataFrame:

@@ -510,21 +510,13 @@ class _Part:
         return self.delayed(_frame, f"_frame-{tokenize(keys, self.k0, self.ctx)}")
 
 
-def _n_workers() -> int:
-    """Workers of the current distributed client, else this machine's cores."""
-    try:
-        from distributed import get_client
-
-        return max(1, len(get_client().scheduler_info(n_workers=-1)["workers"]))
-    except (ImportError, ValueError):
-        return os.cpu_count() or 1
-
-
 def _fuse_parts(parts: list[_Part], fuse: bool | None) -> list[_Part]:
     """Return ``parts``, each run as one task if ``fuse`` (None: if there are at least four
     partitions per worker; fewer keep one task per chunk, for parallelism within them)."""
     if fuse is None:
-        fuse = len(parts) >= 4 * _n_workers()
+        from pipeline.cluster import n_workers
+
+        fuse = len(parts) >= 4 * n_workers()
     return [replace(p, fuse=fuse) for p in parts] if fuse else parts
 
 
