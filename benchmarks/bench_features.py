@@ -19,25 +19,22 @@ store's layout, C-ordered float32 blocks, which costs one channel-major copy per
 
 from __future__ import annotations
 
+import single_thread  # noqa: F401  (first: one thread per process)
+
+# isort: split
+import argparse
+import importlib.util
+import math
 import os
+import sys
+import time
+from pathlib import Path
 
-for _var in (
-    "NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-):  # fmt: skip
-    os.environ[_var] = "1"
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
-
-from pipeline.features import make_block_function  # noqa: E402
+from pipeline.features import make_block_function
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("COHORT_DATA", ROOT.parent / "shared" / "data"))

@@ -23,32 +23,26 @@ One thread per process (NUMBA/OMP/MKL/OPENBLAS_NUM_THREADS=1).
 
 from __future__ import annotations
 
+import single_thread  # noqa: F401  (first: one thread per process)
+
+# isort: split
+import argparse
+import datetime
+import math
 import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
 
-for _var in (
-    "NUMBA_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import psutil  # noqa: E402
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_store_to_parquet import make_spec  # noqa: E402
+from bench_store_to_parquet import make_spec
 
-from pipeline.store import open_cohort  # noqa: E402
-from pipeline.table import feature_table, feature_table_metadata, write_feature_table  # noqa: E402
+from pipeline.store import open_cohort
+from pipeline.table import feature_table, feature_table_metadata, write_feature_table
 
 FS, N_CHANNELS, N_RUNS = 1000.0, 8, 2
 BYTES_PER_SECOND = FS * N_CHANNELS * 4  # float32

@@ -30,39 +30,33 @@ per second per core.
 
 from __future__ import annotations
 
+import single_thread  # noqa: F401  (first: one thread per process)
+
+# isort: split
+import argparse
+import datetime
+import math
 import os
+import shutil
+import sys
+import time
+from pathlib import Path
 
-for _var in (
-    "NUMBA_NUM_THREADS",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import math  # noqa: E402
-import shutil  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_features as bf  # noqa: E402  (reference implementations, libemg loader)
+import bench_features as bf
 
-from pipeline.labels import LabelPolicy  # noqa: E402
-from pipeline.store import open_cohort  # noqa: E402
-from pipeline.table import (  # noqa: E402
+from pipeline.labels import LabelPolicy
+from pipeline.store import open_cohort
+from pipeline.table import (
     FeatureTableSpec,
     feature_table,
     feature_table_metadata,
     read_feature_table,
     write_feature_table,
 )
-from pipeline.windows import WindowPlan  # noqa: E402
+from pipeline.windows import WindowPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("COHORT_DATA", ROOT.parent / "shared" / "data"))
