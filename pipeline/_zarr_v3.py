@@ -1,7 +1,7 @@
 """Write and read Zarr v3 recordings directly, in the layout ``xarray.Dataset.to_zarr`` uses.
 
 Ingestion writes many small recordings. Through ``to_zarr``, xarray and zarr-python cost
-about 50 ms per recording in metadata round trips (one synchronised call into zarr's event
+about 60 ms per recording in metadata round trips (one synchronised call into zarr's event
 loop per attribute update, per array creation, per chunk), several times the cost of parsing
 the file. This module writes the same nodes directly: a ``zarr.json`` per node (the same
 metadata, as compact JSON) and one file per chunk, encoded with the same codecs (``bytes``

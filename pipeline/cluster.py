@@ -108,7 +108,7 @@ _CONNECT_TIMEOUT = "30s"
 # glibc allocator settings for worker processes. distributed's default
 # (MALLOC_TRIM_THRESHOLD_=65536) returns freed memory to the OS at once; it also fixes the
 # mmap threshold at 128 KiB, so every array above that is a fresh mapping whose pages fault
-# in on first touch. Ingesting an emg-gestures file then took 37 ms instead of 19 ms
+# in on first touch. Ingesting an emg-gestures file then cost 1.7x as much
 # (benchmarks/README.md, "Ingestion"). Up to 16 MiB of freed memory is kept for reuse instead.
 WORKER_MALLOC_ENV: dict[str, str] = {
     "MALLOC_TRIM_THRESHOLD_": str(16 * 2**20),

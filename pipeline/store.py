@@ -564,7 +564,7 @@ class Cohort:
             raise KeyError(msg)
         path = self.path / RECORDINGS / recording_id
         # The layout the store writes is read directly: metadata only, one dask task per
-        # chunk (xarray's open_zarr cost 20-30 ms per recording, more than the features of
+        # chunk (xarray's open_zarr cost 15-22 ms per recording, more than the features of
         # a short one). Anything else (a group rewritten by another tool) goes to xarray.
         ds = _zarr_v3.read_dataset(path, self.recording_fingerprint(recording_id))
         if ds is not None:
