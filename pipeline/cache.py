@@ -18,7 +18,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import platform
 import secrets
@@ -32,6 +31,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pipeline._fs import (
+    atomic_write_json,
+    canonical_json,
+    fsync_dir,
+    jsonable,
+    package_versions,
+    sha256_json,
+)
 from pipeline.exceptions import CacheError
 
 logger = logging.getLogger(__name__)
@@ -53,77 +60,6 @@ _KEY_CHARS = frozenset("0123456789abcdef")
 # Temporary directories from another host cannot be checked for a live owner: they are
 # removed only once this old.
 _FOREIGN_TMP_MAX_AGE_S = 24 * 3600.0
-_VERSIONED = (
-    "cohort-pipeline",
-    "numpy",
-    "scipy",
-    "pandas",
-    "pyarrow",
-    "dask",
-    "distributed",
-    "xarray",
-    "zarr",
-    "numba",
-    "scikit-learn",
-    "dask-ml",
-)
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    """Return ``value`` as plain JSON types, refusing anything without a canonical form."""
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            message = (
-                f"Cannot hash stage parameter {where}: expected a finite number, found {value!r}."
-            )
-            raise CacheError(message)
-        return float(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                message = f"Cannot hash stage parameter {where}: keys must be str, found {k!r}."
-                raise CacheError(message)
-            out[k] = _jsonable(v, f"{where}.{k}")
-        return out
-    if isinstance(value, list | tuple):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, set | frozenset):
-        return sorted(_jsonable(v, f"{where}{{}}") for v in value)
-    # NumPy scalars and arrays without importing NumPy here.
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):
-        return _jsonable(value.tolist(), where)
-    if hasattr(value, "model_dump"):  # pydantic models (task specs)
-        return _jsonable(value.model_dump(mode="json"), where)
-    message = (
-        f"Cannot hash stage parameter {where}: expected JSON-like values (str, int, float, "
-        f"bool, None, list, dict, path, NumPy value), found {type(value).__name__} {value!r}."
-    )
-    raise CacheError(message)
-
-
-def canonical_json(value: Any) -> str:
-    """Return the canonical JSON text of ``value`` (sorted keys, no spaces, UTF-8).
-
-    Parameters
-    ----------
-    value : JSON-like
-        Nested dicts (str keys), lists/tuples, sets (sorted), str, int, float (finite),
-        bool, None, paths, NumPy scalars/arrays and pydantic models.
-
-    Returns
-    -------
-    str
-        Equal values give equal text; ``1`` and ``1.0`` differ (int vs float).
-    """
-    plain = _jsonable(value, "params")
-    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def stage_key(
@@ -148,12 +84,10 @@ def stage_key(
     str
         64 lowercase hexadecimal characters.
     """
-    import hashlib
-
-    payload = canonical_json(
-        {"name": name, "params": params, "inputs": list(input_keys), "code": code_version}
+    return sha256_json(
+        {"name": name, "params": params, "inputs": list(input_keys), "code": code_version},
+        "stage parameter params",
     )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def code_version(*objects: Any) -> str:
@@ -233,37 +167,8 @@ def _human_bytes(n: int) -> str:
     return f"{size:.1f} TiB"  # pragma: no cover - unreachable
 
 
-def package_versions() -> dict[str, str]:
-    """Return the versions of Python and of the installed packages that shape results."""
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions
-
-
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` to ``path`` atomically (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -399,7 +304,7 @@ class StageCache:
         tmp = self.tmp_dir / f"{key}.{host}.{pid}.{secrets.token_hex(4)}"
         tmp.mkdir()
         started, t0, c0 = _now(), time.perf_counter(), time.process_time()
-        _write_json(tmp / _PENDING, {"name": name, "key": key, "host": host, "pid": pid})
+        atomic_write_json(tmp / _PENDING, {"name": name, "key": key, "host": host, "pid": pid})
         logger.info("stage %s [%s]: computing", name, key[:12])
         try:
             result = fn(tmp)
@@ -414,7 +319,7 @@ class StageCache:
         manifest = {
             "name": name,
             "key": key,
-            "params": _jsonable(params or {}, "params"),
+            "params": jsonable(params or {}, "stage parameter params", strict=True),
             "input_keys": list(input_keys),
             "packages": package_versions(),
             "timings": {
@@ -428,8 +333,8 @@ class StageCache:
             "result": dict(result) if isinstance(result, Mapping) else None,
         }
         manifest.update(manifest_extra or {})
-        _write_json(tmp / MANIFEST, manifest)
-        _fsync_dir(tmp)
+        atomic_write_json(tmp / MANIFEST, manifest)
+        fsync_dir(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -438,7 +343,7 @@ class StageCache:
             if not self.is_complete(key):
                 raise
             logger.info("stage %s [%s]: committed concurrently by another run", name, key[:12])
-        _fsync_dir(self.stages_dir)
+        fsync_dir(self.stages_dir)
         logger.info("stage %s [%s]: committed in %.2f s", name, key[:12], wall)
         if run is not None:
             run._record(name, key, "computed", manifest["timings"])
@@ -620,11 +525,11 @@ class Run:
             "pid": os.getpid(),
             "argv": list(sys.argv),
             "packages": package_versions(),
-            "info": _jsonable(dict(info), "info"),
+            "info": jsonable(dict(info), "run info", strict=True),
             "stages": [],
             "error": None,
         }
-        _write_json(self.path, self.data)
+        atomic_write_json(self.path, self.data)
 
     @property
     def stages(self) -> list[dict]:
@@ -643,7 +548,7 @@ class Run:
                 self.data["stages"].append(
                     {"name": name, "key": key, "state": state, "timings": dict(timings or {})}
                 )
-            _write_json(self.path, self.data)
+            atomic_write_json(self.path, self.data)
 
     def _finish(self, status: str, error: str | None) -> None:
         self.data.update(
@@ -652,4 +557,4 @@ class Run:
             wall_s=round(time.perf_counter() - self._t0, 6),
             error=error,
         )
-        _write_json(self.path, self.data)
+        atomic_write_json(self.path, self.data)

@@ -9,8 +9,6 @@ worker and committed by rename on the client, so the store never holds a half-wr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -22,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline._fs import atomic_write_json, file_sha256, sha256_json
 from pipeline.exceptions import CohortError, IngestError, InputError
+from pipeline.io import get_reader
 from pipeline.io._options import check_unique_ids
-from pipeline.io.base import SourceFile, file_sha256, get_reader
+from pipeline.io.base import SourceFile
 from pipeline.store import (
     INDEX,
     Cohort,
-    _write_json_atomic,
     clean_staging,
     commit_recording,
     create_store,
@@ -122,8 +121,8 @@ def _fingerprints(reader: Any, sf: SourceFile, options: dict[str, Any]) -> tuple
         sha = reader.fingerprint(sf, **options)
         return sha, sha
     sha = file_sha256(sf.path)
-    key = json.dumps([sha, reader.version, sorted(options.items())], default=str)
-    return sha, hashlib.sha256(key.encode()).hexdigest()
+    key = {"sha256": sha, "reader_version": reader.version, "options": dict(options)}
+    return sha, sha256_json(key, "reader options", strict=False)
 
 
 def _mismatch(path: Path, expected: Iterable[str], found: Iterable[str]) -> InputError:
@@ -287,7 +286,7 @@ def ingest(
 
 
 def _write_index(store: Path, rows: dict[str, dict[str, Any]]) -> None:
-    _write_json_atomic(store / INDEX, [rows[k] for k in sorted(rows)])
+    atomic_write_json(store / INDEX, [rows[k] for k in sorted(rows)])
 
 
 BATCH_BYTES = 16 * 2**20  # small files are ingested several per task, up to this many bytes

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline._fs import atomic_path
 from pipeline.exceptions import BundleError
 
 __all__ = ["bundle_feature_spec", "predict_recordings", "write_predictions"]
@@ -92,14 +93,12 @@ def write_predictions(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path
     Path
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".parquet":
-        frame.to_parquet(tmp, index=False)
-    elif path.suffix in (".csv", ".tsv"):
-        frame.to_csv(tmp, index=False, sep="\t" if path.suffix == ".tsv" else ",")
-    else:
+    if path.suffix not in (".parquet", ".csv", ".tsv"):
         msg = f"--out {str(path)!r}: expected a .csv, .tsv or .parquet file name"
         raise BundleError(msg)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, sep="\t" if path.suffix == ".tsv" else ",")
     return path

@@ -17,7 +17,6 @@ the recordings it finished.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, code_version, stage_key
 from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec, load_task
@@ -90,10 +90,6 @@ class RunSummary:
         )
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def task_feature_spec(task: TaskSpec) -> Any:
     """Return the :class:`pipeline.table.FeatureTableSpec` of a task."""
     from pipeline.table import FeatureTableSpec
@@ -148,7 +144,9 @@ def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> Sta
 
     data = task.data.model_dump()
     # One store per source: reader options and cohort size change recordings, not stores.
-    store = out / "stores" / f"{task.name}-{_hash([data['source'], data['format']])[:12]}.zarr"
+    store = (
+        out / "stores" / f"{task.name}-{sha256_json([data['source'], data['format']])[:12]}.zarr"
+    )
     t0 = time.perf_counter()
     result = ingest(
         data["source"],
@@ -301,7 +299,7 @@ def _stage_fit(
             store_fingerprint=cohort.fingerprint,
         )
         save_bundle(tmp / BUNDLE_FILE, model, meta)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        atomic_write_json(tmp / "report.json", report)
         return {"metrics": _headline(report)}
 
     path = cache.run("fit", key, fit, params=params, input_keys=[features.key], run=run)

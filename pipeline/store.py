@@ -17,7 +17,6 @@ the recordings whenever it disagrees with the directory listing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ import xarray as xr
 import zarr
 
 from pipeline import _zarr_v3
+from pipeline._fs import atomic_write_json, jsonable, sha256_json
 from pipeline.exceptions import StoreError
 from pipeline.io.base import RecordingSource, SourceFile
 
@@ -97,27 +97,6 @@ def default_chunk_samples(n_channels: int, chunk_bytes: int = DEFAULT_CHUNK_BYTE
     return max(1024, chunk_bytes // (4 * max(1, n_channels)))
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
-
-
-def _json_safe(value: Any) -> Any:
-    """Return ``value`` with NumPy scalars and arrays turned into plain Python types."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def create_store(path: str | os.PathLike[str]) -> Path:
     """Create an empty cohort store at ``path`` (or check the one already there).
 
@@ -138,7 +117,7 @@ def create_store(path: str | os.PathLike[str]) -> Path:
     path.mkdir(parents=True)
     zarr.open_group(str(path), mode="w", zarr_format=3, attributes=_root_attrs())
     (path / RECORDINGS).mkdir()
-    _write_json_atomic(path / INDEX, [])
+    atomic_write_json(path / INDEX, [])
     return path
 
 
@@ -391,7 +370,7 @@ def _recording_attrs(
         "chunk_samples": chunk,
         "metadata": sf.extra.get("metadata", {}),
     }
-    return _json_safe(attrs)
+    return jsonable(attrs, default=str)
 
 
 def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
@@ -512,7 +491,7 @@ class Cohort:
             log.info("cohort index of %s is stale; rebuilding from recordings", self.path)
             rows = _scan_rows(self.path)
             try:
-                _write_json_atomic(self.path / INDEX, rows)
+                atomic_write_json(self.path / INDEX, rows)
             except OSError:  # read-only store: use the rebuilt rows without caching them
                 pass
         return rows
@@ -578,16 +557,12 @@ class Cohort:
     def recording_fingerprint(self, recording_id: str) -> str:
         """Return a hash of a recording's source and reader: it changes iff its data may."""
         row = self._by_id.loc[recording_id]
-        return _hash([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
+        return sha256_json([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
 
     @property
     def fingerprint(self) -> str:
         """Return a hash over every recording's fingerprint."""
-        return _hash([self.recording_fingerprint(r) for r in self.recording_ids])
-
-
-def _hash(parts: list[Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+        return sha256_json([self.recording_fingerprint(r) for r in self.recording_ids])
 
 
 def open_cohort(path: str | os.PathLike[str]) -> Cohort:

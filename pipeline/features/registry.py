@@ -44,13 +44,13 @@ relative band powers), never NaN.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from pipeline._fs import canonical_json
 from pipeline.exceptions import SpecError
 
 __all__ = [
@@ -480,7 +480,7 @@ class FeatureSpec:
         return self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        return hash(canonical_json(self.to_dict()))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_jsonable(v)!r}" for k, v in self.params.items())

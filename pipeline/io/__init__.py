@@ -1,5 +1,7 @@
 """Source formats: one module per reader, registered by name in :mod:`pipeline.io.base`."""
 
+from pipeline.exceptions import UnknownFormatError
+
 # Importing the reader modules registers them.
 from pipeline.io import csv as _csv  # noqa: F401
 from pipeline.io import edf as _edf  # noqa: F401
@@ -11,7 +13,6 @@ from pipeline.io.base import (
     RecordingSource,
     SourceFile,
     file_sha256,
-    get_reader,
     register_reader,
 )
 
@@ -24,3 +25,18 @@ __all__ = [
     "get_reader",
     "register_reader",
 ]
+
+
+def get_reader(name: str) -> Reader:
+    """Return a new reader for format ``name``.
+
+    Raises
+    ------
+    UnknownFormatError
+        If no reader is registered under ``name``; the message lists the known formats.
+    """
+    if name not in READERS:
+        known = ", ".join(sorted(READERS))
+        msg = f"unknown format {name!r}: expected one of {known}"
+        raise UnknownFormatError(msg)
+    return READERS[name]()

@@ -7,7 +7,6 @@ block by block and never has to fit in RAM.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from pipeline.exceptions import UnknownFormatError
+from pipeline._fs import file_sha256
 
 __all__ = [
     "READERS",
@@ -24,7 +23,6 @@ __all__ = [
     "RecordingSource",
     "SourceFile",
     "file_sha256",
-    "get_reader",
     "register_reader",
 ]
 
@@ -139,29 +137,3 @@ def register_reader(name: str) -> Callable[[Callable[[], Reader]], Callable[[], 
         return factory
 
     return decorator
-
-
-def get_reader(name: str) -> Reader:
-    """Return a new reader for format ``name``.
-
-    Raises
-    ------
-    UnknownFormatError
-        If no reader is registered under ``name``; the message lists the known formats.
-    """
-    import pipeline.io  # noqa: F401  (registers the built-in readers)
-
-    if name not in READERS:
-        known = ", ".join(sorted(READERS))
-        msg = f"unknown format {name!r}: expected one of {known}"
-        raise UnknownFormatError(msg)
-    return READERS[name]()
-
-
-def file_sha256(path: Path, block_size: int = 1 << 22) -> str:
-    """Return the hex sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block_size):
-            h.update(chunk)
-    return h.hexdigest()

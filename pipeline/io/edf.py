@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 import pyedflib
 
+from pipeline._fs import jsonable
 from pipeline.exceptions import InputError, SpecError
 from pipeline.io._options import (
     check_options,
@@ -219,16 +220,6 @@ def _normalise_unit(unit: str) -> str:
     return unit.replace("µ", "u").replace("μ", "u")
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
 class _MetadataTable:
     """A per-subject metadata table matched on one key column."""
 
@@ -261,7 +252,10 @@ class _MetadataTable:
         names = [snake_case(str(c)) for c in columns]
         names = [f"metadata_{n}" if n in RESERVED_ATTRS else n for n in names]
         self._rows = [
-            {n: _json_value(table[c].iloc[i]) for n, c in zip(names, columns, strict=True)}
+            {
+                n: jsonable(table[c].iloc[i], default=str)
+                for n, c in zip(names, columns, strict=True)
+            }
             for i in range(len(table))
         ]
 

@@ -42,8 +42,6 @@ s). Units uV.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from functools import lru_cache
@@ -53,6 +51,7 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
+from pipeline._fs import sha256_json
 from pipeline.exceptions import InputError, SpecError
 from pipeline.io._options import check_options
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
@@ -527,7 +526,7 @@ class SyntheticReader:
     def fingerprint(self, file: SourceFile, **options: Any) -> str:
         """Return the sha256 of the generator parameters of ``file`` and the reader version."""
         payload = {"reader": self.name, "version": self.version, "params": file.extra["params"]}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return sha256_json(payload, f"synthetic parameters of {file.path}")
 
     def read(self, file: SourceFile, **options: Any) -> RecordingSource:
         """Return the recording of ``file``; its signal is generated lazily by ``blocks()``."""

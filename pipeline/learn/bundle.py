@@ -8,15 +8,12 @@ built. The metadata is stored as one JSON string, so it can hold no object at al
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +21,23 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
+from pipeline._fs import atomic_write, canonical_json, package_versions, sha256_text
 from pipeline.exceptions import BundleError
 from pipeline.learn.fit import FittedModel
 
 logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
+#: The distributions a bundle's model depends on (recorded, and compared at load).
+BUNDLE_PACKAGES = (
+    "cohort-pipeline",
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "skops",
+    "pandas",
+    "dask-ml",
+)
 REQUIRED_METADATA = ("feature_names", "classes", "prep")
 """Keys :func:`save_bundle` requires; :func:`bundle_metadata` fills them from a report."""
 
@@ -169,17 +177,6 @@ def _as_list(units: Any, n: int) -> list[str] | None:
     return [str(u) for u in units]
 
 
-def package_versions() -> dict[str, str]:
-    """Return the versions of the packages a bundle's model depends on."""
-    out = {}
-    for name in ("cohort-pipeline", "scikit-learn", "numpy", "scipy", "skops", "pandas", "dask-ml"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def bundle_metadata(
     model: FittedModel, report: Mapping[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
@@ -210,7 +207,7 @@ def bundle_metadata(
         "label_mapping": {c: i for i, c in enumerate(model.classes)},
         "prep": model.prep.to_dict(),
         "smooth": int(model.smooth),
-        "versions": package_versions(),
+        "versions": package_versions(BUNDLE_PACKAGES),
     }
     if report is not None:
         meta["training_subjects"] = list(report.get("subjects", []))
@@ -260,14 +257,14 @@ def save_bundle(
         msg = f"save_bundle({str(path)!r}): metadata 'feature_names' differ from the model's"
         raise BundleError(msg)
     try:
-        meta_json = json.dumps(dict(metadata), default=_json_default, sort_keys=True)
+        meta_json = canonical_json(dict(metadata), "bundle metadata", strict=False)
     except TypeError as err:
         msg = f"save_bundle({str(path)!r}): metadata is not JSON-serialisable: {err}"
         raise BundleError(msg) from err
     payload = {
         "format": BUNDLE_FORMAT,
         "metadata_json": meta_json,
-        "metadata_sha256": hashlib.sha256(meta_json.encode()).hexdigest(),
+        "metadata_sha256": sha256_text(meta_json),
         "model": model,
     }
     untrusted = set(sio.get_untrusted_types(data=sio.dumps(payload)))
@@ -279,28 +276,9 @@ def save_bundle(
         )
         raise BundleError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sio.dump(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: sio.dump(payload, fh))
     logger.info("saved model bundle %s", path)
     return path
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -340,7 +318,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         msg = f"model bundle {str(path)!r}: expected bundle format {BUNDLE_FORMAT}, got {got!r}"
         raise BundleError(msg)
     meta_json = payload.get("metadata_json", "")
-    if hashlib.sha256(str(meta_json).encode()).hexdigest() != payload.get("metadata_sha256"):
+    if sha256_text(str(meta_json)) != payload.get("metadata_sha256"):
         msg = f"model bundle {str(path)!r}: metadata checksum mismatch (file was modified)"
         raise BundleError(msg)
     model = payload.get("model")
@@ -353,7 +331,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
 
 
 def _warn_versions(path: Path, saved: Mapping[str, str]) -> None:
-    now = package_versions()
+    now = package_versions(BUNDLE_PACKAGES)
     for name in ("scikit-learn", "numpy"):
         if name in saved and saved[name] != now.get(name):
             logger.warning(

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from pipeline._fs import jsonable
 from pipeline.exceptions import BundleError, SpecError
 from pipeline.learn.estimators import make_estimator, validate_model_config
 from pipeline.learn.metrics import (
@@ -329,8 +330,8 @@ def _build_report(
     subjects = table["subject"].astype(str).to_numpy()[rows_all]
     per_subject, summary = per_subject_metrics(subjects, y_all, pred_all, proba_all, classes)
     return {
-        "model": _jsonable(dict(model_cfg)),
-        "validation": _jsonable(dict(validation_cfg)),
+        "model": jsonable(dict(model_cfg)),
+        "validation": jsonable(dict(validation_cfg)),
         "seed": int(seed),
         "classes": classes,
         "n_windows": len(table),
@@ -343,16 +344,6 @@ def _build_report(
         "roc": roc_curves(y_all, proba_all, classes),
         "_oof": {"y": y_all, "proba": proba_all},
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 def predict_table(bundle: Bundle | FittedModel, table: pd.DataFrame) -> pd.DataFrame:

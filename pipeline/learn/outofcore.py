@@ -27,9 +27,10 @@ from dask_ml.wrappers import Incremental, ParallelPostFit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline._fs import jsonable
 from pipeline.exceptions import LeakageError, SpecError
 from pipeline.learn.estimators import make_estimator
-from pipeline.learn.fit import FittedModel, _jsonable, _validate_model_cfg
+from pipeline.learn.fit import FittedModel, _validate_model_cfg
 from pipeline.learn.metrics import (
     classification_metrics,
     per_subject_metrics,
@@ -204,8 +205,8 @@ def fit_and_validate_dask(
     t0 = time.perf_counter()
     final = fit_incremental(ddf, model_cfg, seed, classes)
     report: dict[str, Any] = {
-        "model": _jsonable(dict(model_cfg)),
-        "validation": _jsonable(dict(validation_cfg)),
+        "model": jsonable(dict(model_cfg)),
+        "validation": jsonable(dict(validation_cfg)),
         "seed": int(seed),
         "classes": classes,
         "out_of_core": True,

@@ -11,7 +11,6 @@ import html
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,20 +21,10 @@ matplotlib.use("Agg")  # before pyplot: no display on clusters
 import matplotlib.pyplot as plt
 import numpy as np
 
+from pipeline._fs import atomic_write, atomic_write_json
 from pipeline.exceptions import SpecError
 
 _REQUIRED = ("overall", "per_subject", "per_subject_summary", "classes", "folds")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _png(fig: plt.Figure) -> str:
@@ -224,14 +213,6 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, hpath = out / "report.json", out / "report.html"
-    _atomic_write(jpath, json.dumps(report, indent=1, default=_default).encode())
-    _atomic_write(hpath, render_html(report, title).encode())
+    atomic_write_json(jpath, report)
+    atomic_write(hpath, render_html(report, title))
     return jpath, hpath
-
-
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"report value of type {type(obj).__name__} is not JSON serialisable")

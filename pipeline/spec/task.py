@@ -8,7 +8,6 @@ what was found, and for a misspelt key the closest valid one.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.exceptions import SpecError
+from pipeline.spec.errors import format_validation_error
 
 __all__ = ["DataSpec", "TaskSpec", "load_task"]
 
@@ -149,57 +149,6 @@ def _expand(text: str) -> str:
         return value
 
     return _ENV.sub(sub, text)
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """Return the pydantic model class that holds the last key of ``loc``."""
-    import typing
-
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = current.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        for arg in (ann, *typing.get_args(ann)):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                current = arg
-                break
-            inner = [
-                a for a in typing.get_args(arg) if isinstance(a, type) and issubclass(a, BaseModel)
-            ]
-            if inner:
-                current = inner[0]
-                break
-        else:
-            return None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def format_validation_error(exc: ValidationError, source: str, model: type[BaseModel]) -> str:
-    """Return one line per problem: file, key path, what was expected, what was found."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = ".".join(str(p) for p in loc) or "(top level)"
-        found = err.get("input")
-        if err["type"] == "extra_forbidden":
-            holder = _model_at(model, loc)
-            valid = sorted(holder.model_fields) if holder else []
-            close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            lines.append(
-                f"{source}: unknown key {path!r}{hint} (valid keys here: {', '.join(valid)})"
-            )
-        elif err["type"] == "missing":
-            lines.append(f"{source}: missing required key {path!r}")
-        else:
-            lines.append(f"{source}: key {path!r}: expected {err['msg'].lower()}; found {found!r}")
-    return "\n".join(lines)
 
 
 def load_task(path: str | os.PathLike[str]) -> TaskSpec:
