@@ -22,13 +22,10 @@ validating them all with :func:`validate_steps`.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import json
 import logging
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -37,7 +34,9 @@ import numpy as np
 import scipy.signal as sps
 import xarray as xr
 
-from pipeline.exceptions import PreprocessingError, SpecError
+from pipeline.exceptions import PreprocessingError
+from pipeline.spec.errors import key_error, parse_list
+from pipeline.spec.preprocess import FREQUENCY_KEYS, STEP_MODELS, Step
 from pipeline.windows import map_ranges
 
 __all__ = [
@@ -378,168 +377,66 @@ def _take_nearest(block: np.ndarray, up: int, down: int, j0: int, j1: int, n: in
 # -------------------------------------------------------------------- step validation
 
 
-@dataclass(frozen=True)
-class _Param:
-    kind: str  # "freq", "int", "bool", "float", "str_list"
-    default: Any = None
-    required: bool = False
-    low: float | None = None
-    high: float | None = None
-
-
-_FREQ = _Param("freq", required=True)
-KNOWN_OPS: dict[str, dict[str, _Param]] = {
-    "bandpass": {
-        "low": _FREQ,
-        "high": _FREQ,
-        "order": _Param("int", 4, low=1, high=12),
-        "zero_phase": _Param("bool", True),
-    },
-    "highpass": {
-        "cutoff": _FREQ,
-        "order": _Param("int", 4, low=1, high=12),
-        "zero_phase": _Param("bool", True),
-    },
-    "lowpass": {
-        "cutoff": _FREQ,
-        "order": _Param("int", 4, low=1, high=12),
-        "zero_phase": _Param("bool", True),
-    },
-    "notch": {
-        "freq": _FREQ,
-        "quality": _Param("float", 30.0, low=0.1, high=1e4),
-        "harmonics": _Param("int", 1, low=1, high=50),
-        "zero_phase": _Param("bool", True),
-    },
-    "resample": {"rate": _Param("float", required=True, low=1e-3, high=1e7)},
-    "car": {},
-    "select": {"channels": _Param("str_list"), "types": _Param("str_list")},
-    "rectify": {},
-    "envelope": {
-        "cutoff": _FREQ,
-        "order": _Param("int", 4, low=1, high=12),
-        "zero_phase": _Param("bool", True),
-    },
-}
-
-
-def _describe(p: _Param, nyquist: float | None) -> str:
-    if p.kind == "freq":
-        hi = f" and < Nyquist {nyquist!r} Hz" if nyquist is not None else ""
-        return f"a frequency in Hz > 0{hi}"
-    if p.kind == "int":
-        return f"an integer in [{p.low:g}, {p.high:g}]"
-    if p.kind == "float":
-        return f"a number in [{p.low:g}, {p.high:g}]"
-    if p.kind == "bool":
-        return "true or false"
-    return "a list of strings"
-
-
-def _valid(p: _Param, value: Any, nyquist: float | None) -> bool:
-    if p.kind == "bool":
-        return isinstance(value, bool)
-    if p.kind == "str_list":
-        return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        return False
-    if not math.isfinite(value):
-        return False
-    if p.kind == "int" and int(value) != value:
-        return False
-    if p.kind == "freq":
-        return value > 0 and (nyquist is None or value < nyquist)
-    return p.low <= value <= p.high
+#: The known ops, each with its pydantic model (:mod:`pipeline.spec.preprocess`).
+KNOWN_OPS = STEP_MODELS
 
 
 def validate_steps(
-    steps: Sequence[dict[str, Any]], sampling_rate: float | None = None
+    steps: Sequence[dict[str, Any]],
+    sampling_rate: float | None = None,
+    *,
+    source: str = "preprocessing",
+    prefix: str = "preprocess",
 ) -> list[dict[str, Any]]:
     """Validate preprocessing steps and return them with defaults filled in.
+
+    Each step is validated against the pydantic model of its op
+    (:mod:`pipeline.spec.preprocess`); with the sampling rate known, frequencies are also
+    checked against the Nyquist frequency (tracking resampling steps) and resampling ratios
+    against what polyphase resampling can do.
 
     Parameters
     ----------
     steps : sequence of dict
         E.g. ``[{"op": "bandpass", "low": 20, "high": 450, "order": 4}]``.
     sampling_rate : float, optional
-        Hz; when given, frequencies are checked against the Nyquist frequency (tracking
-        resampling steps).
+        Hz, of the recording the steps are applied to.
+    source, prefix : str
+        Where the steps come from (a task file) and their key path in it, for the errors.
 
     Returns
     -------
     list of dict
-        Normalised steps (every key present).
+        Normalised steps (every key present, numbers as float or int).
 
     Raises
     ------
     SpecError
-        Naming the step index, the key, what was expected and what was found; unknown ops
-        list the known ops and the closest match.
+        Naming the source, the key path (``preprocess.1.high``), what was expected and what
+        was found; unknown ops list the known ops and the closest match.
     """
-    if not isinstance(steps, list | tuple):
-        msg = f"preprocessing: expected a list of steps, found {steps!r}"
-        raise SpecError(msg)
+    if isinstance(steps, str | bytes) or not isinstance(steps, Sequence):
+        raise key_error(source, prefix, "a list of steps", steps)
+    parsed = parse_list(Step, list(steps), source, prefix)
     fs = float(sampling_rate) if sampling_rate is not None else None
     out = []
-    for i, step in enumerate(steps):
-        where = f"preprocessing step {i}"
-        if not isinstance(step, dict) or "op" not in step:
-            msg = f"{where}: expected a mapping with key 'op', found {step!r}"
-            raise SpecError(msg)
-        op = step["op"]
-        if op not in KNOWN_OPS:
-            close = difflib.get_close_matches(str(op), list(KNOWN_OPS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            msg = f"{where}: unknown op {op!r}, expected one of {sorted(KNOWN_OPS)!r}{hint}"
-            raise SpecError(msg)
-        params = KNOWN_OPS[op]
-        unknown = sorted(set(step) - set(params) - {"op"})
-        if unknown:
-            msg = (
-                f"{where} ({op!r}): unknown key(s) {unknown!r}, expected some of {sorted(params)!r}"
-            )
-            raise SpecError(msg)
-        nyquist = fs / 2 if fs is not None else None
-        norm: dict[str, Any] = {"op": op}
-        for key, p in params.items():
-            if key not in step:
-                if p.required:
-                    msg = f"{where} ({op!r}): missing key {key!r}, expected {_describe(p, nyquist)}"
-                    raise SpecError(msg)
-                norm[key] = p.default
-                continue
-            value = step[key]
-            if value is None and not p.required and p.default is None:
-                norm[key] = None
-                continue
-            if not _valid(p, value, nyquist):
-                msg = (
-                    f"{where} ({op!r}): key {key!r} expected {_describe(p, nyquist)}, "
-                    f"found {value!r}"
-                )
-                raise SpecError(msg)
-            if p.kind == "int":
-                value = int(value)
-            elif p.kind == "str_list":
-                value = list(value)
-            elif p.kind in ("float", "freq"):
-                value = float(value)
-            norm[key] = value
-        if op == "bandpass" and norm["low"] >= norm["high"]:
-            msg = (
-                f"{where} ('bandpass'): key 'low' expected < high ({norm['high']!r}), "
-                f"found {norm['low']!r}"
-            )
-            raise SpecError(msg)
-        if op == "select" and not norm["channels"] and not norm["types"]:
-            msg = f"{where} ('select'): expected key 'channels' or 'types', found {step!r}"
-            raise SpecError(msg)
-        if op == "resample":
-            if fs is not None:
+    for i, model in enumerate(parsed):
+        norm = model.model_dump()
+        op = norm["op"]
+        if fs is not None:
+            nyquist = fs / 2
+            for key in FREQUENCY_KEYS.get(op, ()):
+                if norm[key] >= nyquist:
+                    expected = f"a frequency below the Nyquist frequency {nyquist!r} Hz"
+                    raise key_error(source, f"{prefix}.{i}.{key}", expected, steps[i][key])
+            if op == "resample":
                 try:
                     resample_ratio(fs, norm["rate"])
                 except PreprocessingError as exc:
-                    raise SpecError(f"{where} ('resample'): {exc}") from None
+                    raise key_error(
+                        source, f"{prefix}.{i}.rate", f"a practical ratio ({exc})", norm["rate"]
+                    ) from None
+        if op == "resample":
             fs = norm["rate"]
         out.append(norm)
     return out

@@ -213,24 +213,35 @@ def test_apply_preprocessing_select_by_name_order_and_rectify():
 @pytest.mark.parametrize(
     ("steps", "match"),
     [
-        ([{"op": "bandpas", "low": 1, "high": 2}], r"step 0: unknown op 'bandpas'.*'bandpass'\?"),
+        (
+            [{"op": "bandpas", "low": 1, "high": 2}],
+            r"key 'preprocess.0': unknown op 'bandpas'; did you mean 'bandpass'\?",
+        ),
         (
             [{"op": "car"}, {"op": "bandpass", "low": 20, "high": 500}],
-            r"step 1 \('bandpass'\): key 'high' expected a frequency in Hz > 0 and < "
-            r"Nyquist 500.0 Hz, found 500",
+            r"key 'preprocess.1.high': expected a frequency below the Nyquist frequency "
+            r"500.0 Hz; found 500",
         ),
         (
             [{"op": "resample", "rate": 100}, {"op": "lowpass", "cutoff": 60}],
-            r"step 1 \('lowpass'\): key 'cutoff' .*Nyquist 50.0 Hz, found 60",
+            r"key 'preprocess.1.cutoff': .*Nyquist frequency 50.0 Hz; found 60",
         ),
-        ([{"op": "bandpass", "low": 40, "high": 20}], r"key 'low' expected < high \(20.0\)"),
-        ([{"op": "highpass", "cutoff": 1, "order": 2.5}], r"key 'order' expected an integer"),
-        ([{"op": "highpass"}], r"missing key 'cutoff'"),
-        ([{"op": "rectify", "gain": 2}], r"unknown key\(s\) \['gain'\]"),
-        ([{"op": "notch", "freq": 50, "zero_phase": "yes"}], r"'zero_phase' expected true or"),
+        ([{"op": "bandpass", "low": 40, "high": 20}], r"expected low < high, found low=40.0"),
+        (
+            [{"op": "highpass", "cutoff": 1, "order": 2.5}],
+            r"key 'preprocess.0.order': expected a valid integer",
+        ),
+        ([{"op": "highpass", "cutoff": 1, "order": 13}], r"less than or equal to 12; found 13"),
+        ([{"op": "highpass"}], r"missing required key 'preprocess.0.cutoff'"),
+        ([{"op": "rectify", "gain": 2}], r"unknown key 'preprocess.0.gain'"),
+        (
+            [{"op": "notch", "freq": 50, "zero_phase": "yes"}],
+            r"key 'preprocess.0.zero_phase': expected a valid boolean; found 'yes'",
+        ),
         ([{"op": "select"}], r"expected key 'channels' or 'types'"),
-        ([{"low": 1}], r"step 0: expected a mapping with key 'op'"),
-        ([{"op": "resample", "rate": 999.7}], r"step 0 \('resample'\): resample: .*9997/10000"),
+        ([{"low": 1}], r"key 'preprocess.0': expected a mapping with key 'op'"),
+        ([{"op": "resample", "rate": 999.7}], r"key 'preprocess.0.rate': .*9997/10000"),
+        ("bandpass", r"key 'preprocess': expected a list of steps; found 'bandpass'"),
     ],
 )
 def test_validate_steps_errors(steps, match):

@@ -11,7 +11,6 @@ from pipeline.features.registry import (
     FEATURES,
     FeatureInfo,
     FeatureSpec,
-    Param,
     feature_names,
 )
 
@@ -21,7 +20,6 @@ __all__ = [
     "BlockFunction",
     "FeatureInfo",
     "FeatureSpec",
-    "Param",
     "compute_features",
     "feature_names",
     "make_block_function",

@@ -43,8 +43,6 @@ relative band powers), never NaN.
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -52,130 +50,16 @@ from typing import Any
 
 from pipeline._fs import canonical_json
 from pipeline.exceptions import SpecError
+from pipeline.spec.errors import Strict, closest, parse
+from pipeline.spec.features import EEG_BANDS, FEATURE_PARAMS, flatten_feature
 
 __all__ = [
     "EEG_BANDS",
     "FEATURES",
     "FeatureInfo",
     "FeatureSpec",
-    "Param",
     "feature_names",
 ]
-
-EEG_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("delta", 1.0, 4.0),
-    ("theta", 4.0, 8.0),
-    ("alpha", 8.0, 13.0),
-    ("beta", 13.0, 30.0),
-    ("gamma", 30.0, 45.0),
-)
-_EMG_BANDS = ((10.0, 50.0), (50.0, 100.0), (100.0, 200.0), (200.0, 500.0))
-_WINDOWS = ("hann", "hamming", "blackman", "boxcar", "bartlett", "flattop", "nuttall")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a feature: name, default, kind, unit and constraints."""
-
-    name: str
-    default: Any
-    kind: str  # "float", "int", "str", "bands", "bool"
-    unit: str = ""
-    doc: str = ""
-    minimum: float | None = None
-    strict_minimum: bool = False
-    choices: tuple[Any, ...] | None = None
-    nullable: bool = False
-
-    def expected(self) -> str:
-        """Describe the accepted values, for error messages."""
-        if self.kind == "bands":
-            text = "a list of [low, high] pairs in Hz, or a mapping name -> [low, high]"
-        elif self.choices is not None:
-            text = "one of " + ", ".join(repr(c) for c in self.choices)
-        else:
-            text = {"float": "a number", "int": "an integer", "bool": "true or false"}.get(
-                self.kind, self.kind
-            )
-            if self.minimum is not None:
-                text += f" {'>' if self.strict_minimum else '>='} {self.minimum:g}"
-        if self.unit:
-            text += f" ({self.unit})"
-        if self.nullable:
-            text += " or null"
-        return text
-
-    def validate(self, feature: str, value: Any) -> Any:
-        """Return ``value`` converted to this parameter's kind, or raise `SpecError`."""
-        bad = SpecError(
-            f"Feature {feature!r}, parameter {self.name!r}: expected {self.expected()}, "
-            f"found {value!r}"
-        )
-        if value is None:
-            if self.nullable:
-                return None
-            raise bad
-        if self.kind == "float":
-            if isinstance(value, bool):
-                raise bad
-            try:  # accept numeric strings: YAML reads 1e-5 (no dot) as a string
-                value = float(value)
-            except (TypeError, ValueError):
-                raise bad from None
-            if not math.isfinite(value):
-                raise bad
-        elif self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise bad
-            if isinstance(value, float) and not value.is_integer():
-                raise bad
-            value = int(value)
-        elif self.kind == "bool":
-            if not isinstance(value, bool):
-                raise bad
-        elif self.kind == "str":
-            if not isinstance(value, str):
-                raise bad
-            value = value.lower()
-        elif self.kind == "bands":
-            return _validate_bands(feature, self, value, bad)
-        if self.choices is not None and value not in self.choices:
-            raise bad
-        if self.minimum is not None and (
-            value < self.minimum or (self.strict_minimum and value == self.minimum)
-        ):
-            raise bad
-        return value
-
-
-def _validate_bands(
-    feature: str, param: Param, value: Any, bad: SpecError
-) -> tuple[tuple[str | None, float, float], ...]:
-    """Normalise bands to ``((name or None, low, high), ...)``."""
-    if isinstance(value, Mapping):
-        items = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, list | tuple):
-        items = [(None, v) for v in value]
-    else:
-        raise bad
-    if not items:
-        raise bad
-    bands = []
-    for name, pair in items:
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise bad
-        try:
-            lo, hi = float(pair[0]), float(pair[1])
-        except (TypeError, ValueError):
-            raise bad from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi):
-            msg = (
-                f"Feature {feature!r}, parameter {param.name!r}: expected 0 <= low < high "
-                f"in every band, found {list(pair)!r}"
-            )
-            raise SpecError(msg)
-        bands.append((name, lo, hi))
-    return tuple(bands)
 
 
 def _fmt(v: float) -> str:
@@ -191,64 +75,33 @@ def _band_names(bands, prefix: str, named_prefix: str) -> list[str]:
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """A registered feature: its family, kernel group, parameters and output columns."""
+    """A registered feature: its family, kernel group, output columns and parameter model.
+
+    The parameters (names, defaults, units, constraints) are the pydantic model
+    ``pipeline.spec.features.FEATURE_PARAMS[name]``.
+    """
 
     name: str
     family: str
     group: str
     doc: str
-    params: tuple[Param, ...] = ()
     columns_of: Callable[[Mapping[str, Any]], list[str]] | None = None
+
+    @property
+    def params_model(self) -> type[Strict]:
+        """The pydantic model of this feature's parameters."""
+        return FEATURE_PARAMS[self.name]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The parameters' default values."""
+        return {k: f.default for k, f in self.params_model.model_fields.items() if k != "name"}
 
     def columns(self, params: Mapping[str, Any]) -> list[str]:
         """Return the output column names for resolved ``params``."""
         if self.columns_of is None:
             return [self.name]
         return self.columns_of(params)
-
-    def param(self, name: str) -> Param:
-        """Return the parameter called ``name``."""
-        for p in self.params:
-            if p.name == name:
-                return p
-        raise KeyError(name)
-
-
-def _thr(unit_doc: str) -> Param:
-    return Param("threshold", 0.0, "float", "signal units", unit_doc, minimum=0.0)
-
-
-def _spectral_params(fmin: float = 0.0, fmax: float | None = None) -> tuple[Param, ...]:
-    return (
-        Param("window", "hann", "str", "", "taper applied to each window", choices=_WINDOWS),
-        Param(
-            "nfft",
-            None,
-            "int",
-            "samples",
-            "FFT length (null: window length)",
-            minimum=1,
-            nullable=True,
-        ),
-        Param(
-            "detrend",
-            "constant",
-            "str",
-            "",
-            "remove the window mean first",
-            choices=("constant", "none"),
-        ),
-        Param("fmin", fmin, "float", "Hz", "lowest frequency of the analysis band", minimum=0.0),
-        Param(
-            "fmax",
-            fmax,
-            "float",
-            "Hz",
-            "highest frequency of the analysis band (null: Nyquist)",
-            minimum=0.0,
-            nullable=True,
-        ),
-    )
 
 
 def _registry() -> dict[str, FeatureInfo]:
@@ -258,28 +111,10 @@ def _registry() -> dict[str, FeatureInfo]:
         FeatureInfo("rms", "emg", "td", "root mean square"),
         FeatureInfo("var", "emg", "td", "variance (ddof=0)"),
         FeatureInfo("wl", "emg", "td", "waveform length"),
-        FeatureInfo(
-            "zc", "emg", "td", "zero crossings", (_thr("minimum |dx| of a crossing pair"),)
-        ),
-        FeatureInfo(
-            "ssc",
-            "emg",
-            "td",
-            "slope sign changes (repeated values collapsed)",
-            (_thr("minimum slope on one side of the turning point"),),
-        ),
-        FeatureInfo("wamp", "emg", "td", "Willison amplitude", (_thr("|dx| must exceed this"),)),
-        FeatureInfo(
-            "log",
-            "emg",
-            "log",
-            "log detector",
-            (
-                Param(
-                    "eps", 0.0, "float", "signal units", "added to |x| before the log", minimum=0.0
-                ),
-            ),
-        ),
+        FeatureInfo("zc", "emg", "td", "zero crossings"),
+        FeatureInfo("ssc", "emg", "td", "slope sign changes (repeated values collapsed)"),
+        FeatureInfo("wamp", "emg", "td", "Willison amplitude"),
+        FeatureInfo("log", "emg", "log", "log detector"),
         FeatureInfo("hjorth_activity", "emg", "hjorth", "Hjorth activity (variance)"),
         FeatureInfo("hjorth_mobility", "emg", "hjorth", "Hjorth mobility"),
         FeatureInfo("hjorth_complexity", "emg", "hjorth", "Hjorth complexity"),
@@ -290,30 +125,17 @@ def _registry() -> dict[str, FeatureInfo]:
             "emg",
             "ar",
             "Yule-Walker autoregressive coefficients",
-            (Param("order", 4, "int", "", "model order p", minimum=1),),
             lambda p: [f"ar{i}" for i in range(1, p["order"] + 1)],
         ),
-        FeatureInfo("mnf", "spectral", "spectral", "mean frequency", _spectral_params()),
-        FeatureInfo("mdf", "spectral", "spectral", "median frequency", _spectral_params()),
-        FeatureInfo(
-            "peak_freq", "spectral", "spectral", "frequency of maximum power", _spectral_params()
-        ),
-        FeatureInfo(
-            "spectral_entropy",
-            "spectral",
-            "spectral",
-            "spectral entropy",
-            (
-                *_spectral_params(),
-                Param("normalize", True, "bool", "", "divide by log(number of bins)"),
-            ),
-        ),
+        FeatureInfo("mnf", "spectral", "spectral", "mean frequency"),
+        FeatureInfo("mdf", "spectral", "spectral", "median frequency"),
+        FeatureInfo("peak_freq", "spectral", "spectral", "frequency of maximum power"),
+        FeatureInfo("spectral_entropy", "spectral", "spectral", "spectral entropy"),
         FeatureInfo(
             "band_power",
             "spectral",
             "spectral",
             "absolute band powers",
-            (*_spectral_params(), Param("bands", _EMG_BANDS, "bands", "Hz", "bands [low, high)")),
             lambda p: _band_names(p["bands"], "bp_", ""),
         ),
         FeatureInfo(
@@ -321,31 +143,14 @@ def _registry() -> dict[str, FeatureInfo]:
             "spectral",
             "spectral",
             "relative band powers",
-            (*_spectral_params(), Param("bands", _EMG_BANDS, "bands", "Hz", "bands [low, high)")),
             lambda p: _band_names(p["bands"], "rbp_", "rel_"),
         ),
-        FeatureInfo(
-            "logvar",
-            "eeg",
-            "td",
-            "log-variance",
-            (
-                Param(
-                    "eps",
-                    0.0,
-                    "float",
-                    "signal units squared",
-                    "added to the variance before the log",
-                    minimum=0.0,
-                ),
-            ),
-        ),
+        FeatureInfo("logvar", "eeg", "td", "log-variance"),
         FeatureInfo(
             "eeg_band_power",
             "eeg",
             "spectral",
             "classic EEG band powers",
-            _spectral_params(1.0, 45.0),
             lambda p: [b[0] for b in EEG_BANDS],
         ),
         FeatureInfo(
@@ -353,7 +158,6 @@ def _registry() -> dict[str, FeatureInfo]:
             "eeg",
             "spectral",
             "classic EEG band powers relative to the 1-45 Hz power",
-            _spectral_params(1.0, 45.0),
             lambda p: [f"rel_{b[0]}" for b in EEG_BANDS],
         ),
     ]
@@ -361,11 +165,6 @@ def _registry() -> dict[str, FeatureInfo]:
 
 
 FEATURES: Mapping[str, FeatureInfo] = MappingProxyType(_registry())
-
-
-def _closest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _jsonable(value: Any) -> Any:
@@ -404,33 +203,16 @@ class FeatureSpec:
         name = self.name.strip().lower()
         if name not in FEATURES:
             msg = (
-                f"Unknown feature {self.name!r}{_closest(name, FEATURES)} "
+                f"Unknown feature {self.name!r}{closest(name, FEATURES)} "
                 f"Known features: {', '.join(sorted(FEATURES))}"
             )
             raise SpecError(msg)
-        info = FEATURES[name]
         if not isinstance(self.params, Mapping):
             raise SpecError(
                 f"Feature {name!r}: expected its parameters as a mapping, found {self.params!r}"
             )
-        known = {p.name: p for p in info.params}
-        resolved: dict[str, Any] = {}
-        for key, value in self.params.items():
-            if key not in known:
-                options = ", ".join(known) if known else "none"
-                msg = (
-                    f"Feature {name!r} has no parameter {key!r}{_closest(str(key), known)} "
-                    f"Its parameters are: {options}"
-                )
-                raise SpecError(msg)
-            resolved[key] = known[key].validate(name, value)
-        for p in info.params:
-            if p.name not in resolved:
-                resolved[p.name] = p.validate(name, p.default) if p.default is not None else None
-        fmin, fmax = resolved.get("fmin"), resolved.get("fmax")
-        if fmin is not None and fmax is not None and fmax <= fmin:
-            msg = f"Feature {name!r}: expected fmin < fmax, found fmin={fmin!r}, fmax={fmax!r}"
-            raise SpecError(msg)
+        model = parse(FEATURE_PARAMS[name], {**self.params, "name": name}, f"feature {name!r}")
+        resolved = model.model_dump(exclude={"name"})
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "params", MappingProxyType(resolved))
 
@@ -448,16 +230,12 @@ class FeatureSpec:
         if isinstance(obj, Mapping):
             if "name" not in obj:
                 raise SpecError(f"Feature spec: expected a 'name' key, found {dict(obj)!r}")
-            rest = {k: v for k, v in obj.items() if k != "name"}
-            if "params" in rest:
-                if len(rest) > 1:
-                    msg = (
-                        f"Feature spec {obj['name']!r}: give parameters either under 'params' "
-                        f"or at top level, not both; found {dict(obj)!r}"
-                    )
-                    raise SpecError(msg)
-                return cls(obj["name"], rest["params"] or {})
-            return cls(obj["name"], rest)
+            try:
+                flat = dict(flatten_feature(obj))
+            except ValueError as exc:  # PydanticCustomError
+                msg = f"Feature spec {obj['name']!r}: give {exc}; found {dict(obj)!r}"
+                raise SpecError(msg) from None
+            return cls(flat.pop("name"), flat)
         msg = f"Feature spec: expected a name, a mapping or a FeatureSpec, found {obj!r}"
         raise SpecError(msg)
 

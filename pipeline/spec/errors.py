@@ -10,15 +10,16 @@ key the closest valid one.
 from __future__ import annotations
 
 import difflib
+import functools
 import typing
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from pipeline.exceptions import SpecError
 
-__all__ = ["Strict", "closest", "format_validation_error", "parse"]
+__all__ = ["Strict", "closest", "format_validation_error", "key_error", "parse", "parse_list"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,29 +50,46 @@ def _tag_of(model: type[BaseModel]) -> set[str]:
     return out
 
 
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """Return the pydantic model class that holds the last key of ``loc``."""
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], type[BaseModel] | None]:
+    """Return the key path of ``loc`` without union tags, and the model holding its last key.
+
+    Discriminated unions add the member's tag (``bandpass``) to pydantic's error location:
+    it is not a key of the file, so it is left out of the path.
+    """
+    keys: list[Any] = []
     candidates: list[type[BaseModel]] = [model]
-    for part in loc[:-1]:
+    holder: type[BaseModel] | None = model
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
         if isinstance(part, int):
+            keys.append(part)
             continue
         tagged = [c for c in candidates if str(part) in _tag_of(c)]
-        if len(candidates) > 1 and tagged:  # a discriminated union's tag
+        if len(candidates) > 1 and tagged:
             candidates = tagged[:1]
+            holder = candidates[0]
             continue
+        keys.append(part)
+        if last:
+            holder = candidates[0] if len(candidates) == 1 else None
+            break
         nxt: list[type[BaseModel]] = []
         for c in candidates:
             field = c.model_fields.get(str(part))
             if field is not None:
                 nxt.extend(_models_in(field.annotation))
-        if not nxt:
-            return None
         candidates = nxt
-    return candidates[0] if len(candidates) == 1 else None
+        holder = candidates[0] if len(candidates) == 1 else None
+    return keys, holder
 
 
 def format_validation_error(
-    exc: ValidationError, source: str, model: type[BaseModel], prefix: str = ""
+    exc: ValidationError,
+    source: str,
+    model: type[BaseModel],
+    prefix: str = "",
+    *,
+    strip_root: bool = False,
 ) -> str:
     """Return one line per problem: source, key path, what was expected, what was found.
 
@@ -84,16 +102,19 @@ def format_validation_error(
         The model that was validated (to list the valid keys where one is unknown).
     prefix : str
         Key path of the validated mapping inside its file.
+    strip_root : bool
+        The first key of every location is a wrapper's (see :func:`parse_list`): replace it
+        by ``prefix``.
     """
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        # discriminated unions add the tag ("bandpass") to the path: not a key of the file
-        keys = tuple(p for p in loc if not (isinstance(p, str) and p in _union_tags(model)))
+        keys, holder = _walk(model, loc)
+        if strip_root:
+            keys = keys[1:]
         path = ".".join(str(p) for p in (*([prefix] if prefix else []), *keys)) or "(top level)"
         found = err.get("input")
         if err["type"] == "extra_forbidden":
-            holder = _model_at(model, loc)
             valid = sorted(holder.model_fields) if holder else []
             hint = closest(str(loc[-1]), valid)
             lines.append(
@@ -101,37 +122,61 @@ def format_validation_error(
             )
         elif err["type"] == "missing":
             lines.append(f"{source}: missing required key {path!r}")
-        else:
-            msg = err["msg"]
-            msg = msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
+        elif err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx") or {}
+            tags = sorted(_union_tag_values(model, str(ctx.get("discriminator", "")).strip("'")))
+            tag = ctx.get("tag")
             lines.append(
-                f"{source}: key {path!r}: expected {msg[:1].lower()}{msg[1:]}; found {found!r}"
+                f"{source}: key {path!r}: unknown {str(ctx.get('discriminator')).strip(chr(39))} "
+                f"{tag!r}{closest(str(tag), tags)} (expected one of {', '.join(tags)})"
             )
+        elif err["type"] == "union_tag_not_found":
+            ctx = err.get("ctx") or {}
+            key = str(ctx.get("discriminator", "")).strip("'")
+            lines.append(
+                f"{source}: key {path!r}: expected a mapping with key {key!r}; found {found!r}"
+            )
+        else:
+            expected = _expected(err["msg"])
+            where = f"{source}: " if path == "(top level)" else f"{source}: key {path!r}: "
+            if err["type"] == "value_error" and ", found " in expected:
+                lines.append(f"{where}expected {expected}")  # a check across keys says it all
+            else:
+                lines.append(f"{where}expected {expected}; found {found!r}")
     return "\n".join(lines)
 
 
-def _union_tags(model: type[BaseModel]) -> frozenset[str]:
-    """Return the tags of the discriminated unions reachable from ``model``."""
-    tags: set[str] = set()
+def _expected(msg: str) -> str:
+    """Turn a pydantic message into what was expected: ``Input should be > 0`` -> ``> 0``."""
+    for head in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(head):
+            msg = msg[len(head) :]
+    if msg.startswith("Input should be "):
+        msg = msg[len("Input should be ") :]
+        if msg.startswith(("greater", "less")):
+            msg = "a value " + msg
+    elif msg.startswith("Input should have "):
+        msg = "a value with " + msg[len("Input should have ") :]
+    return msg[:1].lower() + msg[1:]
+
+
+def _union_tag_values(model: type[BaseModel], discriminator: str) -> set[str]:
+    """Return every tag value of the unions on ``discriminator`` reachable from ``model``."""
+    out: set[str] = set()
     seen: set[type] = set()
 
     def walk(tp: Any) -> None:
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            if tp in seen:
-                return
+        if isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
             seen.add(tp)
+            fld = tp.model_fields.get(discriminator)
+            if fld is not None and typing.get_origin(fld.annotation) is typing.Literal:
+                out.update(str(a) for a in typing.get_args(fld.annotation))
             for f in tp.model_fields.values():
-                if f.discriminator:
-                    for arg in _leaves(f.annotation):
-                        if isinstance(arg, type) and issubclass(arg, BaseModel):
-                            fld = arg.model_fields.get(str(f.discriminator))
-                            if fld is not None:
-                                tags.update(str(a) for a in typing.get_args(fld.annotation))
                 for arg in _leaves(f.annotation):
                     walk(arg)
 
     walk(model)
-    return frozenset(tags)
+    return out
 
 
 def _leaves(tp: Any) -> list[Any]:
@@ -167,3 +212,41 @@ def parse(model: type[M], data: Any, source: str, prefix: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, source, model, prefix)) from None
+
+
+@functools.cache
+def _list_model(item_type: Any) -> type[BaseModel]:
+    return create_model("ListOf", __base__=Strict, items=(list[item_type], ...))
+
+
+def parse_list(item_type: Any, data: Any, source: str, prefix: str) -> list[Any]:
+    """Validate a list whose items are ``item_type`` (a model or a discriminated union).
+
+    Parameters
+    ----------
+    item_type : type
+    data : list
+    source : str
+        The file (or object) the list came from.
+    prefix : str
+        Key path of the list inside its file (``preprocess``).
+
+    Returns
+    -------
+    list of validated items
+    """
+    wrapper = _list_model(item_type)
+    try:
+        return list(wrapper.model_validate({"items": data}).items)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        text = format_validation_error(exc, source, wrapper, prefix, strip_root=True)
+        raise SpecError(text) from None
+
+
+def key_error(source: str, path: str, expected: str, found: Any) -> SpecError:
+    """Return a :class:`SpecError` in the formatter's words, for checks made outside pydantic.
+
+    Checks that need the data (a frequency against the recording's Nyquist frequency, a
+    label against the labels the cohort has) report like the models do.
+    """
+    return SpecError(f"{source}: key {path!r}: expected {expected}; found {found!r}")
