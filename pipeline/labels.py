@@ -23,6 +23,8 @@ import dask.array as da
 import numpy as np
 
 from pipeline.exceptions import SpecError
+from pipeline.spec.errors import parse
+from pipeline.spec.windows import LABEL_SOURCES, LabelSpec
 from pipeline.windows import map_windows, n_windows
 
 __all__ = [
@@ -32,7 +34,7 @@ __all__ = [
     "window_sample_labels",
 ]
 
-_SOURCES = ("auto", "samples", "recording", "events", "none")
+_SOURCES = LABEL_SOURCES
 
 
 @dataclass(frozen=True)
@@ -78,39 +80,9 @@ class LabelPolicy:
     dropped: Literal["remove", "unlabel"] = "remove"
 
     def __post_init__(self) -> None:
-        checks = [
-            ("dropped", self.dropped in ("remove", "unlabel"), "'remove' or 'unlabel'"),
-            ("source", self.source in _SOURCES, f"one of {_SOURCES!r}"),
-            ("mode", self.mode in ("majority", "centre"), "'majority' or 'centre'"),
-            ("mixed", self.mixed in ("keep", "drop"), "'keep' or 'drop'"),
-            (
-                "min_purity",
-                isinstance(self.min_purity, int | float) and 0 < self.min_purity <= 1,
-                "a number in (0, 1]",
-            ),
-            (
-                "min_overlap",
-                isinstance(self.min_overlap, int | float) and 0 <= self.min_overlap <= 1,
-                "a number in [0, 1]",
-            ),
-            (
-                "event_labels",
-                len(tuple(self.event_labels)) == 2
-                and all(isinstance(s, str) for s in self.event_labels),
-                "two strings (positive, negative)",
-            ),
-            (
-                "exclude",
-                not isinstance(self.exclude, str) and all(isinstance(s, str) for s in self.exclude),
-                "a list of label names",
-            ),
-        ]
-        for key, ok, expected in checks:
-            if not ok:
-                msg = f"LabelPolicy: key {key!r} expected {expected}, found {getattr(self, key)!r}"
-                raise SpecError(msg)
-        object.__setattr__(self, "event_labels", tuple(self.event_labels))
-        object.__setattr__(self, "exclude", tuple(self.exclude))
+        spec = parse(LabelSpec, asdict(self), "LabelPolicy")
+        object.__setattr__(self, "event_labels", spec.event_labels)
+        object.__setattr__(self, "exclude", spec.exclude)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict (inverse of :meth:`from_dict`)."""
@@ -121,13 +93,8 @@ class LabelPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelPolicy:
-        """Build a policy from a dict, rejecting unknown keys."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            msg = f"LabelPolicy: unknown key(s) {unknown!r}; expected some of {sorted(known)!r}"
-            raise SpecError(msg)
-        return cls(**data)
+        """Build a policy from a dict (as :meth:`to_dict` writes), rejecting unknown keys."""
+        return cls(**parse(LabelSpec, data, "LabelPolicy").model_dump())
 
 
 def sample_label_stats(block: np.ndarray, length: int, step: int) -> np.ndarray:

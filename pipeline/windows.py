@@ -14,7 +14,6 @@ the graph holds one task per non-empty output block.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +24,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from pipeline.exceptions import WindowError
+from pipeline.spec.errors import parse
+from pipeline.spec.windows import WindowPlanSpec
 
 __all__ = [
     "BlockFunction",
@@ -72,23 +73,10 @@ class WindowPlan:
     unit: Literal["samples", "seconds"] = "samples"
 
     def __post_init__(self) -> None:
-        if self.unit not in ("samples", "seconds"):
-            msg = f"WindowPlan: key 'unit' expected 'samples' or 'seconds', found {self.unit!r}"
-            raise WindowError(msg)
-        for key in ("length", "step"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-                msg = f"WindowPlan: key {key!r} expected a positive number, found {value!r}"
-                raise WindowError(msg)
-            if not math.isfinite(value) or value <= 0:
-                msg = f"WindowPlan: key {key!r} expected a positive number, found {value!r}"
-                raise WindowError(msg)
-            if self.unit == "samples" and float(value) != int(value):
-                msg = (
-                    f"WindowPlan: key {key!r} expected an integer number of samples, "
-                    f"found {value!r}; give it in seconds with unit='seconds' instead"
-                )
-                raise WindowError(msg)
+        spec = parse(WindowPlanSpec, self.to_dict(), "WindowPlan", error=WindowError)
+        for key in ("length", "step"):  # numeric strings (YAML's 1e-3) become numbers
+            if not isinstance(getattr(self, key), int | float | np.number):
+                object.__setattr__(self, key, getattr(spec, key))
 
     def in_samples(self, sampling_rate: float) -> tuple[int, int]:
         """Return ``(length, step)`` in samples at ``sampling_rate`` Hz.
@@ -129,18 +117,8 @@ class WindowPlan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowPlan:
         """Build a plan from ``{"length": ..., "step": ..., "unit": ...}``."""
-        unknown = sorted(set(data) - {"length", "step", "unit"})
-        if unknown:
-            msg = (
-                f"WindowPlan: unknown key(s) {unknown!r}; expected 'length', 'step' and "
-                f"optionally 'unit'"
-            )
-            raise WindowError(msg)
-        missing = [k for k in ("length", "step") if k not in data]
-        if missing:
-            msg = f"WindowPlan: missing key(s) {missing!r}; found {sorted(data)!r}"
-            raise WindowError(msg)
-        return cls(data["length"], data["step"], data.get("unit", "samples"))
+        spec = parse(WindowPlanSpec, data, "WindowPlan", error=WindowError)
+        return cls(data["length"], data["step"], spec.unit)
 
 
 def n_windows(n_samples: int, length: int, step: int) -> int:

@@ -169,11 +169,12 @@ def test_window_plan_seconds_and_samples():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"length": 0, "step": 1}, r"key 'length' expected a positive number, found 0"),
-        ({"length": 10, "step": -1}, r"key 'step' expected a positive number, found -1"),
-        ({"length": 10.5, "step": 1}, r"integer number of samples, found 10.5"),
-        ({"length": 10, "step": 1, "unit": "ms"}, r"'samples' or 'seconds', found 'ms'"),
-        ({"length": "10", "step": 1}, r"positive number, found '10'"),
+        ({"length": 0, "step": 1}, r"key 'length': expected a value greater than 0; found 0"),
+        ({"length": 10, "step": -1}, r"key 'step': expected a value greater than 0; found -1"),
+        ({"length": 10.5, "step": 1}, r"integer number of samples for 'length', found 10.5"),
+        ({"length": 10, "step": 1, "unit": "ms"}, r"'samples' or 'seconds'; found 'ms'"),
+        ({"length": "ten", "step": 1}, r"key 'length': expected a valid number.*found 'ten'"),
+        ({"length": True, "step": 1}, r"key 'length': expected a number, not true/false"),
     ],
 )
 def test_window_plan_validation(kwargs, match):
@@ -184,5 +185,5 @@ def test_window_plan_validation(kwargs, match):
 def test_window_plan_non_integer_seconds():
     with pytest.raises(WindowError, match=r"length 0.0333 s at 1000.0 Hz is 33.3.* samples"):
         WindowPlan(0.0333, 0.01, unit="seconds").in_samples(1000.0)
-    with pytest.raises(WindowError, match=r"unknown key\(s\) \['size'\]"):
+    with pytest.raises(WindowError, match=r"unknown key 'size'; did you mean 'step'\?"):
         WindowPlan.from_dict({"length": 1, "step": 1, "size": 2})

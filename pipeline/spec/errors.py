@@ -189,7 +189,14 @@ def _leaves(tp: Any) -> list[Any]:
     return out
 
 
-def parse(model: type[M], data: Any, source: str, prefix: str = "") -> M:
+def parse(
+    model: type[M],
+    data: Any,
+    source: str,
+    prefix: str = "",
+    *,
+    error: type[SpecError] | type[Exception] = SpecError,
+) -> M:
     """Validate ``data`` against ``model``; raise one :class:`SpecError` listing every problem.
 
     Parameters
@@ -201,6 +208,9 @@ def parse(model: type[M], data: Any, source: str, prefix: str = "") -> M:
         Where the data came from (the file name, or ``FeaturePrep(...)``), first on every line.
     prefix : str
         Key path of ``data`` inside its file (``model.prep``), prepended to every key path.
+    error : exception class
+        Raised with the message (:class:`SpecError` unless the caller's contract names a
+        more specific one, such as ``WindowError``).
 
     Returns
     -------
@@ -211,7 +221,7 @@ def parse(model: type[M], data: Any, source: str, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, source, model, prefix)) from None
+        raise error(format_validation_error(exc, source, model, prefix)) from None
 
 
 @functools.cache
