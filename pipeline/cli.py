@@ -188,23 +188,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    args.task = str(_demo_task())
+    from importlib.resources import as_file
+
+    from pipeline._data import demo_task
+
     args.out = args.out or "demo-out"
-    return cmd_run(args)
-
-
-def _demo_task() -> Path:
-    task = Path(__file__).resolve().parents[1] / "tasks" / "demo.yaml"
-    if not task.exists():
-        from pipeline.exceptions import SpecError
-
-        msg = (
-            f"cohort demo runs the repository's tasks/demo.yaml, not found at {task}: install "
-            "the project editable from its checkout (pip install -e .), or run "
-            "`cohort run TASK.yaml`"
-        )
-        raise SpecError(msg)
-    return task
+    # the demo task ships inside the package: a real file for as long as the run lasts
+    with as_file(demo_task()) as task:
+        args.task = str(task)
+        return cmd_run(args)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -297,8 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("features", help="compute a cohort's feature table (Parquet)")
     p.add_argument("store", help="cohort store")
-    p.add_argument("--spec", required=True, help="feature spec or task spec (YAML)")
-    p.add_argument("--out", "-o", required=True, help="output folder (written atomically)")
+    p.add_argument(
+        "--spec", required=True, help="task spec (YAML, as for cohort run): its features"
+    )
+    p.add_argument(
+        "--out", "-o", required=True, help="output folder: one Parquet file per recording"
+    )
     p.add_argument("--recording", action="append", help="only this recording (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table")
     p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
@@ -313,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("task", help="task spec (YAML), e.g. tasks/emg_gestures.yaml")
         p.add_argument(
             "--cluster",
-            help="cluster profile: YAML file, name in cluster/, "
+            help="cluster profile: YAML file, shipped name (local, slurm, pbs) "
             "or tcp://host:port (default: a local cluster)",
         )
         p.add_argument("--out", help="output folder (default runs/<task> or demo-out)")

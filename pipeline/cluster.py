@@ -1,7 +1,7 @@
 """Cluster profiles: where a run executes (local, SLURM/PBS via dask-jobqueue, or an address).
 
-A profile is a small YAML file in ``cluster/`` that follows dask-jobqueue's configuration
-conventions (one section per scheduler type, kebab-case keys)::
+A profile is a small YAML file that follows dask-jobqueue's configuration conventions (one
+section per scheduler type, kebab-case keys)::
 
     jobqueue:
       slurm:
@@ -15,9 +15,12 @@ conventions (one section per scheduler type, kebab-case keys)::
       jobs: 1
 
 or ``local:`` (a :class:`distributed.LocalCluster`), or ``address: tcp://host:8786`` for a
-scheduler that is already running. Every key is checked against the parameters that the
-cluster class accepts; an unknown key is a :class:`~pipeline.exceptions.SpecError` naming
-the file, the key, the accepted keys and the closest match.
+scheduler that is already running. The profiles ``local``, ``slurm`` and ``pbs`` ship inside
+the package (``pipeline/_data/cluster/``, the checkout's ``cluster/*.yaml`` link there) and are
+found by name. A profile is validated by its pydantic model
+(:func:`pipeline.spec.cluster.profile_model`): every key is checked against the parameters
+that the cluster class accepts, and a mistake is a :class:`~pipeline.exceptions.SpecError`
+naming the file, the key path, what was expected, what was found and the closest key.
 
 Workers get ``NUMBA_CACHE_DIR`` pointing at node-local disk (the worker's local directory,
 else ``$TMPDIR``), so compiled feature kernels are cached per node instead of on a shared
@@ -27,8 +30,6 @@ filesystem where concurrent writers corrupt each other's cache files.
 from __future__ import annotations
 
 import contextlib
-import difflib
-import inspect
 import logging
 import os
 import shutil
@@ -39,12 +40,22 @@ from typing import Any
 
 import yaml
 
+from pipeline import _data
 from pipeline.exceptions import ClusterError, SpecError
+from pipeline.spec.cluster import (
+    JOBQUEUE_KINDS,
+    accepted_keys,
+    job_parameters,
+    kebab,
+    profile_model,
+    snake,
+)
+from pipeline.spec.errors import parse
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "PROFILE_DIR",
+    "accepted_keys",
     "allocation_resources",
     "connect",
     "describe_workers",
@@ -54,54 +65,6 @@ __all__ = [
     "performance_report",
 ]
 
-#: Where profile names (``"local"``, ``"slurm"``) are looked up: the repository's ``cluster/``.
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "cluster"
-
-JOBQUEUE_KINDS: dict[str, str] = {
-    "slurm": "SLURMCluster",
-    "pbs": "PBSCluster",
-    "sge": "SGECluster",
-    "lsf": "LSFCluster",
-    "htcondor": "HTCondorCluster",
-    "moab": "MoabCluster",
-    "oar": "OARCluster",
-}
-TOP_LEVEL_KEYS = ("jobqueue", "local", "address", "scale", "numba-cache-dir")
-SCALE_KEYS = ("jobs", "workers", "minimum-jobs", "maximum-jobs", "wait-timeout")
-
-# Parameters that are Python objects or internal plumbing, never set from a YAML file.
-_INTERNAL = {
-    "self",
-    "scheduler",
-    "job_cls",
-    "loop",
-    "asynchronous",
-    "config_name",
-    "scheduler_cls",
-    "security",
-    "start",
-    "services",
-    "worker_services",
-    "service_kwargs",
-    "blocked_handlers",
-    "worker_class",
-    "scheduler_ip",
-    "scheduler_port",
-    "scheduler_file",
-    "executor",
-    "extensions",
-    "metrics",
-    "startup_information",
-    "plugins",
-    "data",
-    "nanny",
-    "WorkerStateClass",
-    "contact_address",
-    "listen_address",
-    "config",
-}
-# dask-jobqueue refuses these two as cluster arguments; they go in ``scheduler-options``.
-_JOBQUEUE_REFUSED = {"dashboard-address", "host"}
 _DEFAULT_WAIT_TIMEOUT = 300.0
 _CONNECT_TIMEOUT = "30s"
 
@@ -154,106 +117,18 @@ def worker_malloc_config() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _snake(name: str) -> str:
-    return name.replace("-", "_")
-
-
-def _params(*callables: Any) -> set[str]:
-    """Return the kebab-case names of the explicit parameters of ``callables``."""
-    names: set[str] = set()
-    for fn in callables:
-        for p in inspect.signature(fn).parameters.values():
-            if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in _INTERNAL:
-                continue
-            names.add(_kebab(p.name))
-    return names
-
-
-def accepted_keys(kind: str) -> list[str]:
-    """Return the profile keys accepted for a cluster ``kind``, sorted.
-
-    Parameters
-    ----------
-    kind : str
-        ``"local"`` or a dask-jobqueue scheduler name (``"slurm"``, ``"pbs"``, ...).
-
-    Returns
-    -------
-    list of str
-        Kebab-case keys: for dask-jobqueue, the keys of its default configuration section
-        plus the cluster and job class parameters; for ``local``, the parameters of
-        :class:`distributed.LocalCluster`, :class:`distributed.Nanny` and
-        :class:`distributed.Worker`.
-    """
-    if kind == "local":
-        from distributed import LocalCluster, Nanny, Worker
-
-        keys = _params(LocalCluster.__init__, Nanny.__init__, Worker.__init__)
-        keys -= {"nthreads", "name"}  # set per worker by LocalCluster
-        return sorted(keys)
-    import dask
-    import dask_jobqueue
-    from dask_jobqueue.core import Job, JobQueueCluster
-
-    cluster_cls = getattr(dask_jobqueue, JOBQUEUE_KINDS[kind])
-    keys = set(dask.config.get(f"jobqueue.{kind}", {}))
-    keys |= _params(JobQueueCluster.__init__, cluster_cls.job_cls.__init__, Job.__init__)
-    # Job's ``name`` is the worker name; the YAML ``name`` key is the batch job name.
-    # ``nanny`` is a bool for dask-jobqueue (an object for Worker, hence in _INTERNAL).
-    keys |= {"name", "nanny"}
-    keys -= _JOBQUEUE_REFUSED
-    return sorted(keys)
-
-
-def _unknown_key_error(source: str, where: str, key: str, accepted: list[str]) -> SpecError:
-    close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    message = (
-        f"Invalid cluster profile {source}: key {where}{key!r} is not accepted.{hint} "
-        f"Accepted keys: {', '.join(accepted)}."
-    )
-    return SpecError(message)
-
-
-def _check_keys(source: str, where: str, section: Mapping[str, Any], accepted: list[str]) -> dict:
-    if not isinstance(section, Mapping):
-        message = (
-            f"Invalid cluster profile {source}: {where.rstrip('.') or 'the file'} must be a "
-            f"mapping of keys to values, found {section!r}."
-        )
-        raise SpecError(message)
-    out: dict[str, Any] = {}
-    for raw_key, value in section.items():
-        key = _kebab(str(raw_key))
-        if key not in accepted:
-            if key in _JOBQUEUE_REFUSED:
-                message = (
-                    f"Invalid cluster profile {source}: key {where}{key!r} must go in "
-                    f"'scheduler-options', for example: scheduler-options: "
-                    f"{{{_snake(key)}: {value!r}}}."
-                )
-                raise SpecError(message)
-            raise _unknown_key_error(source, where, key, accepted)
-        out[key] = value
-    return out
-
-
-def _find_profile(path_or_name: str | os.PathLike[str]) -> Path:
-    path = Path(path_or_name).expanduser()
+def _find_profile(name_or_path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Return the text of a profile file, or of a shipped profile by name, and its source."""
+    path = Path(name_or_path).expanduser()
     if path.is_file():
-        return path
-    candidate = PROFILE_DIR / f"{path_or_name}.yaml"
-    if path.suffix == "" and candidate.is_file():
-        return candidate
-    known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")) if PROFILE_DIR.is_dir() else []
+        return path.read_text(), str(path)
+    shipped = _data.cluster_profile(str(name_or_path)) if path.suffix == "" else None
+    if shipped is not None:
+        return shipped.read_text(), str(shipped)
     message = (
-        f"Cluster profile {str(path_or_name)!r} not found: expected a YAML file, a profile "
-        f"name from {str(PROFILE_DIR)!r} ({', '.join(known) or 'none'}), or a scheduler "
-        f"address like 'tcp://host:8786'."
+        f"Cluster profile {str(name_or_path)!r} not found: expected a YAML file, the name of "
+        f"a profile shipped with the package ({', '.join(_data.profile_names())}), or a "
+        f"scheduler address like 'tcp://host:8786'."
     )
     raise SpecError(message)
 
@@ -264,23 +139,25 @@ def load_profile(path_or_name: str | os.PathLike[str] | Mapping[str, Any] | None
     Parameters
     ----------
     path_or_name : str, path, mapping or None
-        A YAML file, a profile name from ``cluster/`` (``"local"``, ``"slurm"``, ``"pbs"``),
-        a scheduler address (``"tcp://host:8786"``), an already parsed mapping, or None
-        for the default: a local cluster with one single-threaded worker per core.
+        A YAML file, the name of a profile shipped with the package (``"local"``,
+        ``"slurm"``, ``"pbs"``), a scheduler address (``"tcp://host:8786"``), an already
+        parsed mapping, or None for the default: a local cluster with one single-threaded
+        worker per core.
 
     Returns
     -------
     dict
         ``kind`` (``"local"``, ``"address"`` or a dask-jobqueue name such as ``"slurm"``),
         ``source`` (the file or ``"<default>"``), ``options`` (validated kebab-case keys of
-        the cluster class), ``scale`` (our ``jobs``/``workers``/... keys), ``address``
-        (str or None) and ``numba_cache_dir`` (str or None).
+        the cluster class, as written), ``scale`` (our ``jobs``/``workers``/... keys),
+        ``address`` (str or None) and ``numba_cache_dir`` (str or None).
 
     Raises
     ------
     SpecError
-        If the file is missing or not YAML, or a key is not accepted (the message names the
-        file, the key, the accepted keys and the closest match).
+        If the file is missing or not YAML, or does not validate against
+        :func:`pipeline.spec.cluster.profile_model` (the message names the file, the key
+        path, what was expected, what was found and the closest key).
     """
     if path_or_name is None:
         return _validate({"local": {}}, "<default>")
@@ -289,71 +166,35 @@ def load_profile(path_or_name: str | os.PathLike[str] | Mapping[str, Any] | None
     text = str(path_or_name)
     if "://" in text:
         return _validate({"address": text}, "<address>")
-    path = _find_profile(path_or_name)
+    content, source = _find_profile(path_or_name)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(content)
     except yaml.YAMLError as exc:
-        message = f"Invalid cluster profile {str(path)!r}: not valid YAML: {exc}"
+        message = f"{source}: not valid YAML: {exc}"
         raise SpecError(message) from exc
-    return _validate(raw if raw is not None else {}, repr(str(path)))
+    return _validate(raw if raw is not None else {}, source)
 
 
 def _validate(raw: Any, source: str) -> dict:
-    top = _check_keys(source, "", raw, list(TOP_LEVEL_KEYS))
-    kinds = [k for k in ("jobqueue", "local", "address") if k in top]
-    if len(kinds) != 1:
-        message = (
-            f"Invalid cluster profile {source}: expected exactly one of 'jobqueue', 'local' "
-            f"or 'address', found {kinds or 'none'}."
-        )
-        raise SpecError(message)
+    """Return the profile dict of ``raw`` validated by the profile model."""
+    model = parse(profile_model(), raw, source)
     profile: dict[str, Any] = {
         "kind": "",
         "source": source,
         "options": {},
-        "scale": _check_keys(source, "scale.", top.get("scale") or {}, list(SCALE_KEYS)),
+        "scale": model.scale.model_dump(exclude_unset=True) if model.scale else {},
         "address": None,
-        "numba_cache_dir": top.get("numba-cache-dir"),
+        "numba_cache_dir": getattr(model, "numba-cache-dir"),
     }
-    if "address" in top:
-        address = top["address"]
-        if not isinstance(address, str) or "://" not in address:
-            message = (
-                f"Invalid cluster profile {source}: 'address' must be a scheduler address "
-                f"like 'tcp://host:8786', found {address!r}."
-            )
-            raise SpecError(message)
-        profile.update(kind="address", address=address)
-    elif "local" in top:
-        options = _check_keys(source, "local.", top["local"] or {}, accepted_keys("local"))
-        profile.update(kind="local", options=options)
+    # exclude_unset: the keys as written (an explicit null stays, meaning "the default")
+    if "address" in model.model_fields_set:
+        profile.update(kind="address", address=model.address)
+    elif "local" in model.model_fields_set:
+        profile.update(kind="local", options=model.local.model_dump(exclude_unset=True))
     else:
-        sections = top["jobqueue"]
-        if not isinstance(sections, Mapping) or len(sections) != 1:
-            message = (
-                f"Invalid cluster profile {source}: 'jobqueue' must hold exactly one scheduler "
-                f"section (one of {', '.join(JOBQUEUE_KINDS)}), found {sections!r}."
-            )
-            raise SpecError(message)
-        ((kind, section),) = sections.items()
-        if kind not in JOBQUEUE_KINDS:
-            raise _unknown_key_error(source, "jobqueue.", str(kind), list(JOBQUEUE_KINDS))
-        options = _check_keys(source, f"jobqueue.{kind}.", section or {}, accepted_keys(kind))
-        profile.update(kind=kind, options=options)
-    if profile["kind"] in ("local", "address") and profile["scale"]:
-        message = (
-            f"Invalid cluster profile {source}: 'scale' applies to dask-jobqueue profiles "
-            f"only; for a local cluster set local.n-workers instead."
-        )
-        raise SpecError(message)
-    for key in ("jobs", "workers", "minimum-jobs", "maximum-jobs"):
-        value = profile["scale"].get(key)
-        if value is not None and (not isinstance(value, int) or value < 0):
-            message = (
-                f"Invalid cluster profile {source}: key scale.{key} must be a non-negative "
-                f"integer, found {value!r}."
-            )
-            raise SpecError(message)
+        (kind,) = model.jobqueue.model_fields_set
+        section = getattr(model.jobqueue, kind)
+        profile.update(kind=kind, options=section.model_dump(exclude_unset=True))
     return profile
 
 
@@ -399,7 +240,7 @@ def _numba_cache_dir(profile: Mapping[str, Any], local_directory: str | None) ->
 
 
 def _local_kwargs(profile: Mapping[str, Any]) -> dict[str, Any]:
-    options = {_snake(k): v for k, v in profile["options"].items() if v is not None}
+    options = {snake(k): v for k, v in profile["options"].items() if v is not None}
     options.setdefault("processes", True)
     options.setdefault("threads_per_worker", 1)
     cores, memory = allocation_resources()
@@ -422,7 +263,7 @@ def _jobqueue_kwargs(profile: Mapping[str, Any], log_directory: str | None) -> d
         if value is None:
             continue
         # The YAML ``name`` is the batch job name; the Job argument ``name`` is the worker's.
-        options["job_name" if key == "name" else _snake(key)] = value
+        options["job_name" if key == "name" else snake(key)] = value
     prologue = list(options.get("job_script_prologue") or [])
     if not any("NUMBA_CACHE_DIR" in line for line in prologue):
         cache = _numba_cache_dir(profile, options.get("local_directory"))
@@ -461,11 +302,11 @@ def job_script(profile: Mapping[str, Any] | str | os.PathLike[str]) -> str:
         )
         raise SpecError(message)
     cluster_cls = getattr(dask_jobqueue, JOBQUEUE_KINDS[prof["kind"]])
-    job_only = set(_params(cluster_cls.job_cls.__init__, dask_jobqueue.core.Job.__init__))
+    job_only = job_parameters(prof["kind"])
     kwargs = {
         k: v
         for k, v in _jobqueue_kwargs(prof, None).items()
-        if _kebab(k) in job_only or k == "job_name"
+        if kebab(k) in job_only or k == "job_name"
     }
     job = cluster_cls.job_cls("tcp://scheduler-address:8786", name="dask-worker", **kwargs)
     return job.job_script()
@@ -531,7 +372,7 @@ def make_cluster(
             message = (
                 f"Cannot start {cluster_cls.__name__} from profile {prof['source']}: the "
                 f"submit command {submit!r} is not on PATH. Run on a login node of the "
-                f"{kind.upper()} cluster, or use --cluster cluster/local.yaml."
+                f"{kind.upper()} cluster, or use --cluster local."
             )
             raise ClusterError(message)
         kwargs = _jobqueue_kwargs(prof, None if log_directory is None else str(log_directory))

@@ -73,7 +73,7 @@ def test_shipped_profiles_load(name: str, kind: str, section: tuple[str, ...]) -
         expected = expected[part]
     by_name = cl.load_profile(name)
     by_path = cl.load_profile(PROFILES / f"{name}.yaml")
-    assert by_name == by_path
+    assert {**by_name, "source": ""} == {**by_path, "source": ""}
     assert by_name["kind"] == kind
     assert by_name["options"] == expected
     assert by_name["scale"] == raw.get("scale", {})
@@ -122,8 +122,8 @@ def test_typo_in_jobqueue_key_names_file_key_and_closest(tmp_path: Path) -> None
         """,
     )
     pattern = (
-        rf"Invalid cluster profile '{path}': key jobqueue\.slurm\.'walltme' is not accepted\. "
-        r"Did you mean 'walltime'\? Accepted keys: .*'?account.*cores.*job-script-prologue"
+        rf"^{path}: unknown key 'jobqueue\.slurm\.walltme'; did you mean 'walltime'\? "
+        r"\(valid keys here: account, cores, .*job-script-prologue, .*walltime"
     )
     with pytest.raises(SpecError, match=pattern):
         cl.load_profile(path)
@@ -132,7 +132,16 @@ def test_typo_in_jobqueue_key_names_file_key_and_closest(tmp_path: Path) -> None
 def test_typo_in_local_key(tmp_path: Path) -> None:
     path = _write(tmp_path, "local:\n  n-worker: 2\n")
     with pytest.raises(
-        SpecError, match=r"local\.'n-worker' is not accepted\. Did you mean 'n-workers'\?"
+        SpecError, match=r"unknown key 'local\.n-worker'; did you mean 'n-workers'\?"
+    ):
+        cl.load_profile(path)
+
+
+def test_snake_case_typo_is_reported_in_kebab_case(tmp_path: Path) -> None:
+    path = _write(tmp_path, "local:\n  threads_per_wroker: 2\n")
+    with pytest.raises(
+        SpecError,
+        match=r"unknown key 'local\.threads-per-wroker'; did you mean 'threads-per-worker'\?",
     ):
         cl.load_profile(path)
 
@@ -140,7 +149,9 @@ def test_typo_in_local_key(tmp_path: Path) -> None:
 def test_unknown_scheduler_section(tmp_path: Path) -> None:
     path = _write(tmp_path, "jobqueue:\n  slrum:\n    cores: 1\n")
     with pytest.raises(
-        SpecError, match=r"jobqueue\.'slrum' is not accepted\. Did you mean 'slurm'\?"
+        SpecError,
+        match=r"unknown key 'jobqueue\.slrum'; did you mean 'slurm'\? "
+        r"\(valid keys here: htcondor, lsf, moab, oar, pbs, sge, slurm\)",
     ):
         cl.load_profile(path)
 
@@ -148,7 +159,9 @@ def test_unknown_scheduler_section(tmp_path: Path) -> None:
 def test_unknown_top_level_key_without_close_match(tmp_path: Path) -> None:
     path = _write(tmp_path, "local: {}\nfoo: 1\n")
     with pytest.raises(
-        SpecError, match=r"key 'foo' is not accepted\. Accepted keys: jobqueue, local"
+        SpecError,
+        match=r"unknown key 'foo' \(valid keys here: address, jobqueue, local, numba-cache-dir, "
+        r"scale\)$",
     ):
         cl.load_profile(path)
 
@@ -156,7 +169,10 @@ def test_unknown_top_level_key_without_close_match(tmp_path: Path) -> None:
 def test_dashboard_address_must_go_in_scheduler_options(tmp_path: Path) -> None:
     path = _write(tmp_path, "jobqueue:\n  slurm:\n    dashboard-address: ':0'\n")
     with pytest.raises(
-        SpecError, match=r"'dashboard-address' must go in 'scheduler-options'.*dashboard_address"
+        SpecError,
+        match=r"key 'jobqueue\.slurm\.dashboard-address': expected no 'dashboard-address' here: "
+        r"dask-jobqueue takes it in 'scheduler-options', for example: scheduler-options: "
+        r"\{dashboard_address: ':0'\}; found ':0'",
     ):
         cl.load_profile(path)
 
@@ -166,32 +182,76 @@ def test_dashboard_address_must_go_in_scheduler_options(tmp_path: Path) -> None:
     [
         (
             "local: {}\njobqueue: {slurm: {}}\n",
-            r"exactly one of 'jobqueue', 'local' or 'address', found \['jobqueue', 'local'\]",
+            r"expected exactly one of 'jobqueue', 'local' or 'address' "
+            r"\(the profile has jobqueue, local\)",
         ),
-        ("{}\n", r"exactly one of .* found none"),
-        ("local: {}\nscale: {jobs: 2}\n", r"'scale' applies to dask-jobqueue profiles only"),
+        ("{}\n", r"expected exactly one of .* \(the profile has none\); found \{\}"),
+        (
+            "local: {}\nscale: {jobs: 2}\n",
+            r"expected 'scale' only beside a 'jobqueue' section; for a local cluster set "
+            r"local\.n-workers instead",
+        ),
         (
             "jobqueue: {slurm: {cores: 1}}\nscale: {jobs: -1}\n",
-            r"scale\.jobs must be a non-negative integer, found -1",
+            r"key 'scale\.jobs': expected .*greater than or equal to 0; found -1",
         ),
-        ("jobqueue: {slurm: {}, pbs: {}}\n", r"'jobqueue' must hold exactly one scheduler section"),
+        (
+            "jobqueue: {slurm: {cores: 1}}\nscale: {jobs: 1.5}\n",
+            r"key 'scale\.jobs': expected .*integer; found 1\.5",
+        ),
+        (
+            "jobqueue: {slurm: {}, pbs: {}}\n",
+            r"key 'jobqueue': expected exactly one scheduler section, one of slurm, pbs, .* "
+            r"\(the profile has pbs, slurm\)",
+        ),
         (
             "address: 8786\n",
-            r"'address' must be a scheduler address like 'tcp://host:8786', found 8786",
+            r"key 'address': expected a scheduler address like 'tcp://host:8786'; found 8786",
         ),
-        ("local: [1, 2]\n", r"local must be a mapping of keys to values, found \[1, 2\]"),
+        ("address:\n", r"key 'address': expected a scheduler address .*; found None"),
+        ("local: [1, 2]\n", r"key 'local': expected a valid dictionary.*; found \[1, 2\]"),
         ("local: {n-workers: [\n", r"not valid YAML"),
     ],
 )
 def test_malformed_profiles(tmp_path: Path, text: str, match: str) -> None:
     path = _write(tmp_path, text)
-    with pytest.raises(SpecError, match=match):
+    with pytest.raises(SpecError, match=rf"^{path}: .*{match}"):
         cl.load_profile(path)
 
 
-def test_missing_profile_lists_known_names() -> None:
-    with pytest.raises(SpecError, match=r"'nope' not found: .*\(local, pbs, slurm\)"):
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, "jobqueue:\n  slurm: {walltme: 1, coers: 2}\nscale: {jobs: -1}\n")
+    with pytest.raises(SpecError) as info:
+        cl.load_profile(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert "did you mean 'walltime'?" in lines[0] and "did you mean 'cores'?" in lines[1]
+
+
+def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
+    assert cl.load_profile(_write(tmp_path, "local:\n"))["options"] == {}
+    prof = cl.load_profile(_write(tmp_path, "jobqueue:\n  slurm:\nscale: {maximum_jobs: 3}\n"))
+    assert (prof["kind"], prof["options"], prof["scale"]) == ("slurm", {}, {"maximum-jobs": 3})
+
+
+def test_missing_profile_lists_shipped_names() -> None:
+    with pytest.raises(
+        SpecError,
+        match=r"'nope' not found: expected a YAML file, the name of a profile shipped with the "
+        r"package \(local, pbs, slurm\)",
+    ):
         cl.load_profile("nope")
+
+
+def test_profile_names_resolve_to_the_package_data() -> None:
+    import pipeline
+
+    shipped = Path(pipeline.__file__).parent / "_data" / "cluster"
+    for name in ("local", "slurm", "pbs"):
+        assert cl.load_profile(name)["source"] == str(shipped / f"{name}.yaml")
+        # the checkout's cluster/<name>.yaml is the same file, not a copy
+        assert (PROFILES / f"{name}.yaml").resolve() == (shipped / f"{name}.yaml").resolve()
 
 
 # --------------------------------------------------------------------------- job scripts
