@@ -51,8 +51,43 @@ def test_good_spec(tmp_path: Path):
         ),
         (
             ("step: 0.05", "step: -1"),
-            r"key 'windows\.step': expected input should be greater than 0; found -1",
+            r"key 'windows\.step': expected a value greater than 0; found -1",
         ),
+        (
+            ("features: [mav, ", "features: [mavv, "),
+            r"key 'features\.0': unknown name 'mavv'; did you mean 'mav'\?",
+        ),
+        (
+            ("threshold: 1.0e-5", "treshold: 1.0e-5"),
+            r"unknown key 'features\.1\.treshold'; did you mean 'threshold'\?",
+        ),
+        (
+            ("threshold: 1.0e-5", "threshold: -1"),
+            r"key 'features\.1\.threshold': expected a value greater than or equal to 0",
+        ),
+        (
+            ("model: {name: lda}", "model: {name: lda}\npreprocess: [{op: bandpas, low: 1}]"),
+            r"key 'preprocess\.0': unknown op 'bandpas'; did you mean 'bandpass'\?",
+        ),
+        (
+            ("model: {name: lda}", "model: {name: lda}\npreprocess: [{op: highpass, cutof: 1}]"),
+            r"unknown key 'preprocess\.0\.cutof'; did you mean 'cutoff'\?",
+        ),
+        (
+            (
+                "windows: {length: 0.2, step: 0.05}",
+                "windows: {length: 0.5, step: 1, unit: samples}",
+            ),
+            r"integer number of samples for 'length', found 0.5",
+        ),
+        (
+            (
+                "windows: {length: 0.2, step: 0.05}",
+                "windows: {length: 0.2, step: 0.05, exclude_labels: rest}",
+            ),
+            r"key 'windows\.exclude_labels': expected a list of strings; found 'rest'",
+        ),
+        (("features: [mav, {name: zc, threshold: 1.0e-5}]", "features: []"), r"key 'features'"),
         (("step: 0.05", "step: fast"), r"key 'windows\.step': expected .*number.*found 'fast'"),
         (
             ("{source: demo, format: synthetic}", "{format: synthetic}"),

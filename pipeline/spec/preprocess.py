@@ -15,7 +15,7 @@ from pydantic import Field, StrictBool, model_validator
 from pipeline.spec.errors import Strict
 from pipeline.spec.types import Integer, Number, StrList
 
-__all__ = ["FREQUENCY_KEYS", "STEP_MODELS", "Step"]
+__all__ = ["FREQUENCY_KEYS", "STEP_MODELS", "SignalSection", "Step"]
 
 Frequency = Annotated[Number, Field(gt=0, description="Hz")]
 Order = Annotated[Integer, Field(ge=1, le=12, description="Butterworth order")]
@@ -129,3 +129,11 @@ Step = Annotated[
     Union[tuple(STEP_MODELS.values())],  # type: ignore[valid-type]  # noqa: UP007
     Field(discriminator="op"),
 ]
+
+
+class SignalSection(Strict):
+    """The channel selection and preprocessing that precede the windows of a feature table."""
+
+    preprocess: list[Step] = Field(default_factory=list)  # type: ignore[valid-type]
+    channels: StrList | None = Field(default=None, description="channels to keep, in order")
+    channel_types: StrList | None = Field(default=None, description="e.g. [eeg]")

@@ -14,50 +14,44 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, StrictBool, StrictStr
 
 from pipeline.exceptions import SpecError
-from pipeline.spec.errors import format_validation_error
+from pipeline.spec.errors import Strict, parse
+from pipeline.spec.features import FeatureItem
+from pipeline.spec.preprocess import Step
+from pipeline.spec.types import Integer, Number, StrList
+from pipeline.spec.windows import WindowPlanSpec
 
 __all__ = ["DataSpec", "TaskSpec", "load_task"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = Strict
 
 
 class DataSpec(_Strict):
     """Where the recordings come from and how to read them."""
 
-    source: str = Field(description="file or folder; 'demo' for the synthetic demo cohort")
-    format: str = Field(description="reader name: uci-emg, edf, csv, synthetic")
+    source: StrictStr = Field(description="file or folder; 'demo' for the synthetic demo cohort")
+    format: StrictStr = Field(description="reader name: uci-emg, edf, csv, synthetic")
     options: dict[str, Any] = Field(default_factory=dict, description="reader options")
-    chunk_samples: int | None = Field(default=None, gt=0)
-    allow_mixed_channels: bool = False
+    chunk_samples: Integer | None = Field(default=None, gt=0)
+    allow_mixed_channels: StrictBool = False
 
 
-class WindowSpec(_Strict):
-    """Window plan and how windows get their labels."""
+class WindowSpec(WindowPlanSpec):
+    """Window plan (in seconds unless ``unit: samples``) and how windows get their labels."""
 
-    length: float = Field(gt=0)
-    step: float = Field(gt=0)
     unit: Literal["samples", "seconds"] = "seconds"
     label: Literal["majority", "centre"] = "majority"
     mixed: Literal["keep", "drop"] = "drop"
-    purity: float | None = Field(default=None, gt=0, le=1)
-    exclude_labels: list[str] = Field(default_factory=list)
+    purity: Number | None = Field(default=None, gt=0, le=1)
+    exclude_labels: StrList = Field(default_factory=list)
     dropped: Literal["remove", "unlabel"] = Field(
         default="unlabel",
         description="mixed/excluded windows: left out, or kept unlabeled (they then count "
         "in per-recording normalisation, as at prediction time)",
     )
-
-
-class FeatureItem(_Strict):
-    """One feature and its parameters."""
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelSpec(_Strict):
@@ -98,39 +92,25 @@ class ValidationSpec(_Strict):
 class TaskSpec(_Strict):
     """A whole task: data -> preprocessing -> windows/features -> model -> validation."""
 
-    name: str
-    description: str = ""
+    name: StrictStr
+    description: StrictStr = ""
     data: DataSpec
-    preprocess: list[dict[str, Any]] = Field(default_factory=list)
-    channels: list[str] | None = Field(default=None, description="channels to keep, in order")
-    channel_types: list[str] | None = Field(default=None, description="e.g. [eeg]")
+    preprocess: list[Step] = Field(default_factory=list)
+    channels: StrList | None = Field(default=None, description="channels to keep, in order")
+    channel_types: StrList | None = Field(default=None, description="e.g. [eeg]")
     windows: WindowSpec
-    features: list[FeatureItem]
+    features: list[FeatureItem] = Field(min_length=1)
     model: ModelSpec
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
-    seed: int = 0
-
-    @field_validator("features", mode="before")
-    @classmethod
-    def _features_as_items(cls, value: Any) -> Any:
-        # `- mav` and `- {name: zc, threshold: 1e-5}` are both accepted.
-        if not isinstance(value, list):
-            return value
-        out = []
-        for item in value:
-            if isinstance(item, str):
-                out.append({"name": item})
-            elif isinstance(item, dict) and "params" not in item and "name" in item:
-                out.append(
-                    {"name": item["name"], "params": {k: v for k, v in item.items() if k != "name"}}
-                )
-            else:
-                out.append(item)
-        return out
+    seed: Integer = 0
 
     def feature_specs(self) -> list[dict[str, Any]]:
-        """Return the features as ``{"name": ..., **params}`` dicts."""
-        return [{"name": f.name, **f.params} for f in self.features]
+        """Return the features as ``{"name": ..., **params}`` dicts, with the parameters given."""
+        return [f.model_dump(exclude_unset=True) | {"name": f.name} for f in self.features]
+
+    def preprocess_steps(self) -> list[dict[str, Any]]:
+        """Return the preprocessing steps as dicts, every parameter present."""
+        return [s.model_dump() for s in self.preprocess]
 
 
 _ENV = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -195,37 +175,4 @@ def load_task(path: str | os.PathLike[str]) -> TaskSpec:
                 opts[key] = str((path.parent / opts[key]).resolve())
         data["options"] = opts
         raw = {**raw, "data": data}
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, str(path), TaskSpec)) from None
-    check_sections(spec, str(path))
-    return spec
-
-
-def check_sections(spec: TaskSpec, source: str) -> None:
-    """Validate the sections that their own modules define (features, model, validation).
-
-    Raises
-    ------
-    SpecError
-        Prefixed with ``source`` (the task file).
-    """
-    from pipeline.io import get_reader
-    from pipeline.learn.fit import _validate_model_cfg
-    from pipeline.learn.validation import validate_validation_config
-    from pipeline.table import FeatureTableSpec
-
-    checks = [
-        ("data.format", lambda: get_reader(spec.data.format)),
-        ("features/preprocess/windows", lambda: FeatureTableSpec.from_task(spec)),
-        ("model", lambda: _validate_model_cfg(spec.model.model_dump(exclude_none=True))),
-        ("validation", lambda: validate_validation_config(spec.validation.config())),
-    ]
-    for section, check in checks:
-        try:
-            check()
-        except (SpecError, KeyError, ValueError) as exc:
-            text = exc.args[0] if exc.args else str(exc)
-            msg = f"{source}: {section}: {text}"
-            raise SpecError(msg) from None
+    return parse(TaskSpec, raw, str(path))
