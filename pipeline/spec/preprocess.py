@@ -49,31 +49,28 @@ class Bandpass(Strict):
         return self
 
 
-class Highpass(Strict):
+class _CutoffFilter(Strict):
+    cutoff: Frequency
+    order: Order = 4
+    zero_phase: ZeroPhase = True
+
+
+class Highpass(_CutoffFilter):
     """Butterworth high-pass above ``cutoff`` Hz."""
 
     op: Literal["highpass"]
-    cutoff: Frequency
-    order: Order = 4
-    zero_phase: ZeroPhase = True
 
 
-class Lowpass(Strict):
+class Lowpass(_CutoffFilter):
     """Butterworth low-pass below ``cutoff`` Hz."""
 
     op: Literal["lowpass"]
-    cutoff: Frequency
-    order: Order = 4
-    zero_phase: ZeroPhase = True
 
 
-class Envelope(Strict):
+class Envelope(_CutoffFilter):
     """Rectify, then low-pass below ``cutoff`` Hz (the linear envelope of EMG)."""
 
     op: Literal["envelope"]
-    cutoff: Frequency
-    order: Order = 4
-    zero_phase: ZeroPhase = True
 
 
 class Notch(Strict):
