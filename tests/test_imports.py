@@ -128,3 +128,44 @@ def test_importing_every_module_keeps_the_matplotlib_backend(backend: str) -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert out.stdout.strip().lower() == backend
+
+
+#: The layers of DESIGN.md, top to bottom: a module imports only from its own layer or above.
+#: ``cluster`` (profiles, starting a cluster, the worker count) needs only the schema, and
+#: ingest and the table ask it how many workers share the work, so it sits just below spec.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("pipeline.exceptions", "pipeline._fs", "pipeline._data"),
+    ("pipeline.spec",),
+    ("pipeline.cluster",),
+    ("pipeline.io",),
+    ("pipeline._zarr_v3", "pipeline.store", "pipeline.ingest"),
+    ("pipeline.preprocessing", "pipeline.windows", "pipeline.labels"),
+    ("pipeline.spectra", "pipeline.quality", "pipeline.features"),
+    ("pipeline.table",),
+    ("pipeline.plots", "pipeline.learn", "pipeline.explore", "pipeline.predict"),
+    ("pipeline.check", "pipeline.cache", "pipeline.stages"),
+    ("pipeline.cli", "pipeline.__main__"),
+)
+
+
+def layer_of(module: str) -> int:
+    """Return the index in :data:`LAYERS` of ``module`` (its longest matching prefix)."""
+    best, rank = "", -1
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, rank = prefix, i
+    if rank < 0:
+        msg = f"module {module!r} is in no layer of tests/test_imports.py LAYERS: add it"
+        raise AssertionError(msg)
+    return rank
+
+
+def test_imports_follow_the_layers() -> None:
+    upward = [
+        f"{mod} (layer {layer_of(mod)}) imports {dep} (layer {layer_of(dep)})"
+        for mod, deps in sorted(import_graph().items())
+        for dep in sorted(deps)
+        if layer_of(dep) > layer_of(mod)
+    ]
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)
