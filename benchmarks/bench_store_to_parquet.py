@@ -49,13 +49,7 @@ import bench_features as bf
 
 from pipeline.labels import LabelPolicy
 from pipeline.store import open_cohort
-from pipeline.table import (
-    FeatureTableSpec,
-    feature_table,
-    feature_table_metadata,
-    read_feature_table,
-    write_feature_table,
-)
+from pipeline.table import FeatureTableSpec, read_feature_table, write_feature_table
 from pipeline.windows import WindowPlan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +106,7 @@ def _cpu_seconds() -> float:
 def run_pipeline(store: Path, out: Path, spec: FeatureTableSpec) -> None:
     """The timed path: store -> feature table -> Parquet (on the current client)."""
     cohort = open_cohort(store)
-    ddf = feature_table(cohort, spec)
-    write_feature_table(ddf, out, feature_table_metadata(cohort, spec), overwrite=True)
+    write_feature_table(cohort, spec, out, overwrite=True)
 
 
 def time_pipeline(store: Path, out: Path, repeats: int) -> list[tuple[float, float, float]]:

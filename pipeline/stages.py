@@ -11,7 +11,9 @@ complete is reused, so
 
 Features are one stage per recording (the key holds the recording's own fingerprint),
 computed in parallel on the cluster and committed one by one: a run killed halfway keeps
-the recordings it finished.
+the recordings it finished. Each writes one file of the feature-table format
+(:mod:`pipeline.table.parquet`), and the fit stage reads them with
+:func:`pipeline.table.read_feature_table`, as it would read a ``cohort features`` output.
 """
 
 from __future__ import annotations
@@ -28,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, code_version, stage_key
 from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec, load_task
+from pipeline.table import FeatureTableSpec, read_feature_table, write_recording_features
 
 __all__ = ["RunSummary", "StageOutcome", "run_task", "task_feature_spec"]
 
@@ -90,10 +91,8 @@ class RunSummary:
         )
 
 
-def task_feature_spec(task: TaskSpec) -> Any:
+def task_feature_spec(task: TaskSpec) -> FeatureTableSpec:
     """Return the :class:`pipeline.table.FeatureTableSpec` of a task."""
-    from pipeline.table import FeatureTableSpec
-
     return FeatureTableSpec.from_task(task)
 
 
@@ -101,12 +100,12 @@ def _feature_code() -> str:
     import pipeline.features as features
     import pipeline.labels as labels
     import pipeline.preprocessing as preprocessing
-    import pipeline.table as table
     import pipeline.windows as windows
     from pipeline.features import _kernels, compute, registry
+    from pipeline.table import build, parquet, spec
 
     return code_version(
-        features, _kernels, compute, registry, labels, preprocessing, table, windows
+        features, _kernels, compute, registry, labels, preprocessing, build, parquet, spec, windows
     )
 
 
@@ -179,7 +178,6 @@ def _stage_features(
     from tqdm.auto import tqdm
 
     from pipeline.store import open_cohort
-    from pipeline.table import recording_features
 
     spec = task_feature_spec(task)
     params = spec.to_dict()
@@ -194,9 +192,8 @@ def _stage_features(
 
     def compute(rid: str) -> Path:
         def write(tmp: Path) -> dict[str, Any]:
-            frame = recording_features(cohort.recording(rid), spec)
-            frame.to_parquet(tmp / FEATURES_FILE, index=False)
-            return {"rows": len(frame), "recording": rid}
+            rows = write_recording_features(cohort, rid, spec, tmp / FEATURES_FILE)
+            return {"rows": rows, "recording": rid}
 
         return cache.run(
             "features",
@@ -243,12 +240,6 @@ def _never(tmp: Path) -> None:  # pragma: no cover - only called for complete ke
     raise RuntimeError(msg)
 
 
-def read_features(paths: list[Path]) -> pd.DataFrame:
-    """Return the feature table of a run: the per-recording Parquet files, concatenated."""
-    frames = [pd.read_parquet(p) for p in paths]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def _model_cfg(task: TaskSpec) -> dict[str, Any]:
     return task.model.model_dump(exclude_none=True)
 
@@ -275,7 +266,8 @@ def _stage_fit(
 
     def fit(tmp: Path) -> dict[str, Any]:
         state["computed"] = 1
-        table = read_features(feature_paths)
+        # The in-memory engine fits on pandas: the table is collected here.
+        table = read_feature_table(feature_paths)[0].compute().reset_index(drop=True)
         cohort = open_cohort(store)
         model, report = fit_and_validate(
             table,
