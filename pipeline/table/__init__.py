@@ -21,6 +21,7 @@ from pipeline.table.parquet import (
     read_feature_table,
     run_features,
     table_schema,
+    table_writes,
     write_feature_table,
     write_recording_features,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "recording_features",
     "run_features",
     "table_schema",
+    "table_writes",
     "write_feature_table",
     "write_recording_features",
 ]

@@ -60,6 +60,7 @@ __all__ = [
     "read_feature_table",
     "run_features",
     "table_schema",
+    "table_writes",
     "write_feature_table",
     "write_recording_features",
 ]
@@ -205,6 +206,29 @@ def _file_name(recording: str) -> str:
     return f"{recording}.parquet"
 
 
+def table_writes(
+    cohort: Cohort,
+    spec: FeatureTableSpec,
+    path: Path,
+    recordings: Sequence[str] | None = None,
+    *,
+    max_partition_bytes: int = _MAX_PARTITION_BYTES,
+    fuse: bool | None = None,
+) -> tuple[list[Path], list[Delayed]]:
+    """Return the files of a table and the tasks writing them (one per recording), uncomputed.
+
+    The graph of :func:`write_feature_table`, which checks ``path`` first and computes it.
+    """
+    plan = plan_table(cohort, spec, recordings, max_partition_bytes=max_partition_bytes, fuse=fuse)
+    files, writes = [], []
+    for rid, parts in plan.parts.items():
+        files.append(path / _file_name(rid))
+        fp = cohort.recording_fingerprint(rid)
+        schema = table_schema(plan.columns, _file_metadata(spec, plan.columns, rid, fp, cohort))
+        writes.append(_recording_write(parts, files[-1], schema))
+    return files, writes
+
+
 def write_feature_table(
     cohort: Cohort,
     spec: FeatureTableSpec,
@@ -256,22 +280,12 @@ def write_feature_table(
             f"overwrite=True (cohort features --overwrite) to replace it"
         )
         raise StoreError(msg)
-    plan = plan_table(cohort, spec, recordings, max_partition_bytes=max_partition_bytes, fuse=fuse)
-    files = {rid: path / _file_name(rid) for rid in plan.recordings}
-    writes = [
-        _recording_write(
-            parts,
-            files[rid],
-            table_schema(
-                plan.columns,
-                _file_metadata(spec, plan.columns, rid, cohort.recording_fingerprint(rid), cohort),
-            ),
-        )
-        for rid, parts in plan.parts.items()
-    ]
+    files, writes = table_writes(
+        cohort, spec, path, recordings, max_partition_bytes=max_partition_bytes, fuse=fuse
+    )
     path.mkdir(parents=True, exist_ok=True)
     dask.compute(*writes)
-    keep = set(files.values())
+    keep = set(files)
     for old in existing:
         if old not in keep:
             old.unlink()
