@@ -145,7 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = write_predictions(frame, args.out)
     n_rec = frame["recording"].nunique()
     print(f"predictions: {len(frame)} windows of {n_rec} recording(s) -> {path.resolve()}")
-    known = frame["label"].isin(bundle.model.classes)
+    known = frame["label"].isin(bundle.classes)
     if known.any():
         acc = (frame.loc[known, "label"] == frame.loc[known, "prediction"]).mean()
         print(

@@ -197,7 +197,7 @@ def project_features(
     ----------
     table : pandas.DataFrame of shape (n_windows, n_columns)
         Feature table (identifier columns then ``<channel>__<feature>``).
-    prep : mapping, optional
+    prep : PrepSpec or mapping, optional
         A model's ``prep`` config, e.g. ``{"log": ["mav"], "normalize": "recording"}``.
     n_components : int, default 2
     max_windows : int or None, default 5000
@@ -214,14 +214,14 @@ def project_features(
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
-    from pipeline.learn.normalize import FeaturePrep
+    from pipeline.learn.prep import FeaturePrep
 
     if not isinstance(n_components, int) or n_components < 1:
         msg = f"project_features: 'n_components' expected an integer >= 1, found {n_components!r}"
         raise SpecError(msg)
-    fp = FeaturePrep.from_config(prep)
-    X = fp.apply(table)  # group statistics use every window of the group
-    keep = np.isfinite(X.to_numpy()).all(axis=1)
+    # group statistics use every window of the group
+    X = FeaturePrep.from_spec(prep, "project_features").fit_transform(table)
+    keep = np.isfinite(X).all(axis=1)
     rows = np.flatnonzero(keep)
     if max_windows is not None and len(rows) > max_windows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_windows, replace=False))
@@ -231,7 +231,7 @@ def project_features(
             f"n_components={n_components}"
         )
         raise SpecError(msg)
-    Z = StandardScaler().fit_transform(X.to_numpy()[rows])
+    Z = StandardScaler().fit_transform(X[rows])
     pca = PCA(n_components=n_components, random_state=seed)
     pcs = pca.fit_transform(Z)
     ids = [c for c in ("recording", "subject", "label") if c in table.columns]

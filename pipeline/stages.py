@@ -116,14 +116,26 @@ def _learn_code() -> str:
         estimators,
         fit,
         metrics,
-        normalize,
+        model,
         outofcore,
+        prep,
         presets,
         validation,
     )
+    from pipeline.spec import learn as learn_spec
 
     return code_version(
-        learn, bundle, estimators, fit, metrics, normalize, outofcore, presets, validation
+        learn,
+        learn_spec,
+        bundle,
+        estimators,
+        fit,
+        metrics,
+        model,
+        outofcore,
+        prep,
+        presets,
+        validation,
     )
 
 

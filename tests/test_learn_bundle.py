@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.exceptions import BundleError
 from pipeline.learn.bundle import Bundle, bundle_metadata, load_bundle, save_bundle
-from pipeline.learn.fit import fit_and_validate, fit_model, predict_table
+from pipeline.learn.fit import fit_and_validate, fit_model
+from pipeline.learn.model import predict_table
 from pipeline.learn.synthetic import synthetic_feature_table
 
 ATTRS = {"channels": ["ch0", "ch1", "ch2"], "sampling_rate": 1000.0, "units": "V"}
@@ -92,7 +93,7 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path, fitted):
 
 def test_save_refuses_incomplete_metadata(tmp_path, fitted):
     model, _ = fitted
-    with pytest.raises(BundleError, match=r"metadata lacks keys \['classes', 'prep'\]"):
+    with pytest.raises(BundleError, match=r"metadata lacks keys \['classes', 'prep', 'smooth'\]"):
         save_bundle(tmp_path / "y.skops", model, {"feature_names": model.feature_names})
     with pytest.raises(BundleError, match="not JSON-serialisable"):
         save_bundle(tmp_path / "y.skops", model, bundle_metadata(model) | {"task": object()})

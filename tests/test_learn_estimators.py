@@ -16,9 +16,14 @@ from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import (
     available_estimators,
     make_estimator,
+    model_spec,
     register_estimator,
     unregister_estimator,
 )
+from pipeline.learn.fit import fit_and_validate
+from pipeline.learn.prep import FeaturePrep
+from pipeline.learn.synthetic import synthetic_feature_table
+from pipeline.learn.validation import LeaveSubjectOut
 
 
 @pytest.mark.parametrize(
@@ -30,9 +35,12 @@ from pipeline.learn.estimators import (
         ("gradient_boosting", HistGradientBoostingClassifier, True),
     ],
 )
-def test_named_estimators_are_scaled_pipelines(name, cls, balanced):
-    est = make_estimator({"name": name}, seed=3)
+def test_named_estimators_are_prep_scale_clf_pipelines(name, cls, balanced):
+    est = make_estimator({"name": name, "prep": {"normalize": "recording"}}, seed=3)
     assert isinstance(est, Pipeline)
+    assert list(est.named_steps) == ["prep", "scale", "clf"]
+    assert isinstance(est.named_steps["prep"], FeaturePrep)
+    assert est.named_steps["prep"].normalize == "recording"
     assert isinstance(est.named_steps["scale"], StandardScaler)
     clf = est.named_steps["clf"]
     assert type(clf) is cls
@@ -51,35 +59,41 @@ def test_soft_vote_of_members_fits_and_averages_probabilities():
         "name": "soft_vote",
         "estimators": [{"name": "lda"}, {"name": "logreg"}],
     }
-    vote = make_estimator(cfg, seed=0)
+    model = make_estimator(cfg, seed=0)
+    vote = model.named_steps["clf"]
     assert isinstance(vote, VotingClassifier)
     assert vote.voting == "soft"
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))
     y = np.where(X[:, 0] + 0.3 * rng.normal(size=120) > 0, "a", "b")
-    vote.fit(X, y)
-    members = [est.predict_proba(X) for est in vote.estimators_]
-    np.testing.assert_allclose(vote.predict_proba(X), np.mean(members, axis=0))
+    model.fit(X, y)  # a plain matrix: the prep passes it through
+    Xs = model[:-1].transform(X)
+    members = [est.predict_proba(Xs) for est in vote.estimators_]
+    np.testing.assert_allclose(model.predict_proba(X), np.mean(members, axis=0))
 
 
 @pytest.mark.parametrize(
     ("cfg", "match"),
     [
-        ({"name": "svm"}, r"model.name: expected one of .*'lda'.* got 'svm'"),
-        ({"name": "lda", "paramz": {}}, r"unknown keys \['paramz'\]"),
-        ({"name": "lda", "params": [1]}, r"model.params: expected a mapping"),
-        ({"name": "soft_vote", "estimators": [{"name": "lda"}]}, r"at least 2 member"),
+        ({"name": "svm"}, r"key 'model.name': expected one of \[.*'lda'.*\]; found 'svm'"),
+        ({"name": "lda", "paramz": {}}, r"unknown key 'model.paramz'; did you mean 'params'"),
+        ({"name": "lda", "params": [1]}, r"key 'model.params': expected a valid dictionary"),
+        (
+            {"name": "soft_vote", "estimators": [{"name": "lda"}]},
+            r"key 'model.estimators': expected a list of at least 2 member configs",
+        ),
         (
             {"name": "soft_vote", "estimators": [{"name": "lda"}, {"name": "nope"}]},
-            r"model.estimators\[1\].name: expected one of",
+            r"key 'model.estimators.1.name': expected one of",
         ),
-        ({"name": "lda", "estimators": []}, r"only 'soft_vote' takes member"),
+        ({"name": "lda", "estimators": []}, r"only 'soft_vote' takes them, not 'lda'"),
         (
             {"name": "soft_vote", "estimators": [{"name": "lda", "smooth": 3}, {"name": "lda"}]},
-            r"model.estimators\[0\].smooth: 'smooth' is set once on the top-level",
+            r"unknown key 'model.estimators.0.smooth' \(valid keys here: estimators, name, "
+            r"params\)",
         ),
         ({"name": "logreg", "params": {"bogus": 1}}, r"model.params for 'logreg'"),
-        ("lda", r"expected a mapping with key 'name'"),
+        ("lda", r"key 'model': expected a valid dictionary"),
     ],
 )
 def test_bad_configs_name_the_key(cfg, match):
@@ -102,10 +116,9 @@ def test_register_custom_estimator():
 
 def test_emg_preset_is_a_valid_config_and_a_copy():
     from pipeline.learn import preset
-    from pipeline.learn.estimators import validate_model_config
 
     cfg = preset("emg_gestures")
-    validate_model_config(cfg)
+    assert model_spec(cfg).prep.normalize == "recording"
     est = make_estimator(cfg)
     assert est.named_steps["clf"].shrinkage == "auto"
     cfg["smooth"] = 99
@@ -114,3 +127,41 @@ def test_emg_preset_is_a_valid_config_and_a_copy():
         SpecError, match=r"model preset 'eeg' is unknown; available: \['emg_gestures'\]"
     ):
         preset("eeg")
+
+
+@pytest.fixture(scope="module")
+def labeled():
+    t = synthetic_feature_table(n_subjects=4, n_runs=2, subject_gain=1.2, seed=7)
+    return t[t.label.notna()].reset_index(drop=True)
+
+
+def test_model_works_in_cross_validate_with_the_subject_splitter(labeled):
+    """cross_validate on the Pipeline equals fit_and_validate's folds on a labeled table."""
+    from sklearn.model_selection import cross_validate
+
+    cfg = {"name": "lda", "prep": {"log": ["mav"], "normalize": "recording"}}
+    y = labeled.label.astype(str)
+    cv = cross_validate(
+        make_estimator(cfg), labeled, y, cv=LeaveSubjectOut(), scoring="balanced_accuracy"
+    )
+    _, report = fit_and_validate(labeled, cfg, {"scheme": "loso"}, n_jobs=1)
+    expected = [f["metrics"]["balanced_accuracy"] for f in report["folds"]]
+    np.testing.assert_allclose(cv["test_score"], expected, rtol=0, atol=1e-12)
+
+
+def test_model_works_in_grid_search_over_prep_parameters(labeled):
+    from sklearn.model_selection import GridSearchCV
+
+    search = GridSearchCV(
+        make_estimator({"name": "lda", "prep": {"log": ["mav"]}}),
+        {"prep__normalize": [None, "recording"], "prep__context": [1, 3]},
+        cv=LeaveSubjectOut(),
+        scoring="balanced_accuracy",
+    )
+    search.fit(labeled, labeled.label.astype(str))
+    assert len(search.cv_results_["params"]) == 4
+    # per-recording normalisation removes the subject gains: it must win
+    assert search.best_params_["prep__normalize"] == "recording"
+    assert search.best_estimator_.named_steps["prep"].columns_ == [
+        c for c in labeled.columns if "__" in c
+    ]

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from pipeline.exceptions import SpecError
-from pipeline.learn.fit import fit_and_validate, fit_model, predict_table
+from pipeline.learn import fit_and_validate, fit_model, predict_table
 from pipeline.learn.report import render_html, write_report
 from pipeline.learn.synthetic import synthetic_feature_table
 
@@ -107,7 +107,9 @@ def test_binary_task_reports_threshold_at_specificity():
 def test_bad_inputs(table):
     with pytest.raises(SpecError, match=r"missing identifier columns \['session'\]"):
         fit_and_validate(table.drop(columns="session"), {"name": "lda"}, {"scheme": "loso"})
-    with pytest.raises(SpecError, match=r"model.smooth: expected an integer >= 1"):
+    with pytest.raises(
+        SpecError, match=r"key 'model.smooth': expected a value greater than or equal to 1"
+    ):
         fit_and_validate(table, {"name": "lda", "smooth": 0}, {"scheme": "loso"})
     unlabeled = table.assign(label=None)
     with pytest.raises(SpecError, match="every window has label None"):

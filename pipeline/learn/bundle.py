@@ -1,9 +1,10 @@
-"""The model bundle: one skops file with a fitted model and what is needed to use it.
+"""The model bundle: one skops file with a fitted Pipeline and what is needed to use it.
 
 Saved with :mod:`skops.io`, never with bare pickle: loading reconstructs only types on an
-allow-list of what this package produces (scikit-learn estimators we build, NumPy arrays,
-our two model classes), so a file holding anything else is refused before any object is
-built. The metadata is stored as one JSON string, so it can hold no object at all.
+allow-list of what this package produces (the scikit-learn estimators we build, NumPy
+arrays, :class:`~pipeline.learn.prep.FeaturePrep`), so a file holding anything else is
+refused before any object is built. The metadata is stored as one JSON string, so it can
+hold no object at all; the file is a plain scikit-learn ``Pipeline`` plus that string.
 """
 
 from __future__ import annotations
@@ -13,21 +14,29 @@ import logging
 import os
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import skops.io as sio
+from sklearn.pipeline import Pipeline
 
 from pipeline._fs import atomic_write, canonical_json, package_versions, sha256_text
 from pipeline.exceptions import BundleError
-from pipeline.learn.fit import FittedModel
+from pipeline.learn.model import Bundle
+
+__all__ = [
+    "ALLOWED_TYPES",
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "bundle_metadata",
+    "load_bundle",
+    "save_bundle",
+]
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+"""2: the model is a scikit-learn Pipeline (1 held this package's own model class)."""
 #: The distributions a bundle's model depends on (recorded, and compared at load).
 BUNDLE_PACKAGES = (
     "cohort-pipeline",
@@ -38,7 +47,7 @@ BUNDLE_PACKAGES = (
     "pandas",
     "dask-ml",
 )
-REQUIRED_METADATA = ("feature_names", "classes", "prep")
+REQUIRED_METADATA = ("feature_names", "classes", "prep", "smooth")
 """Keys :func:`save_bundle` requires; :func:`bundle_metadata` fills them from a report."""
 
 METADATA_KEYS = (
@@ -65,8 +74,7 @@ METADATA_KEYS = (
 # of pipeline.learn.estimators; a type outside this list makes load_bundle refuse the file.
 ALLOWED_TYPES: frozenset[str] = frozenset(
     {
-        "pipeline.learn.fit.FittedModel",
-        "pipeline.learn.normalize.FeaturePrep",
+        "pipeline.learn.prep.FeaturePrep",
         "sklearn.pipeline.Pipeline",
         "sklearn.preprocessing._data.StandardScaler",
         "sklearn.discriminant_analysis.LinearDiscriminantAnalysis",
@@ -100,91 +108,16 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Bundle:
-    """A loaded model bundle.
-
-    Attributes
-    ----------
-    model : FittedModel
-    metadata : dict
-        Task spec, preprocessing, window plan, feature specs and names, channels, sampling
-        rate and units, label mapping, training subjects, validation metrics, store
-        fingerprint, package versions, seed.
-    path : pathlib.Path or None
-    """
-
-    model: FittedModel
-    metadata: dict[str, Any]
-    path: Path | None = None
-
-    def check_compatible(self, recording_attrs: Mapping[str, Any]) -> None:
-        """Raise :class:`BundleError` naming each difference in channels, rate or units.
-
-        Parameters
-        ----------
-        recording_attrs : mapping
-            A recording's attributes: ``channels`` (sequence of names), ``sampling_rate``
-            (Hz) and ``units`` (one string or one per channel), plus optionally
-            ``recording`` or ``source`` used to name it in the message. Keys the bundle
-            does not record are not checked.
-        """
-        where = recording_attrs.get("recording") or recording_attrs.get("source") or "recording"
-        problems = []
-        want_ch = self.metadata.get("channels")
-        if want_ch is not None:
-            got_ch = recording_attrs.get("channels")
-            got_ch = None if got_ch is None else [str(c) for c in got_ch]
-            if got_ch != [str(c) for c in want_ch]:
-                missing = [c for c in want_ch if got_ch is None or c not in got_ch]
-                extra = [c for c in (got_ch or []) if c not in want_ch]
-                detail = (
-                    f" (missing {missing}, unexpected {extra})"
-                    if (missing or extra)
-                    else " (order differs)"
-                )
-                problems.append(f"channels: bundle expects {list(want_ch)}, got {got_ch!r}{detail}")
-        want_fs = self.metadata.get("sampling_rate")
-        if want_fs is not None:
-            got_fs = recording_attrs.get("sampling_rate")
-            if got_fs is None or not np.isclose(float(got_fs), float(want_fs), rtol=1e-6):
-                problems.append(f"sampling_rate: bundle expects {want_fs!r} Hz, got {got_fs!r}")
-        want_u = self.metadata.get("units")
-        if want_u is not None:
-            got_u = recording_attrs.get("units")
-            n = len(want_ch) if want_ch else 1
-            if _as_list(got_u, n) != _as_list(want_u, n):
-                problems.append(f"units: bundle expects {want_u!r}, got {got_u!r}")
-        if problems:
-            msg = f"{where} does not match the model bundle {self._name()}: " + "; ".join(problems)
-            raise BundleError(msg)
-
-    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Return per-window predictions and probabilities (see :func:`predict_table`)."""
-        from pipeline.learn.fit import predict_table
-
-        return predict_table(self, table)
-
-    def _name(self) -> str:
-        return repr(str(self.path)) if self.path else "(in memory)"
-
-
-def _as_list(units: Any, n: int) -> list[str] | None:
-    if units is None:
-        return None
-    if isinstance(units, str):
-        return [units] * n
-    return [str(u) for u in units]
-
-
 def bundle_metadata(
-    model: FittedModel, report: Mapping[str, Any] | None = None, **extra: Any
+    model: Bundle, report: Mapping[str, Any] | None = None, **extra: Any
 ) -> dict[str, Any]:
     """Assemble bundle metadata from a fitted model, its validation report and extras.
 
     Parameters
     ----------
-    model : FittedModel
+    model : Bundle
+        From :func:`pipeline.learn.fit_model` or :func:`pipeline.learn.fit_and_validate`;
+        its metadata (feature names, classes, prep, smooth) is kept.
     report : mapping, optional
         Report of :func:`pipeline.learn.fit.fit_and_validate`; its summary metrics, folds
         and subjects are kept (not the per-window figures).
@@ -201,12 +134,11 @@ def bundle_metadata(
     if unknown:
         msg = f"bundle_metadata: unknown keys {unknown}; allowed: {list(METADATA_KEYS)}"
         raise BundleError(msg)
+    if not isinstance(model, Bundle):
+        msg = f"bundle_metadata: model must be a Bundle, got {type(model).__name__}"
+        raise BundleError(msg)
     meta: dict[str, Any] = {
-        "feature_names": list(model.feature_names),
-        "classes": list(model.classes),
-        "label_mapping": {c: i for i, c in enumerate(model.classes)},
-        "prep": model.prep.to_dict(),
-        "smooth": int(model.smooth),
+        **model.metadata,
         "versions": package_versions(BUNDLE_PACKAGES),
     }
     if report is not None:
@@ -226,7 +158,7 @@ def bundle_metadata(
 
 
 def save_bundle(
-    path: str | os.PathLike[str], model: FittedModel, metadata: Mapping[str, Any]
+    path: str | os.PathLike[str], model: Bundle | Pipeline, metadata: Mapping[str, Any]
 ) -> Path:
     """Write a model bundle atomically (temporary file in the same folder, then rename).
 
@@ -234,7 +166,9 @@ def save_bundle(
     ----------
     path : path-like
         Destination file (conventionally ``*.skops``).
-    model : FittedModel
+    model : Bundle or sklearn.pipeline.Pipeline
+        The fitted Pipeline ``(prep, scale, clf)`` (of a Bundle); the file holds it and
+        ``metadata``.
     metadata : mapping
         JSON-serialisable; must hold :data:`REQUIRED_METADATA` (use :func:`bundle_metadata`).
 
@@ -243,8 +177,12 @@ def save_bundle(
     pathlib.Path
     """
     path = Path(path)
-    if not isinstance(model, FittedModel):
-        msg = f"save_bundle: model must be a FittedModel, got {type(model).__name__}"
+    pipeline = model.model if isinstance(model, Bundle) else model
+    if not isinstance(pipeline, Pipeline) or "prep" not in pipeline.named_steps:
+        msg = (
+            "save_bundle: model must be a Bundle or a fitted Pipeline whose first step is "
+            f"'prep', got {type(model).__name__}"
+        )
         raise BundleError(msg)
     missing = [k for k in REQUIRED_METADATA if k not in metadata]
     if missing:
@@ -253,7 +191,7 @@ def save_bundle(
             "build it with bundle_metadata()"
         )
         raise BundleError(msg)
-    if list(metadata["feature_names"]) != list(model.feature_names):
+    if list(metadata["feature_names"]) != list(getattr(pipeline["prep"], "columns_", [])):
         msg = f"save_bundle({str(path)!r}): metadata 'feature_names' differ from the model's"
         raise BundleError(msg)
     try:
@@ -265,7 +203,7 @@ def save_bundle(
         "format": BUNDLE_FORMAT,
         "metadata_json": meta_json,
         "metadata_sha256": sha256_text(meta_json),
-        "model": model,
+        "model": pipeline,
     }
     untrusted = set(sio.get_untrusted_types(data=sio.dumps(payload)))
     unknown = sorted(untrusted - ALLOWED_TYPES)
@@ -322,8 +260,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         msg = f"model bundle {str(path)!r}: metadata checksum mismatch (file was modified)"
         raise BundleError(msg)
     model = payload.get("model")
-    if not isinstance(model, FittedModel):
-        msg = f"model bundle {str(path)!r}: expected a FittedModel, got {type(model).__name__}"
+    if not isinstance(model, Pipeline):
+        msg = f"model bundle {str(path)!r}: expected a Pipeline, got {type(model).__name__}"
         raise BundleError(msg)
     metadata = json.loads(meta_json)
     _warn_versions(path, metadata.get("versions", {}))

@@ -1,17 +1,17 @@
-"""Estimators built from a model config: a name, parameters, and scaling in a Pipeline.
+"""Unfitted models built from a model config: feature prep, scaling and a named classifier.
 
-A model config is a mapping::
+A model config is a :class:`pipeline.spec.learn.ModelSpec` or a mapping validated into one::
 
     {"name": "soft_vote",
      "params": {},                     # passed to the estimator (not to the scaler)
      "estimators": [{"name": "lda"}, {"name": "random_forest", "params": {"n_estimators": 200}}],
      "prep": {"features": ["mav", "wl"], "log": ["mav", "wl"], "normalize": "recording"}}
 
-``prep`` is handled by :class:`pipeline.learn.normalize.FeaturePrep` outside the estimator
-(it needs whole recordings), ``smooth`` (trailing mean of probabilities over that many
-windows of a recording) by :class:`pipeline.learn.fit.FittedModel`; everything else
-becomes a scikit-learn ``Pipeline`` of a ``StandardScaler`` and the classifier, with
-``class_weight="balanced"`` where the classifier supports it.
+It becomes a scikit-learn ``Pipeline([("prep", FeaturePrep), ("scale", StandardScaler),
+("clf", classifier)])``, with ``class_weight="balanced"`` where the classifier supports it;
+``soft_vote`` is a ``VotingClassifier(voting="soft")`` of its members after the one scaler.
+``smooth`` (trailing mean of probabilities over that many windows of a recording) acts on
+the predictions, outside the Pipeline (:mod:`pipeline.learn.model`).
 """
 
 from __future__ import annotations
@@ -31,8 +31,24 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.exceptions import SpecError
+from pipeline.learn.prep import FeaturePrep
+from pipeline.spec.errors import parse
+from pipeline.spec.learn import (
+    MemberSpec,
+    ModelSpec,
+    estimator_names,
+    register_estimator_name,
+    unregister_estimator_name,
+)
 
-MODEL_KEYS = frozenset({"name", "params", "estimators", "prep", "smooth"})
+__all__ = [
+    "available_estimators",
+    "make_classifier",
+    "make_estimator",
+    "model_spec",
+    "register_estimator",
+    "unregister_estimator",
+]
 
 Factory = Callable[[dict[str, Any], int], ClassifierMixin]
 
@@ -82,106 +98,86 @@ _REGISTRY: dict[str, Factory] = {
 def register_estimator(name: str, factory: Factory) -> None:
     """Register ``factory(params, seed) -> classifier`` under ``name``.
 
+    The name becomes valid in model configs (:func:`pipeline.spec.learn.estimator_names`).
+
     Raises
     ------
     SpecError
         If ``name`` is already registered or is the reserved ``"soft_vote"``.
     """
-    if name in _REGISTRY or name == "soft_vote":
-        msg = f"estimator name {name!r} is already registered; pick another name"
-        raise SpecError(msg)
+    register_estimator_name(name)
     _REGISTRY[name] = factory
 
 
 def unregister_estimator(name: str) -> None:
     """Remove an estimator added with :func:`register_estimator` (built-ins stay)."""
-    if name in {"lda", "logreg", "random_forest", "gradient_boosting", "sgd"}:
-        msg = f"cannot unregister built-in estimator {name!r}"
-        raise SpecError(msg)
+    unregister_estimator_name(name)
     _REGISTRY.pop(name, None)
 
 
 def available_estimators() -> list[str]:
     """Return the estimator names a model config may use."""
-    return sorted([*_REGISTRY, "soft_vote"])
+    return estimator_names()
 
 
-def validate_model_config(cfg: Mapping[str, Any], where: str = "model") -> None:
-    """Check a model config's keys, names and types, recursively for ``soft_vote``.
+def model_spec(cfg: ModelSpec | Mapping[str, Any], source: str = "model config") -> ModelSpec:
+    """Return ``cfg`` validated as a :class:`~pipeline.spec.learn.ModelSpec`.
 
     Raises
     ------
     SpecError
-        Naming the key path (e.g. ``model.estimators[1].name``), what was expected and
+        Naming ``source``, the key path (``model.estimators.1.name``), what was expected and
         what was found.
     """
-    if not isinstance(cfg, Mapping):
-        msg = f"{where}: expected a mapping with key 'name', got {cfg!r}"
-        raise SpecError(msg)
-    unknown = sorted(set(cfg) - MODEL_KEYS)
-    if unknown:
-        msg = f"{where}: unknown keys {unknown}; allowed: {sorted(MODEL_KEYS)}"
-        raise SpecError(msg)
-    name = cfg.get("name")
-    if name not in available_estimators():
-        msg = f"{where}.name: expected one of {available_estimators()}, got {name!r}"
-        raise SpecError(msg)
-    params = cfg.get("params", {})
-    if not isinstance(params, Mapping):
-        msg = f"{where}.params: expected a mapping of estimator parameters, got {params!r}"
-        raise SpecError(msg)
+    return parse(ModelSpec, cfg, source, "model")
+
+
+def make_classifier(member: MemberSpec, seed: int = 0) -> ClassifierMixin:
+    """Return the unfitted classifier of a model or member config (no prep, no scaler).
+
+    Raises
+    ------
+    SpecError
+        If the estimator refuses a parameter of ``params``.
+    """
+    name = member.name
+    params = dict(member.params or {})
     if name == "soft_vote":
-        members = cfg.get("estimators")
-        if not isinstance(members, list | tuple) or len(members) < 2:
-            msg = (
-                f"{where}.estimators: soft_vote needs a list of at least 2 member configs, "
-                f'e.g. [{{"name": "lda"}}, {{"name": "random_forest"}}], got {members!r}'
-            )
-            raise SpecError(msg)
-        for i, member in enumerate(members):
-            sub = f"{where}.estimators[{i}]"
-            validate_model_config(member, sub)
-            for key in ("prep", "smooth"):
-                if isinstance(member, Mapping) and key in member:
-                    msg = f"{sub}.{key}: '{key}' is set once on the top-level model config"
-                    raise SpecError(msg)
-    elif "estimators" in cfg:
-        msg = f"{where}.estimators: only 'soft_vote' takes member estimators, not {name!r}"
-        raise SpecError(msg)
+        members = [
+            (f"{m.name}_{i}", make_classifier(m, seed))
+            for i, m in enumerate(member.estimators or [])
+        ]
+        return VotingClassifier(members, voting="soft", **params)
+    try:
+        return _REGISTRY[name](params, seed)
+    except TypeError as err:
+        msg = f"model.params for {name!r}: {err}"
+        raise SpecError(msg) from err
 
 
-def make_estimator(cfg: Mapping[str, Any], seed: int = 0) -> Pipeline | VotingClassifier:
-    """Build an unfitted classifier from a model config.
+def make_estimator(cfg: ModelSpec | Mapping[str, Any], seed: int = 0) -> Pipeline:
+    """Build the unfitted model of a model config.
 
     Parameters
     ----------
-    cfg : mapping
-        ``{"name": ..., "params": {...}}``; ``soft_vote`` also takes ``"estimators"``.
+    cfg : ModelSpec or mapping
+        ``{"name": ..., "params": {...}, "prep": {...}}``; ``soft_vote`` also takes
+        ``"estimators"``. ``smooth`` is not part of the Pipeline.
     seed : int
         Random state of every stochastic member.
 
     Returns
     -------
-    sklearn.pipeline.Pipeline or sklearn.ensemble.VotingClassifier
-        ``Pipeline([("scale", StandardScaler()), ("clf", estimator)])``, or for
-        ``soft_vote`` a ``VotingClassifier(voting="soft")`` of such pipelines. Input is
-        ``X`` of shape (n_windows, n_features).
+    sklearn.pipeline.Pipeline
+        ``Pipeline([("prep", FeaturePrep), ("scale", StandardScaler()), ("clf", clf)])``;
+        input ``X`` is a feature table of shape (n_windows, n_columns) (or a plain matrix
+        of shape (n_windows, n_features) when ``prep`` selects nothing by name).
     """
-    validate_model_config(cfg)
-    return _build({k: v for k, v in cfg.items() if k not in ("prep", "smooth")}, seed)
-
-
-def _build(cfg: Mapping[str, Any], seed: int) -> Pipeline | VotingClassifier:
-    name = cfg["name"]
-    params = dict(cfg.get("params", {}))
-    if name == "soft_vote":
-        members = []
-        for i, member in enumerate(cfg["estimators"]):
-            members.append((f"{member['name']}_{i}", _build(member, seed)))
-        return VotingClassifier(members, voting="soft", **params)
-    try:
-        clf = _REGISTRY[name](params, seed)
-    except TypeError as err:
-        msg = f"model.params for {name!r}: {err}"
-        raise SpecError(msg) from err
-    return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+    spec = model_spec(cfg)
+    return Pipeline(
+        [
+            ("prep", FeaturePrep.from_spec(spec.prep, "model config")),
+            ("scale", StandardScaler()),
+            ("clf", make_classifier(spec, seed)),
+        ]
+    )

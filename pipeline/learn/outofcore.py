@@ -27,34 +27,38 @@ from dask_ml.wrappers import Incremental, ParallelPostFit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline._fs import jsonable
 from pipeline.exceptions import LeakageError, SpecError
-from pipeline.learn.estimators import make_estimator
-from pipeline.learn.fit import FittedModel, _validate_model_cfg
+from pipeline.learn.estimators import make_classifier, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
     per_subject_metrics,
-    predictions_frame,
     roc_curves,
     threshold_at_specificity,
 )
-from pipeline.learn.normalize import ID_COLUMNS, FeaturePrep
-from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds
+from pipeline.learn.model import Bundle, config_json, model_metadata
+from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
+from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds, validation_spec
+from pipeline.spec.learn import ModelSpec, ValidationSpec
+
+__all__ = ["OUT_OF_CORE_ESTIMATORS", "fit_and_validate_dask", "fit_incremental"]
 
 logger = logging.getLogger(__name__)
 
 OUT_OF_CORE_ESTIMATORS = ("sgd",)
 
 
-def _prepare(ddf: dd.DataFrame, prep: FeaturePrep, cols: list[str]) -> dd.DataFrame:
-    """Return identifiers + prepared features, each recording whole in one partition."""
+def _prepare(ddf: dd.DataFrame, prep: FeaturePrep) -> dd.DataFrame:
+    """Return identifiers + features prepared by a fitted prep, each recording whole in one
+    partition."""
     by_rec = ddf.shuffle(on="recording")
+    cols = list(prep.columns_)
 
     def part(df: pd.DataFrame) -> pd.DataFrame:
         ids = df.loc[:, list(ID_COLUMNS)]
         if len(df) == 0:
             return pd.concat([ids, pd.DataFrame(columns=cols, dtype="float64")], axis=1)
-        return pd.concat([ids, prep.apply(df, columns=cols)], axis=1)
+        X = pd.DataFrame(prep.transform(df), index=df.index, columns=cols)
+        return pd.concat([ids, X], axis=1)
 
     meta = pd.concat(
         [ddf._meta.loc[:, list(ID_COLUMNS)], pd.DataFrame(columns=cols, dtype="float64")], axis=1
@@ -63,14 +67,14 @@ def _prepare(ddf: dd.DataFrame, prep: FeaturePrep, cols: list[str]) -> dd.DataFr
 
 
 def fit_incremental(
-    ddf: dd.DataFrame, model_cfg: Mapping[str, Any], seed: int, classes: list[str]
-) -> FittedModel:
+    ddf: dd.DataFrame, model_cfg: ModelSpec | Mapping[str, Any], seed: int, classes: list[str]
+) -> Bundle:
     """Fit a model out of core on every labeled window of a dask feature table.
 
     Parameters
     ----------
     ddf : dask.dataframe.DataFrame of shape (n_windows, n_columns)
-    model_cfg : mapping
+    model_cfg : ModelSpec or mapping
         ``{"name": "sgd", "params": {...}, "prep": {...}}``; the estimator must support
         ``partial_fit``. Classes are weighted "balanced" from the label counts.
     seed : int
@@ -78,12 +82,14 @@ def fit_incremental(
 
     Returns
     -------
-    FittedModel
-        Holding ``Pipeline([("scale", StandardScaler), ("clf", SGDClassifier)])``.
+    Bundle
+        Holding ``Pipeline([("prep", FeaturePrep), ("scale", StandardScaler), ("clf",
+        SGDClassifier)])``, plain scikit-learn.
     """
-    prep = FeaturePrep.from_config(model_cfg.get("prep"))
-    cols = prep.select(ddf._meta)
-    prepared = _prepare(ddf, prep, cols)
+    spec = model_spec(model_cfg)
+    prep = FeaturePrep.from_spec(spec.prep).fit(ddf._meta)  # fit reads column names only
+    cols = list(prep.columns_)
+    prepared = _prepare(ddf, prep)
     labeled = prepared[prepared["label"].notnull()]
     # One pass for class counts and partition lengths (the prep is not cached).
     counts, lengths = dask.compute(labeled["label"].value_counts(), labeled.map_partitions(len))
@@ -94,7 +100,7 @@ def fit_incremental(
     y = labeled["label"].astype(str).to_dask_array(lengths=lengths)
     X, y = _drop_empty_blocks(X, y)
     scaler = DaskStandardScaler().fit(X)
-    clf = make_estimator(model_cfg, seed).named_steps["clf"]
+    clf = make_classifier(spec, seed)
     clf.set_params(class_weight=weights)
     inc = Incremental(clf, shuffle_blocks=True, random_state=seed)
     inc.fit(scaler.transform(X), y, classes=np.asarray(classes, dtype=object))
@@ -104,8 +110,8 @@ def fit_incremental(
             val = getattr(scaler, attr)
             setattr(plain, attr, np.asarray(val) if attr != "n_features_in_" else int(val))
     plain.n_samples_seen_ = int(np.asarray(plain.n_samples_seen_).max())
-    pipe = Pipeline([("scale", plain), ("clf", inc.estimator_)])
-    return FittedModel(pipe, prep, cols, classes, int(model_cfg.get("smooth", 1)))
+    pipe = Pipeline([("prep", prep), ("scale", plain), ("clf", inc.estimator_)])
+    return Bundle(pipe, model_metadata(pipe, spec.smooth or 1, classes))
 
 
 def _drop_empty_blocks(X: da.Array, y: da.Array) -> tuple[da.Array, da.Array]:
@@ -122,12 +128,12 @@ def _drop_empty_blocks(X: da.Array, y: da.Array) -> tuple[da.Array, da.Array]:
 
 def fit_and_validate_dask(
     ddf: dd.DataFrame,
-    model_cfg: Mapping[str, Any],
-    validation_cfg: Mapping[str, Any],
+    model_cfg: ModelSpec | Mapping[str, Any],
+    validation_cfg: ValidationSpec | Mapping[str, Any],
     seed: int = 0,
     *,
     specificity: float = 0.9,
-) -> tuple[FittedModel, dict[str, Any]]:
+) -> tuple[Bundle, dict[str, Any]]:
     """Out-of-core counterpart of :func:`pipeline.learn.fit.fit_and_validate`.
 
     Folds are computed on the recording index (one row per recording), so every scheme but
@@ -136,17 +142,18 @@ def fit_and_validate_dask(
     test side are brought into memory.
     """
     t_start = time.perf_counter()
-    _validate_model_cfg(model_cfg)
-    if model_cfg.get("name") not in OUT_OF_CORE_ESTIMATORS:
+    spec = model_spec(model_cfg)
+    vspec = validation_spec(validation_cfg)
+    if spec.name not in OUT_OF_CORE_ESTIMATORS:
         msg = (
-            f"model.name {model_cfg.get('name')!r} cannot be fitted out of core; a dask "
+            f"model.name {spec.name!r} cannot be fitted out of core; a dask "
             "feature table needs an estimator with partial_fit: one of "
             f"{list(OUT_OF_CORE_ESTIMATORS)}, "
             'e.g. {"name": "sgd"}; or pass a pandas table (table.compute()) if it fits in memory'
         )
         raise SpecError(msg)
-    if validation_cfg.get("scheme") == "random":
-        if validation_cfg.get("allow_window_leakage") is not True:
+    if vspec.scheme == "random":
+        if vspec.allow_window_leakage is not True:
             raise LeakageError(RANDOM_SPLIT_MESSAGE)
         msg = "validation scheme 'random' is not supported out of core; use a subject-level scheme"
         raise SpecError(msg)
@@ -164,21 +171,21 @@ def fit_and_validate_dask(
     index["start"] = 0.0
     index["label"] = "recording"
     classes = sorted(map(str, ddf["label"].dropna().unique().compute()))
-    folds = make_folds(index, validation_cfg, seed)
+    folds = make_folds(index, vspec, seed)
     ys, probas, subjects, fold_reports, secs = [], [], [], [], []
     for fold in folds:
         t0 = time.perf_counter()
         train_recs = index["recording"].iloc[fold.train].tolist()
         test_recs = index["recording"].iloc[fold.test].tolist()
-        model = fit_incremental(ddf[ddf["recording"].isin(train_recs)], model_cfg, seed, classes)
+        model = fit_incremental(ddf[ddf["recording"].isin(train_recs)], spec, seed, classes)
         test = ddf[ddf["recording"].isin(test_recs)]
-        prepared = _prepare(test, model.prep, model.feature_names)
+        prepared = _prepare(test, model.model["prep"])
         prepared = prepared[prepared["label"].notnull()]
         lengths = tuple(int(v) for v in prepared.map_partitions(len).compute())
         X = prepared[model.feature_names].to_dask_array(lengths=lengths)
         ident_arr = prepared[["subject", "label"]].astype(str).to_dask_array(lengths=lengths)
         X, ident_arr = _drop_empty_blocks(X, ident_arr)
-        proba = ParallelPostFit(model.estimator).predict_proba(X)
+        proba = ParallelPostFit(model.model[1:]).predict_proba(X)
         ident = pd.DataFrame(ident_arr.compute(), columns=["subject", "label"])
         proba = np.asarray(proba.compute(), dtype=float)
         desc = fold.describe(index)
@@ -203,10 +210,10 @@ def fit_and_validate_dask(
     )
     t_cv = time.perf_counter() - t_start
     t0 = time.perf_counter()
-    final = fit_incremental(ddf, model_cfg, seed, classes)
+    final = fit_incremental(ddf, spec, seed, classes)
     report: dict[str, Any] = {
-        "model": jsonable(dict(model_cfg)),
-        "validation": jsonable(dict(validation_cfg)),
+        "model": config_json(model_cfg),
+        "validation": config_json(validation_cfg),
         "seed": int(seed),
         "classes": classes,
         "out_of_core": True,
@@ -224,30 +231,10 @@ def fit_and_validate_dask(
             "backend": "dask",
         },
         "feature_names": final.feature_names,
-        "prep": final.prep.to_dict(),
+        "prep": final.metadata["prep"],
     }
     if len(classes) == 2:
         report["threshold"] = threshold_at_specificity(
             y_all == classes[1], proba_all[:, 1], specificity
         )
     return final, report
-
-
-def predict_dask(model: FittedModel, ddf: dd.DataFrame) -> dd.DataFrame:
-    """Return a lazy dask DataFrame of per-window predictions and probabilities.
-
-    Each partition holds whole recordings (the table is shuffled by ``recording``), so the
-    per-recording normalisation and smoothing see complete recordings; rows keep their
-    identifier columns (the order of rows across recordings may change).
-    """
-    by_rec = ddf.shuffle(on="recording")
-    meta = predictions_frame(
-        ddf._meta, np.array([], dtype=object), np.zeros((0, len(model.classes))), model.classes
-    )
-
-    def part(df: pd.DataFrame) -> pd.DataFrame:
-        if len(df) == 0:
-            return meta
-        return model.predict_frame(df)
-
-    return by_rec.map_partitions(part, meta=meta)

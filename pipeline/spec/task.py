@@ -19,6 +19,7 @@ from pydantic import Field, StrictBool, StrictStr
 from pipeline.exceptions import SpecError
 from pipeline.spec.errors import Strict, parse
 from pipeline.spec.features import FeatureItem
+from pipeline.spec.learn import ModelSpec, ValidationSpec
 from pipeline.spec.preprocess import Step
 from pipeline.spec.types import Integer, Number, StrList
 from pipeline.spec.windows import WindowPlanSpec
@@ -52,41 +53,6 @@ class WindowSpec(WindowPlanSpec):
         description="mixed/excluded windows: left out, or kept unlabeled (they then count "
         "in per-recording normalisation, as at prediction time)",
     )
-
-
-class ModelSpec(_Strict):
-    """The estimator, its feature preparation and post-processing.
-
-    ``name`` is an estimator of :func:`pipeline.learn.available_estimators` (``lda``,
-    ``logreg``, ``random_forest``, ``gradient_boosting``, ``soft_vote`` of ``estimators``);
-    ``prep`` is a :class:`pipeline.learn.FeaturePrep` (feature selection, log transform,
-    causal context, per-recording or per-subject normalisation); ``smooth`` averages class
-    probabilities over the last ``smooth`` windows of a recording (causal).
-    """
-
-    name: str
-    params: dict[str, Any] | None = None
-    estimators: list[dict[str, Any]] | None = None
-    prep: dict[str, Any] | None = None
-    smooth: int | None = Field(default=None, ge=1)
-
-
-class ValidationSpec(_Strict):
-    """The validation scheme (see :mod:`pipeline.learn.validation`) and the figures."""
-
-    scheme: Literal["loso", "group_kfold", "within_subject", "cross_session", "random"] = "loso"
-    n_splits: int | None = Field(default=None, ge=2)
-    by: Literal["run", "session"] | None = None
-    train: str | None = Field(default=None, description="run/session used for training")
-    test: str | None = Field(default=None, description="run/session used for testing")
-    allow_window_leakage: bool | None = None
-    specificity: float | None = Field(
-        default=None, gt=0, lt=1, description="binary tasks: report sensitivity here"
-    )
-
-    def config(self) -> dict[str, Any]:
-        """Return the config for :func:`pipeline.learn.fit_and_validate`."""
-        return self.model_dump(exclude_none=True, exclude={"specificity"})
 
 
 class TaskSpec(_Strict):
