@@ -113,7 +113,8 @@ def test_map_windows_wrong_block_shape_is_reported():
         return np.zeros((1, 1, 1))
 
     x = da.zeros((100, 2), chunks=(50, 2))
-    with pytest.raises(WindowError, match=r"returned shape \(1, 1, 1\).*expected \(10, 2, 3\)"):
+    # which block fails first is the scheduler's order (dask 2025.1 runs the 9-window one first)
+    with pytest.raises(WindowError, match=r"returned shape \(1, 1, 1\).*expected \((9|10), 2, 3\)"):
         map_windows(x, 10, 5, bad, 3).compute(scheduler="sync")
     with pytest.raises(WindowError, match=r"2-D \(time, channel\).*\(100,\)"):
         map_windows(x[:, 0], 10, 5, bad, 3)
