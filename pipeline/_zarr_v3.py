@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import numpy as np
 from numcodecs import Zstd
 from numcodecs.vlen import VLenUTF8
 
-__all__ = ["ArrayWriter", "write_group", "write_strings"]
+__all__ = ["ArrayWriter", "read_dataset", "read_strings", "write_group", "write_strings"]
 
 _ZSTD = Zstd(level=0, checksum=False)
 _VLEN = VLenUTF8()
@@ -279,6 +279,31 @@ def read_chunk(path: str, k: int, rows: int, dtype: str, tail: tuple[int, ...]) 
     return data.reshape(-1, *tail)[:rows].astype(dtype, copy=False)
 
 
+def read_strings(path: Path) -> np.ndarray:
+    """Return a one-dimensional string array written by :func:`write_strings`.
+
+    Parameters
+    ----------
+    path : Path
+        The array's directory.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n,), StringDType
+
+    Raises
+    ------
+    ValueError
+        If the array is not in the layout :func:`write_strings` writes.
+    """
+    meta = json.loads((path / "zarr.json").read_text())
+    if not _readable(meta) or meta["data_type"] != "string":
+        found = meta.get("data_type")
+        msg = f"{path}: expected a one-chunk vlen-utf8 string array, found {found!r}"
+        raise ValueError(msg)
+    return _read_strings(path, meta)
+
+
 def _read_strings(path: Path, meta: dict[str, Any]) -> np.ndarray:
     n = int(meta["shape"][0])
     chunk = path / "c" / "0"
@@ -288,14 +313,14 @@ def _read_strings(path: Path, meta: dict[str, Any]) -> np.ndarray:
     return np.asarray(values[:n], dtype=np.dtypes.StringDType())
 
 
-def read_dataset(path: Path, token: str) -> Any:
+def read_dataset(path: Path, token: str, skip: Collection[str] = ()) -> Any:
     """Open a recording written by this module as a lazy xarray Dataset, or return None.
 
     Reads only metadata (one ``zarr.json`` per node) and the small one-dimensional arrays
     without a ``time`` dimension; arrays along ``time`` become dask arrays with one task per
     chunk. The result equals ``xarray.open_zarr(path)`` with its per-channel coordinates
-    loaded (``tests/test_zarr_v3.py``). Returns None when any node is not in the layout this
-    module writes, so that the caller falls back to xarray.
+    loaded, less the ``skip`` arrays (``tests/test_zarr_v3.py``). Returns None when any node
+    is not in the layout this module writes, so that the caller falls back to xarray.
 
     Parameters
     ----------
@@ -303,6 +328,8 @@ def read_dataset(path: Path, token: str) -> Any:
         The recording's group directory.
     token : str
         Identifies the recording's content (names the dask arrays).
+    skip : collection of str
+        Arrays left out (the store computes its ``time`` coordinate instead of reading it).
     """
     import dask.array as da
     import xarray as xr
@@ -313,7 +340,7 @@ def read_dataset(path: Path, token: str) -> Any:
     metas = {}
     for member in sorted(p for p in path.iterdir() if p.is_dir()):
         meta_file = member / "zarr.json"
-        if not meta_file.exists():
+        if member.name in skip or not meta_file.exists():
             continue
         meta = json.loads(meta_file.read_text())
         if not _readable(meta):

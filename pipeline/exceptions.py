@@ -64,3 +64,25 @@ class ClusterError(CohortError):
 
 class CacheError(CohortError):
     """The stage cache is malformed, or a stage key cannot be computed from its parameters."""
+
+
+class RecordingNotFoundError(CohortError, KeyError):
+    """The cohort store holds no recording of the requested id.
+
+    Attributes
+    ----------
+    recording : str or None
+        The id asked for.
+    closest : list of str
+        The store's closest ids (``difflib``), best first; the message names them.
+    """
+
+    def __init__(
+        self, message: str, *, recording: str | None = None, closest: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.recording = recording
+        self.closest = list(closest or [])
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])

@@ -37,6 +37,7 @@ import xarray as xr
 from pipeline.exceptions import PreprocessingError
 from pipeline.spec.errors import key_error, parse_list
 from pipeline.spec.preprocess import FREQUENCY_KEYS, STEP_MODELS, Step
+from pipeline.store import time_coordinate
 from pipeline.windows import map_ranges
 
 __all__ = [
@@ -548,8 +549,10 @@ def _resample_dataset(ds: xr.Dataset, fs: float, target: float) -> xr.Dataset:
     signal = resample(ds["signal"].data, up, down)
     has_label = "label" in ds.variables
     label = ds["label"] if has_label else None
-    out = ds.drop_vars([v for v in ("signal", "label") if v in ds.variables])
+    out = ds.drop_vars([v for v in ("signal", "label", "time") if v in ds.variables])
     out["signal"] = (("time", "channel"), signal)
+    if "time" in ds.coords:  # seconds from the first sample, on the new grid
+        out = out.assign_coords(time_coordinate(signal.shape[0], float(target)))
     if label is not None:
         data = label.data if isinstance(label.data, da.Array) else da.from_array(label.values)
         resampled = resample_labels(data, up, down, signal.chunks[0])

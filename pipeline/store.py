@@ -17,12 +17,15 @@ the recordings whenever it disagrees with the directory listing.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +34,27 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 import zarr
+from xarray import Variable
+from xarray.core.indexing import IndexSelResult
+from xarray.indexes import CoordinateTransform, CoordinateTransformIndex, Index, PandasIndex
 
 from pipeline import _zarr_v3
-from pipeline._fs import atomic_write_json, jsonable, sha256_json
-from pipeline.exceptions import StoreError
+from pipeline._fs import atomic_write_json, canonical_json, jsonable, sha256_json
+from pipeline.exceptions import RecordingNotFoundError, StoreError
 from pipeline.io.base import RecordingSource, SourceFile
 
 __all__ = [
     "STORE_FORMAT_VERSION",
+    "TIME_ATTRS",
     "Cohort",
+    "SampleTimeIndex",
     "create_store",
     "default_chunk_samples",
+    "label_names",
+    "netcdf_attrs",
     "open_cohort",
+    "sample_times",
+    "time_coordinate",
     "write_recording",
 ]
 
@@ -54,6 +66,8 @@ STAGING = ".staging"
 TRASH = ".trash"
 INDEX = "index.json"
 DEFAULT_CHUNK_BYTES = 8 * 2**20
+TIME_ATTRS = {"units": "s", "long_name": "time from the recording start"}
+_INT32 = (-(2**31), 2**31 - 1)
 
 INDEX_COLUMNS = [
     "recording",
@@ -244,6 +258,7 @@ def write_recording(
         raise StoreError(msg)
 
     labels = None
+    codes: list[int] = []
     if source.labels is not None:
         labels = np.asarray(source.labels)
         if labels.shape != (n,):
@@ -252,16 +267,18 @@ def write_recording(
                 f"{labels.shape[0] if labels.ndim else 0}"
             )
             raise StoreError(msg)
+        codes = [int(k) for k in np.unique(labels)]
     staging = store / STAGING / f"{rid}.{uuid.uuid4().hex[:12]}"
     staging.parent.mkdir(exist_ok=True)
     try:
-        attrs = _recording_attrs(source_file, source, sha256, reader, reader_version, chunk)
+        attrs = _recording_attrs(source_file, source, codes, sha256, reader, reader_version, chunk)
         attrs["ingest_key"] = ingest_key or sha256
-        _write_dataset(staging, attrs, source, source_file, labels, n, c, chunk)
+        label_attrs = _label_attrs(codes, source.label_names) if labels is not None else {}
+        _write_dataset(staging, attrs, source, source_file, labels, label_attrs, n, c, chunk)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    row = _index_row(attrs, n)
+    row = _index_row(attrs, n, _Channels(source.channels, source.channel_types, source.units))
     if commit:
         commit_recording(store, rid, staging)
     else:
@@ -286,6 +303,7 @@ def _write_dataset(
     source: RecordingSource,
     source_file: SourceFile,
     labels: np.ndarray | None,
+    label_attrs: dict[str, Any],
     n: int,
     c: int,
     chunk: int,
@@ -295,6 +313,10 @@ def _write_dataset(
     ``signal`` is filled chunk by chunk as the reader's blocks arrive, so a recording never
     has to fit in memory; the metadata goes straight to ``zarr.json`` files
     (:mod:`pipeline._zarr_v3`), which is what makes ingesting many small files cheap.
+
+    ``time`` is stored (float64, chunked like ``signal``), so that ``xarray.open_zarr`` and
+    any other Zarr client see the coordinate; :meth:`Cohort.recording` never reads it but
+    computes the same values from ``sampling_rate`` (:class:`SampleTimeIndex`).
     """
     _zarr_v3.write_group(staging, attrs)
     signal = _zarr_v3.ArrayWriter(
@@ -312,13 +334,17 @@ def _write_dataset(
     if done != n:
         raise StoreError(f"{source_file.path}: reader declared {n} samples but yielded {done}")
     writer.flush()
+    fs = float(attrs["sampling_rate"])
+    times = _zarr_v3.ArrayWriter(staging / "time", (n,), np.float64, chunk, ("time",), TIME_ATTRS)
+    for k in range(times.n_chunks):
+        times.write_chunk(k, sample_times(k * chunk, min(n, (k + 1) * chunk), fs))
     _zarr_v3.write_strings(staging / "channel", source.channels, ("channel",))
     _zarr_v3.write_strings(staging / "channel_type", source.channel_types, ("channel",))
     _zarr_v3.write_strings(staging / "unit", source.units, ("channel",))
     if labels is not None:
-        _zarr_v3.ArrayWriter(staging / "label", (n,), np.int16, chunk, ("time",)).write(
-            labels.astype(np.int16)
-        )
+        _zarr_v3.ArrayWriter(
+            staging / "label", (n,), np.int16, chunk, ("time",), label_attrs
+        ).write(labels.astype(np.int16))
     if source.events is not None and len(source.events):
         ev = source.events
         m = len(ev)
@@ -332,20 +358,67 @@ def _write_dataset(
         )
 
 
+def _label_attrs(codes: list[int], names: Mapping[int, str]) -> dict[str, Any]:
+    """Return the CF flag attributes of ``label``: every named code and every code present.
+
+    ``flag_meanings`` is blank-separated (CF), so blanks inside a name become ``_``; the
+    exact names stay in the dataset's ``label_names`` attribute (:func:`label_names`).
+    """
+    values = sorted({int(k) for k in names} | set(codes))
+    words = [re.sub(r"\s+", "_", str(names.get(k, k)).strip()) or str(k) for k in values]
+    return {"long_name": "class label", "flag_values": values, "flag_meanings": " ".join(words)}
+
+
+def netcdf_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``attrs`` in the types every netCDF format accepts (NETCDF3 included).
+
+    Strings and floats stay; a ``None`` is left out (so ``attrs.get(key)`` still reads
+    None); a bool becomes 0/1; an int outside int32 becomes a float; a list of numbers
+    stays a list; anything else (a list of strings, a mapping) becomes its canonical JSON
+    text, which ``json.loads`` reads back. ``attrs`` must hold JSON types
+    (:func:`pipeline._fs.jsonable`).
+
+    Returns
+    -------
+    dict
+    """
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = int(value)
+        elif isinstance(value, int):
+            out[key] = value if _INT32[0] <= value <= _INT32[1] else float(value)
+        elif isinstance(value, float | str):
+            out[key] = value
+        elif isinstance(value, list) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            wide = any(isinstance(v, int) and not _INT32[0] <= v <= _INT32[1] for v in value)
+            out[key] = [float(v) for v in value] if wide else value
+        else:
+            out[key] = canonical_json(value, f"attribute {key!r}", strict=False)
+    return out
+
+
 def _recording_attrs(
     sf: SourceFile,
     src: RecordingSource,
+    codes: list[int],
     sha256: str,
     reader: str,
     reader_version: str,
     chunk: int,
 ) -> dict[str, Any]:
     present: list[str] = []
-    if src.labels is not None and len(src.labels):
-        codes = np.unique(np.asarray(src.labels))
-        present = [src.label_names.get(int(k), str(int(k))) for k in codes]
+    if codes:
+        present = [src.label_names.get(k, str(k)) for k in codes]
     elif src.label is not None:
         present = [src.label]
+    # Per-channel names, types and units are the coordinates channel, channel_type and
+    # unit (one copy, which channel selection keeps right); lists, mappings and None are
+    # made netCDF-safe by netcdf_attrs.
     attrs: dict[str, Any] = {
         **src.attrs,
         "recording": sf.recording_id,
@@ -354,9 +427,6 @@ def _recording_attrs(
         "run": sf.run,
         "modality": src.modality,
         "sampling_rate": float(src.sampling_rate),
-        "channels": list(src.channels),
-        "units": list(src.units),
-        "channel_types": list(src.channel_types),
         "start_time": src.start_time,
         "label": src.label,
         "label_names": {str(k): v for k, v in src.label_names.items()},
@@ -370,10 +440,53 @@ def _recording_attrs(
         "chunk_samples": chunk,
         "metadata": sf.extra.get("metadata", {}),
     }
-    return jsonable(attrs, default=str)
+    return netcdf_attrs(jsonable(attrs, default=str))
 
 
-def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
+def _decoded(value: Any) -> Any:
+    """Read back a structured attribute: JSON text (this layout) or the value (older)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def label_names(ds: xr.Dataset) -> dict[int, str]:
+    """Return the names of a recording's ``label`` codes, ``{code: name}``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A recording (:meth:`Cohort.recording`): read from its ``label_names`` attribute
+        (JSON text, exact names), else from ``label``'s CF ``flag_values`` /
+        ``flag_meanings``.
+
+    Returns
+    -------
+    dict of int to str
+        Empty when the recording has no per-sample labels.
+    """
+    raw = _decoded(ds.attrs.get("label_names"))
+    if isinstance(raw, Mapping) and raw:
+        return {int(k): str(v) for k, v in raw.items()}
+    if "label" not in ds.variables:
+        return {}
+    attrs = ds["label"].attrs
+    values = np.atleast_1d(attrs.get("flag_values", [])).tolist()
+    meanings = str(attrs.get("flag_meanings", "")).split()
+    return {int(k): m for k, m in zip(values, meanings, strict=False)}
+
+
+@dataclass(frozen=True)
+class _Channels:
+    names: list[str]
+    types: list[str]
+    units: list[str]
+
+
+def _index_row(attrs: dict[str, Any], n_samples: int, channels: _Channels) -> dict[str, Any]:
     fs = float(attrs["sampling_rate"])
     row = {
         "recording": attrs["recording"],
@@ -384,11 +497,11 @@ def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
         "n_samples": int(n_samples),
         "sampling_rate": fs,
         "duration": n_samples / fs if fs else float("nan"),
-        "n_channels": len(attrs["channels"]),
-        "channels": list(attrs["channels"]),
-        "channel_types": list(attrs["channel_types"]),
-        "units": list(attrs["units"]),
-        "labels": list(attrs.get("labels_present") or []),
+        "n_channels": len(channels.names),
+        "channels": list(channels.names),
+        "channel_types": list(channels.types),
+        "units": list(channels.units),
+        "labels": list(_decoded(attrs.get("labels_present")) or []),
         "label": attrs.get("label"),
         "source": attrs.get("source"),
         "sha256": attrs["sha256"],
@@ -396,7 +509,7 @@ def _index_row(attrs: dict[str, Any], n_samples: int) -> dict[str, Any]:
         "reader": attrs.get("reader"),
         "reader_version": attrs.get("reader_version"),
     }
-    for key, value in (attrs.get("metadata") or {}).items():
+    for key, value in (_decoded(attrs.get("metadata")) or {}).items():
         row.setdefault(key, value)
     return row
 
@@ -415,27 +528,42 @@ def commit_recording(store: Path, rid: str, staging: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def _read_group_attrs(group_dir: Path) -> tuple[dict[str, Any], int]:
+def _read_group_attrs(group_dir: Path) -> tuple[dict[str, Any], int, _Channels]:
+    """Return a recording's attributes, length and channels without a signal read.
+
+    The channels come from the three one-chunk string arrays (``channel``,
+    ``channel_type``, ``unit``); a store written before they left the attributes has
+    them in the attributes.
+    """
     meta_path = group_dir / "zarr.json"
     sig_path = group_dir / "signal" / "zarr.json"
     try:
         attrs = json.loads(meta_path.read_text())["attributes"]
         shape = json.loads(sig_path.read_text())["shape"]
-    except (OSError, KeyError, json.JSONDecodeError) as exc:
+        lists = [
+            attrs[old] if old in attrs else _zarr_v3.read_strings(group_dir / name)
+            for name, old in (
+                ("channel", "channels"),
+                ("channel_type", "channel_types"),
+                ("unit", "units"),
+            )
+        ]
+    except (OSError, KeyError, ValueError) as exc:
         msg = (
             f"recording {group_dir.name!r} in {str(group_dir.parent.parent)!r} is unreadable: "
-            f"expected zarr.json with attributes and a signal array ({exc})"
+            f"expected zarr.json with attributes, a signal array and the channel, "
+            f"channel_type and unit arrays ({exc})"
         )
         raise StoreError(msg) from exc
-    return attrs, int(shape[0])
+    channels = _Channels(*([str(v) for v in values] for values in lists))
+    return attrs, int(shape[0]), channels
 
 
 def _scan_rows(store: Path) -> list[dict[str, Any]]:
     rows = []
     rec_dir = store / RECORDINGS
     for group_dir in sorted(p for p in rec_dir.iterdir() if p.is_dir()):
-        attrs, n = _read_group_attrs(group_dir)
-        rows.append(_index_row(attrs, n))
+        rows.append(_index_row(*_read_group_attrs(group_dir)))
     return rows
 
 
@@ -525,37 +653,58 @@ class Cohort:
         Returns
         -------
         xarray.Dataset
-            ``signal`` (time, channel) float32 chunked along time; coords ``channel``,
-            ``channel_type``, ``unit``; optional ``label`` (time) int16 and ``event_*``
-            variables; the recording's attributes.
+            ``signal`` (time, channel) float32 chunked along time; coords ``time`` (seconds
+            from the first sample, :class:`SampleTimeIndex`), ``channel``, ``channel_type``,
+            ``unit``; optional ``label`` (time) int16 with CF ``flag_values`` /
+            ``flag_meanings`` and ``event_*`` variables; the recording's attributes, all
+            netCDF-safe (``ds.to_netcdf(path)`` works).
 
         Raises
         ------
-        KeyError
-            If the store holds no such recording (the message lists close matches).
+        RecordingNotFoundError
+            If the store holds no such recording (a ``KeyError`` whose message lists the
+            closest ids).
         """
-        if recording_id not in set(self.recording_ids):
-            import difflib
-
-            close = difflib.get_close_matches(recording_id, self.recording_ids, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            msg = f"no recording {recording_id!r} in cohort store {str(self.path)!r}{hint}"
-            raise KeyError(msg)
+        self._check_known(recording_id)
         path = self.path / RECORDINGS / recording_id
         # The layout the store writes is read directly: metadata only, one dask task per
         # chunk (xarray's open_zarr cost 15-22 ms per recording, more than the features of
         # a short one). Anything else (a group rewritten by another tool) goes to xarray.
-        ds = _zarr_v3.read_dataset(path, self.recording_fingerprint(recording_id))
-        if ds is not None:
-            return ds
-        ds = xr.open_zarr(str(path), consolidated=False, zarr_format=3)
-        # Per-channel metadata is tiny; load it so selections by type or unit stay cheap.
-        return ds.assign_coords(
-            channel_type=("channel", ds.channel_type.values), unit=("channel", ds.unit.values)
+        # The stored time array is never read: the same values come from the sampling rate.
+        ds = _zarr_v3.read_dataset(path, self.recording_fingerprint(recording_id), skip={"time"})
+        if ds is None:
+            ds = xr.open_zarr(str(path), consolidated=False, zarr_format=3)
+            # Per-channel metadata is tiny; load it so selections by type or unit stay cheap.
+            ds = ds.assign_coords(
+                channel_type=("channel", ds.channel_type.values), unit=("channel", ds.unit.values)
+            )
+        n, fs = ds.sizes["time"], float(ds.attrs["sampling_rate"])
+        # Read directly, written before time was stored, or the regular grid read by xarray:
+        # every recording gets the same kind of index, so recordings align alike.
+        if "time" not in ds.indexes or np.array_equal(ds["time"].values, sample_times(0, n, fs)):
+            ds = ds.assign_coords(time_coordinate(n, fs))
+        return ds
+
+    def _check_known(self, recording_id: str) -> None:
+        if recording_id in self._by_id.index:
+            return
+        close = difflib.get_close_matches(str(recording_id), self.recording_ids, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        msg = (
+            f"no recording {recording_id!r} in cohort store {str(self.path)!r} "
+            f"({len(self)} recordings){hint}"
         )
+        raise RecordingNotFoundError(msg, recording=recording_id, closest=close)
 
     def recording_fingerprint(self, recording_id: str) -> str:
-        """Return a hash of a recording's source and reader: it changes iff its data may."""
+        """Return a hash of a recording's source and reader: it changes iff its data may.
+
+        Raises
+        ------
+        RecordingNotFoundError
+            If the store holds no such recording.
+        """
+        self._check_known(recording_id)
         row = self._by_id.loc[recording_id]
         return sha256_json([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
 
@@ -591,3 +740,178 @@ def clean_staging(store: str | os.PathLike[str]) -> int:
                 shutil.rmtree(p, ignore_errors=True)
                 removed += 1
     return removed
+
+
+# ----------------------------------------------------------------------------- time
+
+
+def sample_times(start: int, stop: int, sampling_rate: float) -> np.ndarray:
+    """Return the times in seconds of samples ``start .. stop - 1``: ``i / sampling_rate``.
+
+    The one formula of the ``time`` coordinate: the writer stores it and
+    :class:`SampleTimeIndex` computes it, so that both give the same float64 values.
+
+    Returns
+    -------
+    numpy.ndarray of shape (stop - start,), float64
+    """
+    return np.arange(start, stop, dtype=np.float64) / float(sampling_rate)
+
+
+class _SampleTimes(CoordinateTransform):
+    """Sample position -> seconds: ``(offset + i) / sampling_rate``."""
+
+    def __init__(self, offset: int, size: int, sampling_rate: float) -> None:
+        super().__init__(["time"], {"time": int(size)}, dtype=np.dtype(np.float64))
+        self.offset = int(offset)
+        self.sampling_rate = float(sampling_rate)
+
+    @property
+    def size(self) -> int:
+        return self.dim_size["time"]
+
+    def forward(self, dim_positions: dict[str, Any]) -> dict[Hashable, Any]:
+        positions = np.asarray(dim_positions["time"])
+        return {"time": (self.offset + positions) / self.sampling_rate}
+
+    def reverse(self, coord_labels: dict[Hashable, Any]) -> dict[str, Any]:
+        labels = np.asarray(coord_labels["time"], dtype=np.float64)
+        return {"time": labels * self.sampling_rate - self.offset}
+
+    def equals(self, other: CoordinateTransform, **kwargs: Any) -> bool:
+        return isinstance(other, _SampleTimes) and (
+            other.offset,
+            other.size,
+            other.sampling_rate,
+        ) == (self.offset, self.size, self.sampling_rate)
+
+    def first_at_or_after(self, t: float, strict: bool = False) -> int:
+        """Return the first position whose time is >= ``t`` (> ``t`` if ``strict``)."""
+        if not np.isfinite(t):
+            return 0 if t < 0 else self.size
+
+        def before(i: int) -> bool:  # sample i comes before the bound
+            value = (self.offset + i) / self.sampling_rate
+            return value <= t if strict else value < t
+
+        # The estimate is within one sample of the answer; the loops make it exact.
+        i = min(max(math.floor(t * self.sampling_rate) - self.offset, 0), self.size)
+        while i > 0 and not before(i - 1):
+            i -= 1
+        while i < self.size and before(i):
+            i += 1
+        return i
+
+
+class SampleTimeIndex(CoordinateTransformIndex):
+    """The ``time`` index of a recording, computed from the sampling rate, never stored.
+
+    ``time[i] = i / sampling_rate`` seconds (:func:`sample_times`). Nothing is read or held
+    in memory per sample, so opening a recording of any length costs no ``time`` read, and
+    label selection works as with a pandas index: ``ds.sel(time=slice(0, 1.0))`` returns
+    the samples at 0 <= t <= 1 s (both ends included, as xarray's label slices do);
+    ``ds.sel(time=t)`` needs the exact time of a sample, or ``method="nearest"``.
+    A contiguous ``isel`` keeps this index; any other selection materialises a pandas index
+    of the selected times only.
+    """
+
+    transform: _SampleTimes
+
+    @classmethod
+    def from_rate(cls, n_samples: int, sampling_rate: float, offset: int = 0) -> SampleTimeIndex:
+        """Return the index of ``n_samples`` samples at ``sampling_rate`` Hz."""
+        return cls(_SampleTimes(offset, n_samples, sampling_rate))
+
+    def isel(self, indexers: Mapping[Any, Any]) -> Index | None:
+        idx = indexers["time"]
+        t = self.transform
+        if isinstance(idx, slice):
+            picked = range(t.size)[idx]
+            if picked.step == 1:
+                return type(self).from_rate(len(picked), t.sampling_rate, t.offset + picked.start)
+            idx = np.arange(picked.start, picked.stop, picked.step)
+        if isinstance(idx, Variable):
+            if idx.ndim != 1:
+                return None
+            dim, idx = idx.dims[0], idx.values
+        else:
+            dim = "time"
+        if np.ndim(idx) == 0:
+            return None
+        values = t.forward({"time": np.asarray(idx)})["time"]
+        return PandasIndex(pd.Index(values, name="time"), dim, coord_dtype=values.dtype)
+
+    def sel(
+        self, labels: dict[Any, Any], method: str | None = None, tolerance: Any = None
+    ) -> IndexSelResult:
+        label = labels["time"]
+        t = self.transform
+        if method is None and isinstance(label, slice) and label.step is None:
+            start = 0 if label.start is None else t.first_at_or_after(float(label.start))
+            stop = t.size if label.stop is None else t.first_at_or_after(float(label.stop), True)
+            return IndexSelResult({"time": slice(start, max(start, stop))})
+        if isinstance(label, slice):
+            msg = f"time: label slices with a step are not supported, found {label!r}"
+            raise KeyError(msg)
+        values = np.asarray(getattr(label, "values", label), dtype=np.float64)
+        pos = np.rint(t.reverse({"time": values})["time"])
+        inside = (pos >= 0) & (pos < t.size)
+        pos = np.clip(pos, 0, max(t.size - 1, 0)).astype(np.int64)
+        got = t.forward({"time": pos})["time"]
+        if method is None:
+            found = inside & (got == values)
+        elif method == "nearest":
+            found = np.abs(got - values) <= (np.inf if tolerance is None else tolerance)
+        else:
+            msg = f"time: expected method None or 'nearest', found {method!r}"
+            raise ValueError(msg)
+        if t.size == 0 or not np.all(found):
+            missing = values[~found] if values.ndim else values
+            msg = f"time: no sample at {missing.tolist()!r} s (use method='nearest')"
+            raise KeyError(msg)
+        if isinstance(label, Variable | xr.DataArray):
+            return IndexSelResult({"time": Variable(label.dims, pos)})
+        return IndexSelResult({"time": pos if pos.ndim else int(pos)})
+
+    def equals(self, other: Index, **kwargs: Any) -> bool:
+        if isinstance(other, SampleTimeIndex):
+            return self.transform.equals(other.transform)
+        return isinstance(other, PandasIndex) and other.index.equals(self.to_pandas_index())
+
+    def to_pandas_index(self) -> pd.Index:
+        """Return the times as a pandas index (materialises every sample's time)."""
+        values = self.transform.forward({"time": np.arange(self.transform.size)})["time"]
+        return pd.Index(values, name="time")
+
+    def __repr__(self) -> str:
+        t = self.transform
+        return (
+            f"SampleTimeIndex(n={t.size}, sampling_rate={t.sampling_rate:g}, "
+            f"start={t.offset / t.sampling_rate:g} s)"
+        )
+
+    def _repr_inline_(self, max_width: int) -> str:
+        t = self.transform
+        return f"SampleTimeIndex (n={t.size}, fs={t.sampling_rate:g} Hz)"
+
+
+def time_coordinate(n_samples: int, sampling_rate: float) -> xr.Coordinates:
+    """Return the ``time`` coordinate of a recording: seconds from its first sample.
+
+    Parameters
+    ----------
+    n_samples : int
+        Samples along ``time``.
+    sampling_rate : float
+        Hz.
+
+    Returns
+    -------
+    xarray.Coordinates
+        ``time`` (time) float64 with attributes ``units="s"`` and ``long_name``, indexed by
+        a :class:`SampleTimeIndex` (no value is stored in memory).
+    """
+    index = SampleTimeIndex.from_rate(n_samples, sampling_rate)
+    variables = index.create_variables()
+    variables["time"].attrs.update(TIME_ATTRS)
+    return xr.Coordinates(variables, indexes={"time": index})

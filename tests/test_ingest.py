@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 from pipeline.cli import main
 from pipeline.exceptions import IngestError, InputError, UnknownFormatError
@@ -95,8 +97,34 @@ def test_all_eeg_files_ingested(eeg_store: Path, eeg_dir: Path):
             np.testing.assert_array_equal(ds.signal.values[:, i], f.readSignal(i).astype("f4"))
     info = pd.read_csv(eeg_dir / "subject-info.csv")
     age = info.loc[info["Subject"] == "Subject03", "Age"].item()
-    assert ds.attrs["metadata"]["age"] == age
+    # participant metadata: each column an attribute, and all of them as JSON text
+    assert ds.attrs["age"] == age and json.loads(ds.attrs["metadata"])["age"] == age
     assert index.loc[index["subject"] == "03", "age"].unique().tolist() == [age]
+
+
+@pytest.mark.parametrize(("which", "recording"), [("eeg", "sub-03_run-2"), ("emg", "sub-01_run-1")])
+def test_real_recordings_write_to_netcdf(
+    request: pytest.FixtureRequest, tmp_path: Path, which: str, recording: str
+):
+    """A real EDF recording with participant metadata, and a real EMG file, as netCDF."""
+    store = request.getfixturevalue(f"{which}_store")
+    ds = open_cohort(store).recording(recording)
+    # scipy writes NETCDF3, the strictest format; it refuses dask's distributed scheduler
+    # (this module's client), hence load() first.
+    ds.load().to_netcdf(tmp_path / "r.nc")
+    with xr.open_dataset(tmp_path / "r.nc") as back:
+        np.testing.assert_array_equal(back.signal.values, ds.signal.values)
+        np.testing.assert_array_equal(back.time.values, ds.time.values)
+        assert list(back.channel.values) == list(ds.channel.values)
+        assert back.attrs["subject"] == ds.attrs["subject"]
+        assert back.attrs["sampling_rate"] == ds.attrs["sampling_rate"]
+        if which == "eeg":
+            assert back.attrs["label"] == "task" and back.attrs["age"] == ds.attrs["age"]
+            assert json.loads(back.attrs["metadata"]) == json.loads(ds.attrs["metadata"])
+            assert json.loads(back.attrs["original_labels"])[0] == "EEG Fp1"
+        else:
+            assert back.label.attrs["flag_meanings"].split()[:3] == ["unmarked", "rest", "fist"]
+            assert back.label.attrs["flag_values"].tolist() == list(range(8))
 
 
 def test_reingest_writes_nothing(emg_store: Path, emg_dir: Path, client):

@@ -14,15 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
-from pipeline.exceptions import StoreError
+from pipeline.exceptions import CohortError, RecordingNotFoundError, StoreError
 from pipeline.io.base import RecordingSource, SourceFile
+from pipeline.preprocessing import apply_preprocessing
 from pipeline.store import (
     RECORDINGS,
     STAGING,
+    SampleTimeIndex,
     clean_staging,
     default_chunk_samples,
+    label_names,
+    netcdf_attrs,
     open_cohort,
+    sample_times,
     write_recording,
 )
 
@@ -142,9 +148,128 @@ def test_open_errors(tmp_path: Path):
 
 
 def test_unknown_recording_suggests(make_store):
-    cohort = open_cohort(make_store([{"subject": "01"}]))
-    with pytest.raises(KeyError, match="did you mean 'sub-01_run-1'"):
+    cohort = open_cohort(make_store([{"subject": "01"}, {"subject": "02"}]))
+    with pytest.raises(RecordingNotFoundError) as err:
         cohort.recording("sub-01_run-2")
+    assert isinstance(err.value, KeyError) and isinstance(err.value, CohortError)
+    assert err.value.closest == ["sub-01_run-1", "sub-02_run-1"]
+    # readable: KeyError's own __str__ would wrap the message in quotes
+    assert str(err.value) == (
+        f"no recording 'sub-01_run-2' in cohort store {str(cohort.path)!r} (2 recordings); "
+        "did you mean 'sub-01_run-1', 'sub-02_run-1'?"
+    )
+    with pytest.raises(RecordingNotFoundError, match=r"no recording 'x' .*\(2 recordings\)$"):
+        cohort.recording_fingerprint("x")
+
+
+def _rate_recording(make_store, n: int = 2600, fs: float = 250.0, chunk: int = 1000):
+    store = make_store([{"subject": "01", "n_samples": n, "sampling_rate": fs}], chunk)
+    return open_cohort(store).recording("sub-01_run-1")
+
+
+def test_time_coordinate_in_seconds_without_reading_it(make_store):
+    ds = _rate_recording(make_store)
+    stored = Path(ds.signal.data.dask[(ds.signal.data.name, 0, 0)][1]).parents[3] / "time"
+    assert len(list((stored / "c").iterdir())) == 3  # stored for xarray.open_zarr, ...
+    for chunk in (stored / "c").iterdir():
+        chunk.unlink()  # ... but never read by Cohort.recording
+    assert isinstance(ds.xindexes["time"], SampleTimeIndex)
+    assert ds["time"].attrs == {"units": "s", "long_name": "time from the recording start"}
+    np.testing.assert_array_equal(ds["time"].values, np.arange(2600) / 250.0, strict=True)
+    second = ds.sel(time=slice(0, 1.0))  # label slices include both ends, as in pandas
+    assert second.sizes["time"] == 251 and second["time"].values[-1] == 1.0
+    np.testing.assert_array_equal(second.signal.values, ds.signal.values[:251])
+    # a contiguous selection keeps the index and the exact same values
+    part = ds.isel(time=slice(300, 900))
+    assert isinstance(part.xindexes["time"], SampleTimeIndex)
+    np.testing.assert_array_equal(part["time"].values, ds["time"].values[300:900], strict=True)
+    np.testing.assert_array_equal(
+        part.sel(time=slice(2.0, 2.02)).signal.values, ds.signal.values[500:506]
+    )
+    assert part.sel(time=slice(None, 1.2001)).sizes["time"] == 1  # only t = 1.2 s
+    assert part.sel(time=slice(9.0, 10.0)).sizes["time"] == 0
+    assert part.sel(time=slice(-5.0, np.inf)).sizes["time"] == 600
+    # exact labels, nearest, and a readable miss
+    np.testing.assert_array_equal(ds.sel(time=2.0).signal.values, ds.signal.values[500])
+    assert ds.sel(time=[0.004, 0.008]).signal.shape == (2, 3)
+    assert float(ds.sel(time=2.0013, method="nearest")["time"]) == 2.0
+    with pytest.raises(KeyError, match=r"time: no sample at \[2.001\] s \(use method='nearest'\)"):
+        ds.sel(time=[2.001])
+    with pytest.raises(KeyError, match=r"no sample at 99.0 s"):
+        ds.sel(time=99.0)
+    # a strided selection becomes a pandas index of the selected times
+    stride = ds.isel(time=slice(0, 10, 3))
+    assert stride["time"].values.tolist() == [0.0, 0.012, 0.024, 0.036]
+    assert stride.sel(time=0.024).signal.shape == (3,)
+
+
+def test_time_coordinate_follows_resampling(make_store):
+    ds = _rate_recording(make_store, n=4000, fs=1000.0)
+    out = apply_preprocessing(ds, [{"op": "resample", "rate": 250}])
+    assert out.sizes["time"] == 1000 and isinstance(out.xindexes["time"], SampleTimeIndex)
+    np.testing.assert_array_equal(out["time"].values, np.arange(1000) / 250.0, strict=True)
+    assert out.sel(time=slice(0, 1.0)).sizes["time"] == 251
+
+
+def test_label_names_on_the_variable_and_netcdf(make_store, tmp_path: Path):
+    """CF flags on ``label``; every attribute netCDF-safe; the lazy recording as netCDF."""
+    labels = (np.arange(5000) // 1000 % 3).astype(np.int16)
+    store = make_store(
+        [
+            {
+                "subject": "01",
+                "labels": labels,
+                "label_names": {0: "rest", 1: "wrist flexion", 2: "fist", 7: "unused"},
+            }
+        ]
+    )
+    ds = open_cohort(store).recording("sub-01_run-1")
+    assert ds["label"].attrs == {
+        "long_name": "class label",
+        "flag_values": [0, 1, 2, 7],
+        "flag_meanings": "rest wrist_flexion fist unused",  # CF: blank-separated words
+    }
+    assert label_names(ds) == {0: "rest", 1: "wrist flexion", 2: "fist", 7: "unused"}
+    flags_only = ds.copy()
+    del flags_only.attrs["label_names"]  # a file from another tool: CF flags alone
+    assert label_names(flags_only) == {0: "rest", 1: "wrist_flexion", 2: "fist", 7: "unused"}
+    assert open_cohort(store).index.loc[0, "labels"] == ["rest", "wrist flexion", "fist"]
+    assert "session" not in ds.attrs and ds.attrs.get("session") is None  # None: left out
+    ds.to_netcdf(tmp_path / "r.nc")
+    with xr.open_dataset(tmp_path / "r.nc") as back:
+        xr.testing.assert_equal(back.load(), ds.load())
+        assert back.label.attrs["flag_meanings"] == "rest wrist_flexion fist unused"
+        assert json.loads(back.attrs["labels_present"]) == ["rest", "wrist flexion", "fist"]
+
+
+def test_netcdf_attrs():
+    attrs = {
+        "none": None,
+        "flag": True,
+        "small": 7,
+        "big": 2**40,
+        "x": 0.5,
+        "s": "é",
+        "nums": [1, 2.5],
+        "wide": [1, 2**33],
+        "names": ["a", "b"],
+        "nested": {"b": [1, None], "a": "x"},
+        "empty": [],
+    }
+    assert netcdf_attrs(attrs) == {
+        "flag": 1,
+        "small": 7,
+        "big": float(2**40),
+        "x": 0.5,
+        "s": "é",
+        "nums": [1, 2.5],
+        "wide": [1.0, float(2**33)],
+        "names": '["a","b"]',
+        "nested": '{"a":"x","b":[1,null]}',
+        "empty": [],
+    }
+    xr.Dataset(attrs=netcdf_attrs(attrs)).to_netcdf(Path(os.devnull))  # NETCDF3 accepts them
+    assert sample_times(2, 5, 4.0).tolist() == [0.5, 0.75, 1.0]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,13 @@ import xarray as xr
 
 from pipeline import _zarr_v3
 from pipeline.io.base import RecordingSource, SourceFile
-from pipeline.store import RECORDINGS, open_cohort, write_recording
+from pipeline.store import (
+    RECORDINGS,
+    TIME_ATTRS,
+    SampleTimeIndex,
+    open_cohort,
+    write_recording,
+)
 
 
 def _tree(root: Path) -> dict[str, object]:
@@ -27,7 +33,10 @@ def _tree(root: Path) -> dict[str, object]:
 
 def _reference(path: Path, ds: xr.Dataset, chunk: int) -> None:
     """The recording written by xarray and zarr-python, as the store wrote it before."""
-    encoding = {"signal": {"chunks": (chunk, ds.sizes["channel"])}}
+    encoding = {
+        "signal": {"chunks": (chunk, ds.sizes["channel"])},
+        "time": {"chunks": (chunk,)},
+    }
     if "label" in ds:
         encoding["label"] = {"chunks": (chunk,)}
     ds.to_zarr(str(path), mode="w", zarr_format=3, consolidated=False, encoding=encoding)
@@ -89,6 +98,7 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
     ds = xr.Dataset(
         {"signal": (("time", "channel"), x)},
         coords={
+            "time": ("time", np.arange(n) / 250.0, TIME_ATTRS),
             "channel": np.array(src.channels, dtype=object),
             "channel_type": ("channel", np.array(src.channel_types, dtype=object)),
             "unit": ("channel", np.array(src.units, dtype=object)),
@@ -96,7 +106,10 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
         attrs=attrs,
     )
     if with_labels:
-        ds["label"] = ("time", labels)
+        # Every named code and every code present; an unnamed code is named by its value.
+        values, meanings = ([0, 1, 2, 3], "0 a b c") if zero_chunk else ([1, 2, 3], "a b c")
+        flags = {"long_name": "class label", "flag_values": values, "flag_meanings": meanings}
+        ds["label"] = ("time", labels, flags)
     if with_events:
         ds["event_onset"] = ("event", events["onset"].to_numpy(np.float64))
         ds["event_duration"] = ("event", events["duration"].to_numpy(np.float64))
@@ -118,7 +131,12 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
     np.testing.assert_array_equal(back.signal.values, x)
     assert back.signal.chunks[0][0] == min(chunk, n)
     reference = xr.open_zarr(str(ref), zarr_format=3, consolidated=False)
-    xr.testing.assert_identical(back.load(), reference.load())
+    # The stored times are never read back: the index computes the same float64 values.
+    assert isinstance(back.xindexes["time"], SampleTimeIndex)
+    np.testing.assert_array_equal(back["time"].values, reference["time"].values, strict=True)
+    xr.testing.assert_identical(
+        back.load().drop_indexes("time"), reference.load().drop_indexes("time")
+    )
 
 
 def test_array_writer_rejects_a_chunk_of_the_wrong_shape(tmp_path: Path):
@@ -164,6 +182,7 @@ def test_groups_in_another_layout_are_read_through_xarray(tmp_path: Path):
     tmp.rename(group)
     assert _zarr_v3.read_dataset(group, "t") is None
     again = open_cohort(store).recording(row["recording"])
+    assert isinstance(again.xindexes["time"], SampleTimeIndex)  # its times are the grid
     xr.testing.assert_identical(again.load(), direct)
     assert again.channel_type.values.tolist() == ["eeg", "eeg"]
 
