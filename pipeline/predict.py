@@ -75,7 +75,9 @@ def predict_recordings(
     rids = list(recordings or cohort.recording_ids)
     datasets = [cohort.recording(rid) for rid in rids]
     for ds in datasets:  # refuse before computing anything
-        bundle.check_compatible(ds.attrs)
+        # per-channel names and units are the recording's coordinates, not attributes
+        channels = {"channels": ds["channel"].values.tolist(), "units": ds["unit"].values.tolist()}
+        bundle.check_compatible({**ds.attrs, **channels})
     spec = bundle_feature_spec(bundle)
     frames = []
     for rid, ds in zip(rids, datasets, strict=True):

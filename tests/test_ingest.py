@@ -365,3 +365,28 @@ def test_small_files_are_batched_large_and_generated_ones_alone(tmp_path: Path):
     assert max(len(b) for b in batches) == 6  # ceil(42 / (4 * 2)): every worker gets tasks
     assert all(sum(2**20 for _ in b) <= BATCH_BYTES for b in batches)
     assert [len(b) for b in _batches(small[:3], n_workers=2)] == [1, 1, 1]
+
+
+def test_cli_names_the_closest_recordings_on_a_wrong_id(
+    emg_store: Path, tmp_path: Path, client, capsys: pytest.CaptureFixture[str]
+):
+    """A wrong --recording is one line on stderr and exit code 2, not a KeyError trace."""
+    task = {
+        "name": "t",
+        "data": {"source": "demo", "format": "synthetic"},
+        "windows": {"length": 0.2, "step": 0.1},
+        "features": ["mav"],
+        "model": {"name": "lda"},
+        "validation": {"scheme": "loso"},
+    }
+    spec = tmp_path / "task.yaml"
+    spec.write_text(json.dumps(task))
+    argv = ["features", str(emg_store), "--spec", str(spec), "--out", str(tmp_path / "f")]
+    argv += ["--recording", "sub-01_run-9", "--cluster", client.scheduler.address]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"error: no recording 'sub-01_run-9' in cohort store {str(emg_store)!r} "
+        "(51 recordings); did you mean 'sub-01_run-2', 'sub-01_run-1', 'sub-21_run-2'?"
+    )
+    assert not any("Traceback" in line for line in err)
