@@ -30,6 +30,7 @@ __all__ = [
     "prediction_timeline",
     "projection",
     "quality_heatmap",
+    "roc_curves",
     "subject_metrics",
 ]
 
@@ -426,6 +427,43 @@ def confusion_matrix(report: Mapping[str, Any], *, normalize: bool = True) -> Fi
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix" + (" (row fraction, count)" if normalize else ""))
     fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def roc_curves(report: Mapping[str, Any]) -> Figure:
+    """Return the one-vs-rest ROC curves of a validation report's out-of-fold predictions.
+
+    Parameters
+    ----------
+    report : mapping
+        With ``roc``: ``{class: {"fpr": [...], "tpr": [...], "auc": float}}``, and
+        optionally ``threshold`` (``specificity``, ``sensitivity``), drawn as a point.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    curves = report.get("roc") or {}
+    if not curves:
+        msg = "roc_curves: report has no 'roc' curves (fpr, tpr, auc per class)"
+        raise SpecError(msg)
+    fig = Figure(figsize=(4.8, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for cls, c in curves.items():
+        ax.plot(c["fpr"], c["tpr"], lw=1.4, label=f"{cls} (AUC {c['auc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    thr = report.get("threshold")
+    if thr:
+        ax.plot(
+            1 - thr["specificity"],
+            thr["sensitivity"],
+            "ko",
+            label=f"spec {thr['specificity']:.2f} → sens {thr['sensitivity']:.2f}",
+        )
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("ROC (one vs rest, out-of-fold)")
+    ax.legend(fontsize=7, loc="lower right")
     return fig
 
 

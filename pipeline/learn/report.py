@@ -1,7 +1,10 @@
 """Validation reports: ``report.json`` with every figure and a self-contained ``report.html``.
 
-The HTML embeds its plots (confusion matrix, per-subject bar chart, ROC curves) as base64 PNG
-rendered with Matplotlib's Agg backend, so the file can be mailed or archived alone.
+The HTML embeds its plots (confusion matrix, per-subject bar chart, ROC curves) as base64 PNG.
+The figures are :class:`matplotlib.figure.Figure` objects from :mod:`pipeline.plots`, drawn
+without pyplot: nothing here selects a backend or touches pyplot's global state, so importing
+this module in a notebook leaves inline plotting as it was, and a cluster without a display
+renders the same PNGs.
 """
 
 from __future__ import annotations
@@ -15,96 +18,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # before pyplot: no display on clusters
-import matplotlib.pyplot as plt
-import numpy as np
-
+from pipeline import plots
 from pipeline._fs import atomic_write, atomic_write_json
 from pipeline.exceptions import SpecError
 
 _REQUIRED = ("overall", "per_subject", "per_subject_summary", "classes", "folds")
 
 
-def _png(fig: plt.Figure) -> str:
+def _png(fig: Figure) -> str:
+    """Return ``fig`` rendered as PNG, base64-encoded for an ``<img src="data:...">``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def plot_confusion(report: Mapping[str, Any]) -> plt.Figure:
-    """Return a figure of the pooled confusion matrix, rows normalised to recall."""
-    cm = np.asarray(report["overall"]["confusion_matrix"], dtype=float)
-    classes = report["classes"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rec = cm / cm.sum(1, keepdims=True)
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 1.8))
-    im = ax.imshow(np.nan_to_num(rec), cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            color = "white" if np.nan_to_num(rec[i, j]) > 0.6 else "black"
-            ax.text(
-                j,
-                i,
-                f"{np.nan_to_num(rec[i, j]):.2f}\n({int(cm[i, j])})",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color=color,
-            )
-    ax.set_xticks(range(n), classes, rotation=35, ha="right")
-    ax.set_yticks(range(n), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title("Confusion matrix (row = recall, count)")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return fig
-
-
-def plot_per_subject(report: Mapping[str, Any], metric: str = "balanced_accuracy") -> plt.Figure:
-    """Return a bar chart of ``metric`` per subject with the median as a line."""
-    per = report["per_subject"]
-    subjects = sorted(per, key=lambda s: per[s][metric] if per[s][metric] is not None else -1)
-    vals = [per[s][metric] if per[s][metric] is not None else np.nan for s in subjects]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(subjects) + 2), 3.6))
-    colors = ["#d62728" if v < np.nanmedian(vals) - 0.15 else "#1f77b4" for v in vals]
-    ax.bar(range(len(subjects)), vals, color=colors)
-    ax.axhline(
-        np.nanmedian(vals), color="k", ls="--", lw=1, label=f"median {np.nanmedian(vals):.3f}"
-    )
-    ax.set_xticks(range(len(subjects)), subjects, rotation=60, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{metric.replace('_', ' ')} per subject (red: > 0.15 below median)")
-    ax.legend(loc="lower right")
-    return fig
-
-
-def plot_roc(report: Mapping[str, Any]) -> plt.Figure | None:
-    """Return one-vs-rest ROC curves of the pooled out-of-fold predictions, or None."""
-    curves = report.get("roc") or {}
-    if not curves:
-        return None
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    for cls, c in curves.items():
-        ax.plot(c["fpr"], c["tpr"], lw=1.4, label=f"{cls} (AUC {c['auc']:.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
-    thr = report.get("threshold")
-    if thr:
-        ax.plot(
-            1 - thr["specificity"],
-            thr["sensitivity"],
-            "ko",
-            label=f"spec {thr['specificity']:.2f} → sens {thr['sensitivity']:.2f}",
-        )
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title("ROC (one vs rest, out-of-fold)")
-    ax.legend(fontsize=7, loc="lower right")
-    return fig
 
 
 def _fmt(v: Any) -> str:
@@ -124,12 +51,11 @@ def render_html(report: Mapping[str, Any], title: str = "Validation report") -> 
     ov = report["overall"]
     summ = report["per_subject_summary"]
     imgs = [
-        ("Confusion matrix", _png(plot_confusion(report))),
-        ("Per subject", _png(plot_per_subject(report))),
+        ("Confusion matrix", _png(plots.confusion_matrix(report))),
+        ("Per subject", _png(plots.subject_metrics(report))),
     ]
-    roc = plot_roc(report)
-    if roc is not None:
-        imgs.append(("ROC", _png(roc)))
+    if report.get("roc"):
+        imgs.append(("ROC", _png(plots.roc_curves(report))))
     rows_overall = "".join(
         f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(ov[k])}</td>"
         f"<td>{_fmt(summ[k]['min'])}</td><td>{_fmt(summ[k]['median'])}</td>"
