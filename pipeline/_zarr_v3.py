@@ -5,7 +5,8 @@ about 60 ms per recording in metadata round trips (one synchronised call into za
 loop per attribute update, per array creation, per chunk), several times the cost of parsing
 the file. This module writes the same nodes directly: a ``zarr.json`` per node (the same
 metadata, as compact JSON) and one file per chunk, encoded with the same codecs (``bytes``
-little-endian or ``vlen-utf8``, then ``zstd`` level 0 without checksum), the same fill values
+little-endian or ``vlen-utf8``, then ``zstd`` level 0 without checksum, or ``blosc`` LZ4 with
+byte shuffle for the time axis), the same fill values
 and the same xarray attributes (``_FillValue``, ``coordinates``). Chunks equal to the fill
 value are not written and edge chunks are padded with it, as zarr-python does.
 ``tests/test_zarr_v3.py`` checks, file by file, that the metadata equals and the chunks are
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numcodecs import Zstd
+from numcodecs import Blosc, Zstd
 from numcodecs.vlen import VLenUTF8
 
 __all__ = ["ArrayWriter", "read_dataset", "read_strings", "write_group", "write_strings"]
@@ -43,6 +44,17 @@ _CODECS_STRING = [
     {"name": "vlen-utf8", "configuration": {}},
     {"name": "zstd", "configuration": {"level": 0, "checksum": False}},
 ]
+# For arrays as regular as a time axis: byte shuffle then LZ4 keeps a float64 grid to ~1.4 %
+# of its size at ~1 GB/s, where zstd alone keeps 14 % at ~0.5 GB/s (2**18 samples of i/fs).
+BLOSC_LZ4 = {"cname": "lz4", "clevel": 5, "shuffle": "shuffle", "blocksize": 0}
+
+
+def _blosc(typesize: int) -> tuple[Blosc, list[dict[str, Any]]]:
+    codec = Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE, blocksize=0, typesize=typesize)
+    config = {"typesize": typesize, **BLOSC_LZ4}
+    return codec, [_CODECS_NUMERIC[0], {"name": "blosc", "configuration": config}]
+
+
 # xarray's CF encoding of a NaN fill value: the float64 NaN, base64-encoded.
 NAN_FILL_ATTR = base64.standard_b64encode(np.float64(np.nan).tobytes()).decode()
 
@@ -112,6 +124,9 @@ class ArrayWriter:
     attributes : dict, optional
         Extra array attributes (e.g. xarray's ``coordinates``). Float arrays get xarray's
         ``_FillValue`` (NaN) attribute.
+    compressor : {"zstd", "blosc-lz4"}, default "zstd"
+        ``"blosc-lz4"`` (byte shuffle, LZ4 level 5; what ``zarr.codecs.BloscCodec(cname="lz4",
+        clevel=5, shuffle="shuffle")`` writes) for smooth arrays such as a time axis.
     """
 
     def __init__(
@@ -122,6 +137,7 @@ class ArrayWriter:
         chunk: int,
         dims: Sequence[str],
         attributes: dict[str, Any] | None = None,
+        compressor: str = "zstd",
     ) -> None:
         self.path = path
         self.shape = tuple(int(s) for s in shape)
@@ -138,14 +154,17 @@ class ArrayWriter:
         else:
             msg = f"ArrayWriter: expected a float or integer dtype, found {self.dtype}"
             raise TypeError(msg)
+        codecs = _CODECS_NUMERIC
+        self._codec: Any = _ZSTD
+        if compressor == "blosc-lz4":
+            self._codec, codecs = _blosc(self.dtype.itemsize)
+        elif compressor != "zstd":
+            msg = f"ArrayWriter: expected compressor 'zstd' or 'blosc-lz4', found {compressor!r}"
+            raise ValueError(msg)
         path.mkdir()
         chunks = (self.chunk, *self.shape[1:])
-        _dump(
-            path,
-            _array_meta(
-                self.shape, self.dtype.name, chunks, fill_json, _CODECS_NUMERIC, dims, attrs
-            ),
-        )
+        meta = _array_meta(self.shape, self.dtype.name, chunks, fill_json, codecs, dims, attrs)
+        _dump(path, meta)
 
     @property
     def n_chunks(self) -> int:
@@ -180,7 +199,8 @@ class ArrayWriter:
         name = "/".join(["c", str(k)] + ["0"] * (len(self.shape) - 1))
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(_ZSTD.encode(data))
+        # zarr hands the codec the chunk's bytes (the "bytes" codec's output)
+        target.write_bytes(self._codec.encode(data.reshape(-1).view(np.uint8)))
 
     def _is_fill(self, data: np.ndarray) -> bool:
         if self.dtype.kind == "f":
