@@ -408,6 +408,39 @@ def test_run_features_reads_a_task_spec(make_store, tmp_path):
     assert "task.yaml" in str(features_error.value) and "size" in str(features_error.value)
 
 
+def test_features_command_writes_the_table_and_refuses_to_overwrite(
+    make_store, tmp_path, client, capsys
+):
+    """`cohort features STORE --spec TASK --out DIR`, run on a cluster given by address."""
+    from pipeline.cli import main
+
+    task = {
+        "name": "t",
+        "data": {"source": "demo", "format": "synthetic"},
+        "windows": {"length": 0.2, "step": 0.05},
+        "features": ["mav"],
+        "model": {"name": "lda"},
+        "validation": {"scheme": "loso"},
+    }
+    spec_file = tmp_path / "task.yaml"
+    spec_file.write_text(json.dumps(task))
+    store = make_store(SPECS[1:])
+    out = tmp_path / "features"
+    argv = ["features", str(store), "--spec", str(spec_file), "--out", str(out)]
+    argv += ["--cluster", client.scheduler.address]
+    assert main(argv) == 0
+    assert f"feature table: {out}" in capsys.readouterr().out
+    ddf, meta = read_feature_table(out)
+    assert sorted(meta["recordings"]) == ["sub-01_run-2", "sub-02_run-1"]
+    assert list(ddf.columns[6:]) == ["ch1__mav", "ch2__mav", "ch3__mav"]
+    assert len(ddf.compute()) == n_windows(2500, 200, 50)  # the 150-sample one has none
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1  # one line (the dashboard link may precede it)
+    assert errors[0].startswith("error: feature table") and "pass overwrite=True" in errors[0]
+    assert main([*argv, "--overwrite"]) == 0
+
+
 def test_real_feature_kernels_chunk_invariant(make_store, monkeypatch):
     """With the Numba kernels: any chunking gives the same table; MAV/RMS match NumPy."""
     monkeypatch.setattr(table_mod, "_make_block_function", _REAL_MAKE_BLOCK_FUNCTION)
