@@ -6,7 +6,10 @@ files (windows do not cross files); values are checked to agree before anything 
 
 Run from the repository root::
 
-    /work/venv/bin/python benchmarks/bench_features.py [--files 12] [--repeats 5]
+    .venv/bin/python benchmarks/bench_features.py [--files 12] [--repeats 5]
+
+libemg runs in its own environment, ``.venv-libemg`` (or ``$LIBEMG_PYTHON``); see
+benchmarks/README.md, "Environment".
 
 Data: ``$COHORT_DATA/emg-gestures`` (default ``../shared/data``), the first ``--files`` files
 in sorted path order. Throughput is input channel-samples (file samples x 8 channels) per
@@ -23,7 +26,6 @@ import single_thread  # noqa: F401  (first: one thread per process)
 
 # isort: split
 import argparse
-import importlib.util
 import math
 import os
 import sys
@@ -52,33 +54,11 @@ SPECTRAL = [
 
 
 def load_libemg():
-    """Import libemg's FeatureExtractor without the package ``__init__`` (it needs pygame,
-    serial devices...). Its MDF indexes a size-1 array into a scalar, which numpy >= 2 refuses;
-    the subclass repeats that code with ``[0, 0]``, nothing else changes."""
-    spec = importlib.util.find_spec("libemg")
-    if spec is None:
-        sys.exit("libemg is not installed: pip install --no-deps libemg (see benchmarks/README)")
-    path = Path(spec.submodule_search_locations[0]) / "feature_extractor.py"
-    mod_spec = importlib.util.spec_from_file_location("libemg_feature_extractor", path)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
+    """Return libemg's FeatureExtractor, run in libemg's own environment (it pins numpy < 2,
+    which this package cannot run on): see ``libemg_process.py`` and benchmarks/README.md."""
+    from libemg_process import Libemg
 
-    class FeatureExtractor(mod.FeatureExtractor):
-        def getMDFfeat(self, windows, MDF_fs=1000):
-            nextpow2 = 2 ** math.ceil(math.log2(windows.shape[2]))
-            spec = np.fft.fft(windows, nextpow2, axis=2) / windows.shape[2]
-            spec = spec[:, :, 0 : int(nextpow2 / 2)]
-            pw = np.real(spec * np.conj(spec))
-            total = np.sum(pw, axis=2)
-            cum = np.cumsum(pw, axis=2)
-            med = np.zeros((windows.shape[0], windows.shape[1]))
-            for i in range(windows.shape[0]):
-                for j in range(windows.shape[1]):
-                    k = np.argwhere(cum[i, j, :] > total[i, j] / 2)[0, 0]
-                    med[i, j] = (MDF_fs / 2) * k / (nextpow2 / 2)
-            return med
-
-    return FeatureExtractor()
+    return Libemg()
 
 
 def windows(x: np.ndarray) -> np.ndarray:
@@ -257,11 +237,11 @@ def main() -> None:
         ("ours, time domain (7)", best(lambda: [td_fn(x, LENGTH, STEP) for x in xs], r)),
         ("NumPy sliding_window_view, time domain (7)", best(lambda: [numpy_td(x) for x in xs], r)),
         ("libemg, time domain (7)",
-         best(lambda: [fe.extract_features(lib_td, w) for w in wins], max(1, r // 2))),
+         fe.best_extract(lib_td, wins, max(1, r // 2))),
         ("ours, MNF+MDF", best(lambda: [sp_fn(x, LENGTH, STEP) for x in xs], r)),
         ("NumPy sliding_window_view, MNF+MDF", best(lambda: [numpy_spectral(x) for x in xs], r)),
         ("libemg, MNF+MDF",
-         best(lambda: [fe.extract_features(["MNF", "MDF"], w) for w in wins], max(1, r // 2))),
+         fe.best_extract(["MNF", "MDF"], wins, max(1, r // 2))),
     ]  # fmt: skip
     if not args.skip_mne:
         rows.append(("mne-features, time domain (5 of 7)",

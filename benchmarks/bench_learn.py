@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python benchmarks/bench_learn.py --table TABLE.parquet --out /tmp/bench_learn
+    .venv/bin/python benchmarks/bench_learn.py --table TABLE.parquet --out /tmp/bench_learn
 
 ``TABLE`` is a feature table (Parquet folder or file, e.g. written by
 ``pipeline.table.write_feature_table``) of ``emg-gestures`` with windows of 200 ms, step

@@ -2,7 +2,7 @@
 
 Run from the repository root (about 1 min)::
 
-    /work/venv/bin/python benchmarks/bench_overheads.py
+    .venv/bin/python benchmarks/bench_overheads.py
 
 In one process, warm (imports, Numba cache and page cache), each figure per recording:
 

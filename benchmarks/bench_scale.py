@@ -13,8 +13,8 @@ and of this (client + scheduler) process; then the speedup of 2 workers over 1.
 
 Run from the repository root::
 
-    /work/venv/bin/python benchmarks/bench_scale.py --gb 2            # quick check
-    nohup /work/venv/bin/python benchmarks/bench_scale.py --gb 30 --cleanup &> scale.log &
+    .venv/bin/python benchmarks/bench_scale.py --gb 2            # quick check
+    nohup .venv/bin/python benchmarks/bench_scale.py --gb 30 --cleanup &> scale.log &
 
 The store is kept between runs (ingestion is incremental: an existing store of the same
 size is reused) unless ``--cleanup`` is given; the Parquet outputs are always deleted.
@@ -183,7 +183,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gb", type=float, default=2.0, help="GB of float32 signal")
     ap.add_argument("--duration", type=float, default=1800.0, help="seconds per recording")
-    ap.add_argument("--root", type=Path, default=Path("/work/bench-data"))
+    # beside the checkout: outside the repository, and the same wherever it is cloned
+    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2] / "bench-data")
     ap.add_argument("--memory-limit", default="4GiB")
     ap.add_argument("--ingest-workers", type=int, default=2)
     ap.add_argument(
