@@ -35,6 +35,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from pipeline.cluster import n_workers
 from pipeline.exceptions import SpecError, StoreError
 from pipeline.labels import LabelPolicy, event_targets, sample_label_stats
 from pipeline.preprocessing import apply_preprocessing
@@ -330,7 +331,7 @@ class _Part:
         task = (partial(func, k0=self.k0, ctx=self.ctx, **kwargs), feat_keys, stat_keys)
         graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=deps)
         out = Delayed(name, graph)
-        if len(self.feats) > 1 and not self.fuse:
+        if not self.fused:
             return out
         # The partition's reads, preprocessing, features, labels and frame as one task, its
         # chunks one after the other: always for one block of windows (a recording of one
@@ -344,17 +345,19 @@ class _Part:
         """Whether :meth:`delayed` gives one task for the whole partition."""
         return self.fuse or len(self.feats) <= 1
 
+    def token(self) -> str:
+        """Return a token of the partition's inputs (block keys, first window, context)."""
+        keys = [d.key for d in (*self.feats, *self.stats)]
+        return tokenize(keys, self.k0, self.ctx)
+
     def frame(self) -> Delayed:
         """Return the delayed DataFrame of this partition."""
-        keys = [d.key for d in (*self.feats, *self.stats)]
-        return self.delayed(_frame, f"_frame-{tokenize(keys, self.k0, self.ctx)}")
+        return self.delayed(_frame, f"_frame-{self.token()}")
 
 
 def _should_fuse(n_parts: int, fuse: bool | None) -> bool:
     """Return ``fuse``, or (None) whether there are at least four partitions per worker."""
     if fuse is None:
-        from pipeline.cluster import n_workers
-
         return n_parts >= 4 * n_workers()
     return fuse
 

@@ -183,7 +183,7 @@ def _recording_write(parts: Sequence[_Part], path: Path, schema: pa.Schema) -> D
     A partition task returns an Arrow table; the write task takes them all. A recording of
     one fused partition is one task from the chunk reads to the written file.
     """
-    token = tokenize(str(path), [p.frame().key for p in parts])
+    token = tokenize(str(path), [p.token() for p in parts])
     tables = [
         p.delayed(_arrow_partition, f"arrow-partition-{token}-{i}", schema=schema)
         for i, p in enumerate(parts)
