@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from threadpoolctl import threadpool_limits
 
 from pipeline.exceptions import BundleError
@@ -172,3 +173,42 @@ def test_predict_refuses_tables_without_the_features(fitted, table):
     model, _ = fitted
     with pytest.raises(BundleError, match=r"lacks 3 feature columns .*'ch0__zc'"):
         predict_table(model, table.drop(columns=["ch0__zc", "ch1__zc", "ch2__zc"]))
+
+
+def test_bundle_file_holds_a_plain_sklearn_pipeline(tmp_path, fitted, table):
+    import skops.io as sio
+    from sklearn.pipeline import Pipeline
+
+    from pipeline.learn.bundle import ALLOWED_TYPES
+
+    model, _ = fitted
+    path = save_bundle(tmp_path / "p.skops", model, bundle_metadata(model))
+    untrusted = set(sio.get_untrusted_types(file=path))
+    assert untrusted <= ALLOWED_TYPES
+    assert [t for t in untrusted if t.startswith("pipeline.")] == [
+        "pipeline.learn.prep.FeaturePrep"
+    ]
+    loaded = load_bundle(path).model
+    assert type(loaded) is Pipeline and list(loaded.named_steps) == ["prep", "scale", "clf"]
+    # the bare Pipeline predicts like the model (smoothing aside: it lives in the metadata)
+    np.testing.assert_array_equal(loaded.predict_proba(table), model.model.predict_proba(table))
+
+
+class OtherLDA(LinearDiscriminantAnalysis):
+    """A classifier from outside this package: bundles must not hold it."""
+
+
+def test_save_refuses_a_type_load_would_refuse(tmp_path, table):
+    model = fit_model(table, {"name": "lda"})
+    model.model.steps[-1] = ("clf", OtherLDA(solver="lsqr"))
+    labeled = table[table.label.notna()]
+    model.model.fit(labeled, labeled.label.astype(str))
+    with pytest.raises(BundleError, match=r"holds types \['[\w.]*OtherLDA'\] that load_bundle"):
+        save_bundle(tmp_path / "other.skops", model, bundle_metadata(model))
+    assert not (tmp_path / "other.skops").exists()
+
+
+def test_predict_refuses_a_bare_pipeline(fitted, table):
+    model, _ = fitted
+    with pytest.raises(BundleError, match=r"expected a Bundle .* got Pipeline"):
+        predict_table(model.model, table)

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.exceptions import LeakageError, SpecError
 from pipeline.learn.bundle import bundle_metadata, load_bundle, save_bundle
-from pipeline.learn.fit import fit_and_validate, predict_table
+from pipeline.learn import fit_and_validate, predict_table
 from pipeline.learn.synthetic import synthetic_feature_table
 
 distributed = pytest.importorskip("distributed")

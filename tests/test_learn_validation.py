@@ -8,9 +8,19 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from pipeline.exceptions import LeakageError, SpecError
 from pipeline.learn.estimators import register_estimator, unregister_estimator
 from pipeline.learn.fit import fit_and_validate
-from pipeline.learn.normalize import FeaturePrep
+from pipeline.learn.prep import FeaturePrep
 from pipeline.learn.synthetic import synthetic_feature_table
-from pipeline.learn.validation import Fold, check_fold, make_folds
+from pipeline.learn.validation import (
+    CrossSessionSplit,
+    Fold,
+    LeaveSubjectOut,
+    RandomWindowSplit,
+    SubjectKFold,
+    WithinSubjectSplit,
+    check_fold,
+    make_folds,
+    make_splitter,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +103,32 @@ def test_check_fold_catches_a_leaking_fold(table):
 @pytest.mark.parametrize(
     ("cfg", "match"),
     [
-        ({"scheme": "holdout"}, r"validation.scheme: expected one of .* got 'holdout'"),
-        ({"scheme": "loso", "n_splits": 3}, r"unknown keys \['n_splits'\] for scheme 'loso'"),
-        ({"scheme": "group_kfold", "n_splits": 1}, r"n_splits: expected an integer >= 2, got 1"),
+        (
+            {"scheme": "holdout"},
+            r"key 'validation.scheme': expected 'loso', 'group_kfold', .* found 'holdout'",
+        ),
+        (
+            {"scheme": "loso", "n_splits": 3},
+            r"key 'validation.n_splits': expected no 'n_splits' for scheme 'loso' \(it takes no "
+            r"other key; 'n_splits' is a key of \['group_kfold', 'random'\]\); found 3",
+        ),
+        (
+            {"scheme": "group_kfold", "n_splits": 1},
+            r"key 'validation.n_splits': expected a value greater than or equal to 2; found 1",
+        ),
         (
             {"scheme": "group_kfold", "n_splits": 9},
             r"9 folds need at least 9 subjects, the table has 4",
         ),
-        ({"scheme": "within_subject", "by": "day"}, r"validation.by: expected 'run' or 'session'"),
-        ({"scheme": "within_subject", "train": "run-1", "test": "run-1"}, r"both 'run-1'"),
-        ({}, r"expected a mapping with key 'scheme'"),
+        (
+            {"scheme": "within_subject", "by": "day"},
+            r"key 'validation.by': expected 'run' or 'session'; found 'day'",
+        ),
+        (
+            {"scheme": "within_subject", "train": "run-1", "test": "run-1"},
+            r"key 'validation.test': expected a run other than the training one",
+        ),
+        ("loso", r"key 'validation': expected a valid dictionary"),
     ],
 )
 def test_bad_validation_configs(table, cfg, match):
@@ -162,8 +188,8 @@ def test_no_test_window_or_statistic_reaches_training(table, spy, validation, un
         train = table.iloc[fold.train]
         test_units = _units(table, fold.test, unit)
         assert _units(table, fold.train, unit).isdisjoint(test_units)
-        ref = FeaturePrep.from_config(prep).apply(train)
-        ref = ref[train.label.notna().to_numpy()].to_numpy()
+        ref = _prep(prep, train)
+        ref = ref[train.label.notna().to_numpy()]
         ref = (ref - ref.mean(0)) / ref.std(0)
         assert X_seen.shape == ref.shape
         np.testing.assert_allclose(X_seen, ref, atol=1e-8)
@@ -171,10 +197,10 @@ def test_no_test_window_or_statistic_reaches_training(table, spy, validation, un
         poisoned = table.copy()
         cols = [c for c in table.columns if "__" in c]
         poisoned.loc[poisoned.index[fold.test], cols] = 1e6
-        ref2 = FeaturePrep.from_config(prep).apply(poisoned.iloc[fold.train])
+        ref2 = _prep(prep, poisoned.iloc[fold.train])
         np.testing.assert_array_equal(
-            ref2[train.label.notna().to_numpy()].to_numpy(),
-            FeaturePrep.from_config(prep).apply(train)[train.label.notna().to_numpy()].to_numpy(),
+            ref2[train.label.notna().to_numpy()],
+            _prep(prep, train)[train.label.notna().to_numpy()],
         )
 
 
@@ -191,3 +217,92 @@ def test_poisoned_test_subject_does_not_change_the_other_folds_models(table, spy
     fit_and_validate(poisoned, {"name": "spy_lda", "prep": prep}, {"scheme": "loso"}, n_jobs=1)
     # fold 0 tests sub-00: its training matrix must be bit-identical
     np.testing.assert_array_equal(before[0], spy.seen[0])
+
+
+def _prep(cfg, table):
+    return FeaturePrep.from_spec(cfg).fit_transform(table)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "cls"),
+    [
+        ({"scheme": "loso"}, LeaveSubjectOut),
+        ({"scheme": "group_kfold", "n_splits": 2}, SubjectKFold),
+        ({"scheme": "within_subject", "train": "run-1", "test": "run-2"}, WithinSubjectSplit),
+        ({"scheme": "cross_session"}, CrossSessionSplit),
+        ({"scheme": "random", "allow_window_leakage": True, "n_splits": 3}, RandomWindowSplit),
+    ],
+)
+def test_schemes_are_sklearn_splitters_equal_to_the_folds(table, cfg, cls):
+    from sklearn.model_selection import BaseCrossValidator
+
+    splitter = make_splitter(cfg, seed=1)
+    assert isinstance(splitter, cls) and isinstance(splitter, BaseCrossValidator)
+    folds = make_folds(table, cfg, seed=1)
+    splits = list(splitter.split(table))
+    assert splitter.get_n_splits(table) == len(folds) == len(splits)
+    for fold, (train, test) in zip(folds, splits, strict=True):
+        np.testing.assert_array_equal(fold.train, train)
+        np.testing.assert_array_equal(fold.test, test)
+
+
+@pytest.mark.parametrize(
+    "splitter",
+    [
+        LeaveSubjectOut(),
+        SubjectKFold(n_splits=2, random_state=3),
+        WithinSubjectSplit(by="session"),
+        CrossSessionSplit(),
+    ],
+)
+def test_cross_validate_with_splitters_never_tests_a_training_unit(table, splitter):
+    """cross_validate with the splitters: each fold's score equals a hand refit, and no
+    test subject/session/run is in the fold's training rows."""
+    from sklearn.metrics import accuracy_score
+    from sklearn.model_selection import cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labeled = table[table.label.notna()].reset_index(drop=True)
+    X, y = labeled, labeled.label.astype(str)
+    model = make_pipeline(FeaturePrep(normalize="recording"), StandardScaler(), SpyLDA())
+    cv = cross_validate(model, X, y, cv=splitter, return_indices=True, scoring="accuracy")
+    level = {"LeaveSubjectOut": ["subject"], "SubjectKFold": ["subject"]}.get(
+        type(splitter).__name__, ["subject", "session"]
+    )
+    for score, train, test in zip(
+        cv["test_score"], cv["indices"]["train"], cv["indices"]["test"], strict=True
+    ):
+        assert _units(labeled, train, level).isdisjoint(_units(labeled, test, level))
+        ref = make_pipeline(FeaturePrep(normalize="recording"), StandardScaler(), SpyLDA())
+        ref.fit(X.iloc[train], y.iloc[train])
+        assert score == accuracy_score(y.iloc[test], ref.predict(X.iloc[test]))
+
+
+def test_subject_splitters_take_groups_with_a_plain_matrix(table):
+    X = table[[c for c in table.columns if "__" in c]].to_numpy()
+    by_groups = list(LeaveSubjectOut().split(X, groups=table.subject.to_numpy()))
+    by_columns = list(LeaveSubjectOut().split(table))
+    assert len(by_groups) == 4
+    for (a, b), (c, d) in zip(by_groups, by_columns, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    with pytest.raises(SpecError, match=r"CrossSessionSplit: needs the identifier columns"):
+        list(CrossSessionSplit().split(X, groups=table.subject.to_numpy()))
+    with pytest.raises(SpecError, match=r"LeaveSubjectOut: groups has 3 entries for"):
+        list(LeaveSubjectOut().split(X, groups=["a", "b", "c"]))
+
+
+def test_random_splitter_refuses_unless_leakage_is_allowed(table):
+    from sklearn.model_selection import cross_validate
+
+    with pytest.raises(LeakageError, match=r"from 0\.82 .* to 0\.97"):
+        RandomWindowSplit().get_n_splits(table)
+    labeled = table[table.label.notna()]
+    with pytest.raises(LeakageError, match=r"allow_window_leakage\": true"):
+        cross_validate(
+            LinearDiscriminantAnalysis(),
+            labeled[["ch0__mav"]],
+            labeled.label.astype(str),
+            cv=RandomWindowSplit(),
+        )
