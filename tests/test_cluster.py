@@ -231,6 +231,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
     assert cl.load_profile(_write(tmp_path, "local:\n"))["options"] == {}
+    assert cl.load_profile(_write(tmp_path, "local:\nscale:\n"))["scale"] == {}
     prof = cl.load_profile(_write(tmp_path, "jobqueue:\n  slurm:\nscale: {maximum_jobs: 3}\n"))
     assert (prof["kind"], prof["options"], prof["scale"]) == ("slurm", {}, {"maximum-jobs": 3})
 

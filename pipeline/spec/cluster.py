@@ -247,7 +247,8 @@ class _Profile(Strict):
                 f"{', '.join(kinds) or 'none'})"
             )
             raise ValueError(message)
-        if kinds[0] != "jobqueue" and "scale" in self.model_fields_set:
+        scale = getattr(self, "scale", None)
+        if kinds[0] != "jobqueue" and scale is not None and scale.model_fields_set:
             message = (
                 "'scale' only beside a 'jobqueue' section; for a local cluster set "
                 "local.n-workers instead"
