@@ -21,17 +21,16 @@ def _squeue_ids() -> set[str]:
     return set(out.split())
 
 
-def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path):
+def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "pipeline.cli",
-            "run",
-            str(REPO / "tasks" / "demo.yaml"),
+            "demo",  # the shipped demo task and profile, by name, from outside the checkout
             "--cluster",
-            str(REPO / "cluster" / "slurm.yaml"),
+            "slurm",
             "--out",
             str(out),
             "--no-progress",
@@ -51,7 +50,7 @@ def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path):
     assert (out / "dask-report.html").exists()
 
 
-def test_sbatch_job_script_runs_the_demo(tmp_path: Path):
+def test_sbatch_job_script_runs_the_demo(tmp_path: Path) -> None:
     venv = Path(sys.prefix)
     env = {**os.environ, "COHORT_VENV": str(venv)}
     out = tmp_path / "out"
