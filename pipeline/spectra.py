@@ -16,7 +16,6 @@ returns only a small sum, so memory stays bounded by a few chunks whatever the d
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from scipy import signal as sps
 
 from pipeline.exceptions import SpecError
 from pipeline.labels import LabelPolicy, window_sample_labels
+from pipeline.store import label_names
 from pipeline.windows import map_ranges, map_windows, n_windows, window_blocks
 
 if TYPE_CHECKING:
@@ -154,10 +154,7 @@ def _class_sums(
         lab = lab if isinstance(lab, da.Array) else da.from_array(np.asarray(lab))
         lab = lab.rechunk((x.chunks[0],))
         codes, keep = window_sample_labels(lab, nperseg, step, policy)
-        raw = ds.attrs.get("label_names") or {}
-        if isinstance(raw, str):
-            raw = json.loads(raw)
-        names = {int(k): str(v) for k, v in dict(raw).items()}
+        names = label_names(ds)
     elif ds.attrs.get("label") is not None and str(ds.attrs.get("label")) != "nan":
         nw = pgram.shape[0]
         codes = da.zeros(nw, dtype=np.int64, chunks=(pgram.chunks[0],))
