@@ -165,3 +165,53 @@ def test_model_works_in_grid_search_over_prep_parameters(labeled):
     assert search.best_estimator_.named_steps["prep"].columns_ == [
         c for c in labeled.columns if "__" in c
     ]
+
+
+TASK = """
+name: t
+data: {source: demo, format: synthetic}
+windows: {length: 0.2, step: 0.05}
+features: [mav]
+"""
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        (
+            "model: {name: lda, prep: {contxt: 2}}",
+            r"task.yaml: unknown key 'model.prep.contxt'; did you mean 'context'",
+        ),
+        (
+            "model: {name: ldaa}",
+            r"task.yaml: key 'model.name': expected one of \[.*\]; found 'ldaa'",
+        ),
+        (
+            "model: {name: lda}\nvalidation: {scheme: loso, by: run}",
+            r"task.yaml: key 'validation.by': expected no 'by' for scheme 'loso'",
+        ),
+    ],
+)
+def test_task_spec_model_and_validation_errors_name_file_and_key(tmp_path, section, match):
+    from pipeline.spec import load_task
+
+    path = tmp_path / "task.yaml"
+    path.write_text(TASK + section + "\n")
+    with pytest.raises(SpecError, match=match):
+        load_task(path)
+
+
+def test_registered_estimator_is_a_valid_task_model_name(tmp_path):
+    from pipeline.spec import load_task
+
+    path = tmp_path / "task.yaml"
+    path.write_text(TASK + "model: {name: lr_task, smooth: 3}\n")
+    register_estimator("lr_task", lambda params, seed: LogisticRegression(**params))
+    try:
+        spec = load_task(path)
+        assert spec.model.name == "lr_task" and spec.model.smooth == 3
+        assert isinstance(make_estimator(spec.model).named_steps["clf"], LogisticRegression)
+    finally:
+        unregister_estimator("lr_task")
+    with pytest.raises(SpecError, match=r"key 'model.name': expected one of"):
+        load_task(path)
