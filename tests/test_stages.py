@@ -10,12 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import dask
+import pandas as pd
 import pytest
 import yaml
 
 from pipeline.cli import main
 from pipeline.learn import load_bundle
-from pipeline.stages import run_task
+from pipeline.spec import load_task
+from pipeline.stages import run_task, task_feature_spec
+from pipeline.store import open_cohort
+from pipeline.table import read_feature_table, write_feature_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,6 +68,16 @@ def test_stages_reuse_and_recompute_exactly_what_changed(tmp_path: Path, client)
     assert first.bundle.exists() and first.report_html.exists()
     assert (out / "latest" / "model.skops").resolve() == first.bundle.resolve()
     assert 0.0 <= first.metrics["balanced_accuracy"] <= 1.0
+    # the feature stages' files are the feature-table format: cohort features gives the same
+    stage_table, meta = read_feature_table(first.features)
+    spec = task_feature_spec(load_task(_task(tmp_path)))
+    assert meta["spec"] == spec.to_dict() and len(meta["recordings"]) == 6
+    with dask.config.set(scheduler=client):
+        table = write_feature_table(open_cohort(first.store), spec, tmp_path / "features")
+        pd.testing.assert_frame_equal(
+            read_feature_table(table)[0].compute().reset_index(drop=True),
+            stage_table.compute().reset_index(drop=True),
+        )
 
     again = run_task(_task(tmp_path), out, client=client, progress=False)
     assert _states(again) == {
