@@ -699,6 +699,9 @@ class Cohort:
         # every recording gets the same kind of index, so recordings align alike.
         if "time" not in ds.indexes or np.array_equal(ds["time"].values, sample_times(0, n, fs)):
             ds = ds.assign_coords(time_coordinate(n, fs))
+        # A no-op on what this version writes; a store written before (lists, mappings and
+        # None among the attributes) opens netCDF-safe too.
+        ds.attrs = netcdf_attrs(ds.attrs)
         return ds
 
     def _check_known(self, recording_id: str) -> None:

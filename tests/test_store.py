@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -355,3 +356,32 @@ def test_kill_9_mid_write_leaves_valid_store(tmp_path: Path):
     assert cohort.recording_ids == ["sub-01"]
     assert clean_staging(store) == 1
     assert not any((store / STAGING).iterdir())
+
+
+def test_store_written_before_opens_alike(make_store, tmp_path: Path):
+    """A recording in the earlier layout: no time array, list/dict/None attributes."""
+    labels = (np.arange(5000) // 1000 % 2).astype(np.int16)
+    store = make_store([{"subject": "01", "labels": labels, "label_names": {0: "a", 1: "b"}}])
+    group = store / RECORDINGS / "sub-01_run-1"
+    shutil.rmtree(group / "time")
+    meta = json.loads((group / "zarr.json").read_text())
+    meta["attributes"].update(
+        {
+            "channels": ["ch1", "ch2", "ch3"],
+            "units": ["V"] * 3,
+            "channel_types": ["emg"] * 3,
+            "label_names": {"0": "a", "1": "b"},
+            "labels_present": ["a", "b"],
+            "metadata": {"age": 30, "sex": None},
+            "session": None,
+        }
+    )
+    (group / "zarr.json").write_text(json.dumps(meta))
+    (store / "index.json").unlink()
+    cohort = open_cohort(store)
+    assert cohort.index.loc[0, "labels"] == ["a", "b"] and cohort.index.loc[0, "age"] == 30
+    ds = cohort.recording("sub-01_run-1")
+    assert isinstance(ds.xindexes["time"], SampleTimeIndex) and ds.sizes["time"] == 5000
+    assert label_names(ds) == {0: "a", 1: "b"}
+    assert ds.attrs["channels"] == '["ch1","ch2","ch3"]' and "session" not in ds.attrs
+    ds.to_netcdf(tmp_path / "old.nc")
