@@ -270,6 +270,7 @@ def write_recording(
             f"{len(source.channel_types)} types"
         )
         raise StoreError(msg)
+    _check_channel_attrs(source_file, source, c)
 
     labels = None
     codes: list[int] = []
@@ -298,6 +299,25 @@ def write_recording(
     else:
         row["_staging"] = str(staging)
     return row
+
+
+_RESERVED = {"signal", "time", "channel", "channel_type", "unit", "label", "event"}
+
+
+def _check_channel_attrs(source_file: SourceFile, source: RecordingSource, c: int) -> None:
+    for name, values in source.channel_attrs.items():
+        if name in _RESERVED or name.startswith("event_") or not name.isidentifier():
+            msg = (
+                f"{source_file.path}: channel attribute {name!r} is not a usable coordinate "
+                f"name (expected an identifier other than {sorted(_RESERVED)})"
+            )
+            raise StoreError(msg)
+        if len(values) != c:
+            msg = (
+                f"{source_file.path}: channel attribute {name!r}: expected one value per "
+                f"channel ({c}), found {len(values)}"
+            )
+            raise StoreError(msg)
 
 
 def _checked(block: Any, source_file: SourceFile, c: int, done: int, n: int) -> np.ndarray:
@@ -333,13 +353,14 @@ def _write_dataset(
     computes the same values from ``sampling_rate`` (:class:`SampleTimeIndex`).
     """
     _zarr_v3.write_group(staging, attrs)
+    per_channel = ["channel_type", "unit", *source.channel_attrs]
     signal = _zarr_v3.ArrayWriter(
         staging / "signal",
         (n, c),
         np.float32,
         chunk,
         ("time", "channel"),
-        {"coordinates": "channel_type unit"},
+        {"coordinates": " ".join(sorted(per_channel))},  # xarray lists them sorted
     )
     writer = _ChunkWriter(signal, chunk, c)
     for block in source.blocks():
@@ -357,6 +378,8 @@ def _write_dataset(
     _zarr_v3.write_strings(staging / "channel", source.channels, ("channel",))
     _zarr_v3.write_strings(staging / "channel_type", source.channel_types, ("channel",))
     _zarr_v3.write_strings(staging / "unit", source.units, ("channel",))
+    for name, values in source.channel_attrs.items():
+        _zarr_v3.write_strings(staging / name, values, ("channel",))
     if labels is not None:
         _zarr_v3.ArrayWriter(
             staging / "label", (n,), np.int16, chunk, ("time",), label_attrs

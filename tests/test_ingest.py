@@ -121,7 +121,8 @@ def test_real_recordings_write_to_netcdf(
         if which == "eeg":
             assert back.attrs["label"] == "task" and back.attrs["age"] == ds.attrs["age"]
             assert json.loads(back.attrs["metadata"]) == json.loads(ds.attrs["metadata"])
-            assert json.loads(back.attrs["original_labels"])[0] == "EEG Fp1"
+            assert back.original_label.values[0] == "EEG Fp1"  # per channel: a coordinate
+            assert ds.prefilter.sel(channel="Fp1").item() == "HP:0.500000Hz LP:45.000000Hz RF:50Hz"
         else:
             assert back.label.attrs["flag_meanings"].split()[:3] == ["unmarked", "rest", "fist"]
             assert back.label.attrs["flag_values"].tolist() == list(range(8))

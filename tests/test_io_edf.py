@@ -98,7 +98,8 @@ def test_eeg_arithmetic_all_files(eeg_dir: Path) -> None:
         assert src.attrs["age"] == meta["age"] and src.attrs["gender"] == meta["gender"]
         signal = concat(src)
         with pyedflib.EdfReader(str(file.path)) as edf:
-            assert src.attrs["prefilter"] == [h["prefilter"] for h in edf.getSignalHeaders()]
+            prefilters = [h["prefilter"] for h in edf.getSignalHeaders()]
+            assert src.channel_attrs["prefilter"] == prefilters
             assert src.start_time == edf.getStartdatetime().isoformat()
             assert signal.shape == (edf.getNSamples()[0], 21) == (src.n_samples, 21)
             for c in (0, 7, 19, 20):
@@ -173,7 +174,8 @@ def test_edf_plus_annotations(tmp_path: Path) -> None:
     src = get_reader("edf").read(get_reader("edf").discover(path)[0])
     assert src.channels == ["Cz", "Pz", "chin"] and src.modality == "eeg"
     assert src.channel_types == ["eeg", "eeg", "emg"]
-    assert src.attrs["file_type"] == "EDF+" and src.attrs["transducer"] == ["AgCl"] * 3
+    assert src.attrs["file_type"] == "EDF+" and src.channel_attrs["transducer"] == ["AgCl"] * 3
+    assert src.channel_attrs["original_label"] == ["EEG Cz", "EEG Pz", "EMG chin"]
     events = src.events
     np.testing.assert_allclose(events["onset"], [0.5, 2.25, 3.0])
     np.testing.assert_allclose(events["duration"], [1.0, 0.0, np.nan])

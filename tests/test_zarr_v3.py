@@ -83,6 +83,7 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
         label_names={1: "a", 2: "b", 3: "c"},
         events=events,
         attrs={"filters": "HP:0.5Hz", "nan": float("nan")},
+        channel_attrs={"prefilter": ["HP:0.5Hz", "", "é"], "original_label": ["EEG Fz"] * 3},
     )
     store = tmp_path / "c.zarr"
     row = write_recording(
@@ -104,6 +105,8 @@ def test_files_identical_to_xarray_to_zarr(tmp_path: Path, case: str):
             "channel": np.array(src.channels, dtype=object),
             "channel_type": ("channel", np.array(src.channel_types, dtype=object)),
             "unit": ("channel", np.array(src.units, dtype=object)),
+            "prefilter": ("channel", np.array(["HP:0.5Hz", "", "é"], dtype=object)),
+            "original_label": ("channel", np.array(["EEG Fz"] * 3, dtype=object)),
         },
         attrs=attrs,
     )

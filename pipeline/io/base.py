@@ -93,6 +93,9 @@ class RecordingSource:
         ISO 8601 start of the recording.
     attrs : dict
         Extra JSON-serialisable attributes (resampling method, gaps, filters...).
+    channel_attrs : dict of str to list of str
+        Per-channel strings, one per channel (e.g. EDF ``prefilter``); the store writes each
+        as a coordinate along ``channel``, so that a channel selection keeps them right.
     """
 
     n_samples: int
@@ -108,6 +111,7 @@ class RecordingSource:
     events: pd.DataFrame | None = None
     start_time: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    channel_attrs: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Reader(Protocol):

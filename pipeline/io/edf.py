@@ -16,7 +16,8 @@ ear-to-ear derivation) is typed ``ref``, not ``eeg``: it carries no scalp signal
 feature sets should not pick it up by default. The channel name is the label without its
 type prefix (``EEG Fp1`` -> ``Fp1``, ``ECG ECG`` -> ``ECG``) unless that would make two
 names equal, in which case the full labels of those channels are kept. The original labels,
-prefilter and transducer strings are kept in the attributes.
+prefilter and transducer strings are kept per channel (``channel_attrs``: the store's
+``original_label``, ``prefilter`` and ``transducer`` coordinates along ``channel``).
 
 Sampling rates
 --------------
@@ -437,9 +438,6 @@ class EdfReader:
         metadata = dict(file.extra.get("metadata") or {})
         attrs: dict[str, Any] = {
             "file_type": {0: "EDF", 1: "EDF+", 2: "BDF", 3: "BDF+"}.get(filetype, "EDF"),
-            "original_labels": [labels[i] for i in selected],
-            "prefilter": [str(h.get("prefilter", "")).strip() for h in headers],
-            "transducer": [str(h.get("transducer", "")).strip() for h in headers],
             "equipment": equipment,
             "record_duration": raw["record_duration"],
         }
@@ -473,6 +471,11 @@ class EdfReader:
             events=events,
             start_time=start_time,
             attrs=attrs,
+            channel_attrs={
+                "original_label": [labels[i] for i in selected],
+                "prefilter": [str(h.get("prefilter", "")).strip() for h in headers],
+                "transducer": [str(h.get("transducer", "")).strip() for h in headers],
+            },
         )
 
     @staticmethod
