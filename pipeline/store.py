@@ -32,6 +32,7 @@ A recording (:meth:`Cohort.recording`) is what xarray users expect:
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import logging
 import math
@@ -39,7 +40,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -920,6 +921,38 @@ class SampleTimeIndex(CoordinateTransformIndex):
             return self.transform.equals(other.transform)
         return isinstance(other, PandasIndex) and other.index.equals(self.to_pandas_index())
 
+    @classmethod
+    def concat(
+        cls,
+        indexes: Sequence[SampleTimeIndex],
+        dim: Hashable,
+        positions: Iterable[Iterable[int]] | None = None,
+    ) -> Index:
+        """Concatenate along ``time``: consecutive pieces of one grid stay a SampleTimeIndex."""
+        parts = [i.transform for i in indexes]
+        consecutive = (
+            positions is None
+            and len({p.sampling_rate for p in parts}) == 1
+            and all(b.offset == a.offset + a.size for a, b in itertools.pairwise(parts))
+        )
+        if parts and consecutive:
+            first = parts[0]
+            return cls.from_rate(sum(p.size for p in parts), first.sampling_rate, first.offset)
+        pandas = [PandasIndex(i.to_pandas_index(), dim) for i in indexes]
+        return PandasIndex.concat(pandas, dim, positions)
+
+    def join(self, other: Index, how: str = "inner") -> Index:
+        """Join two time indexes (alignment): equal ones are kept, others go through pandas."""
+        if self.equals(other):
+            return self
+        return _as_pandas(self).join(_as_pandas(other), how=how)
+
+    def reindex_like(
+        self, other: Index, method: str | None = None, tolerance: Any = None
+    ) -> dict[Hashable, Any]:
+        """Return the positions of ``other``'s times in this index (alignment)."""
+        return _as_pandas(self).reindex_like(_as_pandas(other), method, tolerance)
+
     def to_pandas_index(self) -> pd.Index:
         """Return the times as a pandas index (materialises every sample's time)."""
         values = self.transform.forward({"time": np.arange(self.transform.size)})["time"]
@@ -935,6 +968,15 @@ class SampleTimeIndex(CoordinateTransformIndex):
     def _repr_inline_(self, max_width: int) -> str:
         t = self.transform
         return f"SampleTimeIndex (n={t.size}, fs={t.sampling_rate:g} Hz)"
+
+
+def _as_pandas(index: Index) -> PandasIndex:
+    if isinstance(index, SampleTimeIndex):
+        return PandasIndex(index.to_pandas_index(), "time")
+    if not isinstance(index, PandasIndex):
+        msg = f"time: cannot align a SampleTimeIndex with a {type(index).__name__}"
+        raise TypeError(msg)
+    return index
 
 
 def time_coordinate(n_samples: int, sampling_rate: float) -> xr.Coordinates:

@@ -385,3 +385,18 @@ def test_store_written_before_opens_alike(make_store, tmp_path: Path):
     assert label_names(ds) == {0: "a", 1: "b"}
     assert ds.attrs["channels"] == '["ch1","ch2","ch3"]' and "session" not in ds.attrs
     ds.to_netcdf(tmp_path / "old.nc")
+
+
+def test_time_index_concat_and_alignment(make_store):
+    ds = _rate_recording(make_store)
+    again = xr.concat([ds.isel(time=slice(0, 100)), ds.isel(time=slice(100, 300))], dim="time")
+    assert isinstance(again.xindexes["time"], SampleTimeIndex)  # one grid, still lazy
+    xr.testing.assert_identical(again.load(), ds.isel(time=slice(0, 300)).load())
+    overlap = xr.concat([ds.isel(time=slice(0, 10)), ds.isel(time=slice(5, 10))], dim="time")
+    assert overlap["time"].values.tolist() == [*(np.arange(10) / 250), *(np.arange(5, 10) / 250)]
+    a, b = ds.signal.isel(time=slice(0, 100)), ds.signal.isel(time=slice(50, 150))
+    total = a + b  # aligned on the times both hold
+    assert total["time"].values.tolist() == (np.arange(50, 100) / 250).tolist()
+    np.testing.assert_array_equal(total.values, 2 * ds.signal.values[50:100])
+    outer, _ = xr.align(a, b, join="outer")
+    assert outer.sizes["time"] == 150 and np.isnan(outer.values[100:]).all()
