@@ -138,7 +138,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.spec",),
     ("pipeline.cluster",),
     ("pipeline.io",),
-    ("pipeline._zarr_v3", "pipeline.store", "pipeline.ingest"),
+    ("pipeline._zarr_v3", "pipeline._time", "pipeline.store", "pipeline.ingest"),
     ("pipeline.preprocessing", "pipeline.windows", "pipeline.labels"),
     ("pipeline.spectra", "pipeline.quality", "pipeline.features"),
     ("pipeline.table",),
