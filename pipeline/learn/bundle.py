@@ -97,6 +97,9 @@ ALLOWED_TYPES: frozenset[str] = frozenset(
         "sklearn.linear_model._sgd_fast.Hinge",
         "sklearn.linear_model._sgd_fast.Log",
         "sklearn._loss._loss.CyHalfBinomialLoss",
+        # the same Cython classes as scikit-learn < 1.8 names them (module "_loss")
+        "_loss.CyHalfMultinomialLoss",
+        "_loss.CyHalfBinomialLoss",
         "sklearn.preprocessing._label.LabelEncoder",
         "numpy.dtype",
         "numpy.ndarray",
