@@ -133,7 +133,10 @@ class SampleTimeIndex(CoordinateTransformIndex):
             stop = t.size if label.stop is None else t.first_at_or_after(float(label.stop), True)
             return IndexSelResult({"time": slice(start, max(start, stop))})
         if isinstance(label, slice):
-            msg = f"time: label slices with a step are not supported, found {label!r}"
+            msg = (
+                f"time: a label slice takes neither a step nor a method, found {label!r} "
+                f"with method={method!r}; select with isel() for a stride"
+            )
             raise KeyError(msg)
         values = np.asarray(getattr(label, "values", label), dtype=np.float64)
         pos = np.rint(t.reverse({"time": values})["time"])

@@ -198,6 +198,8 @@ def test_time_coordinate_in_seconds_without_reading_it(make_store):
         ds.sel(time=[2.001])
     with pytest.raises(KeyError, match=r"no sample at 99.0 s"):
         ds.sel(time=99.0)
+    with pytest.raises(KeyError, match=r"neither a step nor a method, found slice\(0, 1, 0.5\)"):
+        ds.sel(time=slice(0, 1, 0.5))
     # a strided selection becomes a pandas index of the selected times
     stride = ds.isel(time=slice(0, 10, 3))
     assert stride["time"].values.tolist() == [0.0, 0.012, 0.024, 0.036]
