@@ -79,6 +79,10 @@ def test_emg_samples_equal_file_at_original_timestamps(emg_store, emg_dir, subje
     np.testing.assert_array_equal(ds.label.values[pos], raw["class"].to_numpy())
     assert ds.attrs["n_gaps"] > 0 and ds.attrs["longest_gap_ms"] >= 2
     assert ds.signal.shape[0] == t[-1] - t[0] + 1
+    # time: seconds from the first timestamp, so the file's own times select its rows
+    np.testing.assert_array_equal(ds.time.values[pos], (t - t[0]) / 1000.0)
+    np.testing.assert_array_equal(ds.sel(time=(t - t[0]) / 1000.0).signal.values, expected)
+    assert ds.sel(time=slice(0, 1.0)).sizes["time"] == 1001  # 0 ms .. 1000 ms
 
 
 def test_all_eeg_files_ingested(eeg_store: Path, eeg_dir: Path):
