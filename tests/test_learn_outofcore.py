@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from pipeline.exceptions import LeakageError, SpecError
-from pipeline.learn.bundle import bundle_metadata, load_bundle, save_bundle
 from pipeline.learn import fit_and_validate, predict_table
+from pipeline.learn.bundle import bundle_metadata, load_bundle, save_bundle
 from pipeline.learn.synthetic import synthetic_feature_table
 
 distributed = pytest.importorskip("distributed")
