@@ -17,11 +17,14 @@ the recordings whenever it disagrees with the directory listing.
 A recording (:meth:`Cohort.recording`) is what xarray users expect:
 
 - ``time`` is a coordinate in seconds from the first sample, ``i / sampling_rate``. It is
-  stored (float64, chunked like ``signal``, byte-shuffled LZ4: 2.8 % of its raw size, 0.3 ms
-  per emg-gestures file against 1.4 ms with zstd, which kept 16 %), so ``xarray.open_zarr``
-  and other Zarr clients see it; :meth:`Cohort.recording` never reads it but indexes it
-  with a :class:`SampleTimeIndex` computed from the rate, so opening costs no read and no
-  memory per sample (a pandas index of a 10 h recording at 2 kHz would hold 576 MB), and
+  stored, so that ``xarray.open_zarr`` and other Zarr clients see it: float64 chunked like
+  ``signal``, byte-shuffled LZ4 (2.8 % of its raw size, 0.3 ms of encoding per emg-gestures
+  file; zstd kept 16 % in 1.4 ms). Measured on emg-gestures: the store grows 5.5 -> 6.2 MB
+  and ``write_recording`` 6-10 -> 9-12 ms per file (the array's two directories and two
+  files), within the noise of ``benchmarks/bench_ingest.py`` (0.52-1.10 s before,
+  0.57-1.23 s after). :meth:`Cohort.recording` never reads it: a :class:`SampleTimeIndex`
+  computes it from the rate, so opening costs no read and no memory per sample (2.1 ms per
+  recording, as before; a pandas index of a 10 h recording at 2 kHz would hold 576 MB), and
   ``ds.sel(time=slice(0, 1.0))`` is one second.
 - ``label`` carries its names as CF ``flag_values`` / ``flag_meanings``; the exact names are
   also the ``label_names`` attribute (JSON text; :func:`label_names` reads either).
