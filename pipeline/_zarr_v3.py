@@ -333,7 +333,7 @@ def _read_strings(path: Path, meta: dict[str, Any]) -> np.ndarray:
     return np.asarray(values[:n], dtype=np.dtypes.StringDType())
 
 
-def read_dataset(path: Path, token: str, skip: Collection[str] = ()) -> Any:
+def read_dataset(path: Path, token: str, skip: Collection[str] = (), coords: Any = None) -> Any:
     """Open a recording written by this module as a lazy xarray Dataset, or return None.
 
     Reads only metadata (one ``zarr.json`` per node) and the small one-dimensional arrays
@@ -350,6 +350,10 @@ def read_dataset(path: Path, token: str, skip: Collection[str] = ()) -> Any:
         Identifies the recording's content (names the dask arrays).
     skip : collection of str
         Arrays left out (the store computes its ``time`` coordinate instead of reading it).
+    coords : xarray.Coordinates, optional
+        Coordinates (with their indexes) added as the Dataset is built, cheaper than
+        ``assign_coords`` afterwards; None is returned if their sizes disagree with the
+        arrays'.
     """
     import dask.array as da
     import xarray as xr
@@ -413,6 +417,14 @@ def read_dataset(path: Path, token: str, skip: Collection[str] = ()) -> Any:
         for n in metas
         if n in {d for m in metas.values() for d in (m.get("dimension_names") or ())}
     )
-    coords = {n: v for n, v in variables.items() if n in coord_names}
+    coord_vars = {n: v for n, v in variables.items() if n in coord_names}
     data_vars = {n: v for n, v in variables.items() if n not in coord_names}
-    return xr.Dataset(data_vars, coords=coords, attrs=group.get("attributes") or {})
+    if coords is not None:
+        sizes = {d: s for v in variables.values() for d, s in v.sizes.items()}
+        if any(sizes.get(d, s) != s for d, s in coords.sizes.items()):
+            return None
+        own = xr.Coordinates(coord_vars)  # default indexes (channel)
+        coord_vars = xr.Coordinates(
+            {**own.variables, **coords.variables}, indexes={**own.xindexes, **coords.xindexes}
+        )
+    return xr.Dataset(data_vars, coords=coord_vars, attrs=group.get("attributes") or {})

@@ -402,3 +402,16 @@ def test_time_index_concat_and_alignment(make_store):
     np.testing.assert_array_equal(total.values, 2 * ds.signal.values[50:100])
     outer, _ = xr.align(a, b, join="outer")
     assert outer.sizes["time"] == 150 and np.isnan(outer.values[100:]).all()
+
+
+def test_opening_and_slicing_materialise_no_time(make_store, monkeypatch):
+    """No per-sample time array is built to open, slice or select a recording."""
+    store = make_store([{"subject": "01", "n_samples": 5000, "sampling_rate": 250.0}])
+
+    def refuse(self):
+        raise AssertionError("the time index was materialised")
+
+    monkeypatch.setattr(SampleTimeIndex, "to_pandas_index", refuse)
+    ds = open_cohort(store).recording("sub-01_run-1")
+    part = ds.sel(time=slice(1.0, 2.0)).isel(time=slice(10, 20))
+    assert part.sizes["time"] == 10 and isinstance(part.xindexes["time"], SampleTimeIndex)
