@@ -24,8 +24,8 @@ A recording (:meth:`Cohort.recording`) is what xarray users expect:
   files), within the noise of ``benchmarks/bench_ingest.py`` (0.52-1.10 s before,
   0.57-1.23 s after). :meth:`Cohort.recording` never reads it: a :class:`SampleTimeIndex`
   computes it from the rate, so opening costs no read and no memory per sample (1.4 ms per
-  recording, 1.2 ms without a time coordinate; a pandas index of a 10 h recording at 2 kHz would hold 576 MB), and
-  ``ds.sel(time=slice(0, 1.0))`` is one second.
+  recording, 1.2 ms without a time coordinate; a pandas index of a 10 h recording at 2 kHz
+  would hold 576 MB), and ``ds.sel(time=slice(0, 1.0))`` is one second.
 - ``label`` carries its names as CF ``flag_values`` / ``flag_meanings``; the exact names are
   also the ``label_names`` attribute (JSON text; :func:`label_names` reads either).
 - ``channel``, ``channel_type`` and ``unit`` are the per-channel coordinates (the only copy).
