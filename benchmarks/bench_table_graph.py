@@ -23,7 +23,7 @@ each variant; the variants alternate. Run from the repository root::
 
 Data: ``$COHORT_DATA/emg-gestures`` (default ``../shared/data``), all 51 files, window 200,
 step 50, the 9 features of ``bench_store_to_parquet.py``. The store goes to ``--store``
-(default ``/work/bench-data/emg-gestures.zarr``, outside the repository), ingested if
+(default ``../bench-data/emg-gestures.zarr`` beside the checkout, outside it), ingested if
 missing.
 """
 
@@ -95,8 +95,9 @@ def run_variant(name: str, store: Path, out: Path, spec: FeatureTableSpec) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--store", type=Path, default=Path("/work/bench-data/emg-gestures.zarr"))
-    parser.add_argument("--out", type=Path, default=Path("/work/bench-data/table-graph"))
+    bench_data = Path(__file__).resolve().parents[2] / "bench-data"
+    parser.add_argument("--store", type=Path, default=bench_data / "emg-gestures.zarr")
+    parser.add_argument("--out", type=Path, default=bench_data / "table-graph")
     args = parser.parse_args()
     if not args.store.exists():
         ingest_store(args.store)
