@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.exceptions import SpecError, UnknownFormatError, WindowError
+from pipeline.exceptions import UnknownFormatError
 from pipeline.io import READERS, get_reader
 from pipeline.spec import TaskSpec, load_task
 from pipeline.spec.errors import key_error
@@ -47,14 +47,14 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
         raise key_error(
             source, "data.format", f"a reader name ({known})", spec.data.format
         ) from None
-    try:
-        return FeatureTableSpec.from_task(spec)
-    except (SpecError, WindowError) as exc:
-        raise SpecError(f"{source}: {exc}") from None
+    return FeatureTableSpec.from_task(spec)
 
 
 def load_checked_task(path: str | os.PathLike[str]) -> tuple[TaskSpec, FeatureTableSpec]:
     """Load a task spec (:func:`pipeline.spec.load_task`) and :func:`check_task` it.
+
+    The one loader of every command that takes a task, so that a mistake gets the same
+    message whichever command meets it.
 
     Returns
     -------

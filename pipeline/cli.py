@@ -121,12 +121,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from pipeline.check import load_checked_task
     from pipeline.table import run_features
 
+    _, table_spec = load_checked_task(args.spec)  # the loader of cohort run, before a cluster
     with cluster_client(args.cluster):
         out = run_features(
             args.store,
-            args.spec,
+            table_spec,
             args.out,
             recordings=args.recording or None,
             overwrite=args.overwrite,

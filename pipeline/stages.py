@@ -32,8 +32,9 @@ from typing import Any
 
 from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, code_version, stage_key
+from pipeline.check import check_task, load_checked_task
 from pipeline.cluster import n_workers
-from pipeline.spec import TaskSpec, load_task
+from pipeline.spec import TaskSpec
 from pipeline.table import FeatureTableSpec, read_feature_table, write_recording_features
 
 __all__ = ["RunSummary", "StageOutcome", "run_task", "task_feature_spec"]
@@ -394,7 +395,11 @@ def run_task(
 
     t0 = time.perf_counter()
     task_path = None if isinstance(task, TaskSpec) else Path(task)
-    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    if isinstance(task, TaskSpec):
+        spec = task
+        check_task(spec, spec.source or spec.name)
+    else:
+        spec, _ = load_checked_task(task)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out)

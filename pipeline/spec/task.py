@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, StrictBool, StrictStr
+from pydantic import Field, PrivateAttr, StrictBool, StrictStr
 
 from pipeline.exceptions import SpecError
 from pipeline.spec.errors import Strict, parse
@@ -69,6 +69,12 @@ class TaskSpec(_Strict):
     model: ModelSpec
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     seed: Integer = 0
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file this spec was loaded from (None when built in code)."""
+        return self._source
 
     def feature_specs(self) -> list[dict[str, Any]]:
         """Return the features as ``{"name": ..., **params}`` dicts, with the parameters given."""
@@ -141,4 +147,6 @@ def load_task(path: str | os.PathLike[str]) -> TaskSpec:
                 opts[key] = str((path.parent / opts[key]).resolve())
         data["options"] = opts
         raw = {**raw, "data": data}
-    return parse(TaskSpec, raw, str(path))
+    spec = parse(TaskSpec, raw, str(path))
+    spec._source = str(path)
+    return spec

@@ -443,7 +443,7 @@ def read_feature_table(
 
 def run_features(
     store: str | os.PathLike[str],
-    task_path: str | os.PathLike[str],
+    spec: FeatureTableSpec | str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     recordings: Sequence[str] | None = None,
@@ -455,9 +455,10 @@ def run_features(
     ----------
     store : path
         The cohort store.
-    task_path : path
-        A task spec (YAML), loaded with :func:`pipeline.spec.load_task` as ``cohort run``
-        does; its preprocessing, channels, windows and features define the table.
+    spec : FeatureTableSpec or path
+        What defines the table, or a task spec (YAML) loaded with
+        :func:`pipeline.spec.load_task` as ``cohort run`` does (the CLI loads it with
+        :func:`pipeline.check.load_checked_task` for both commands).
     out : path
         Destination folder of the table.
     recordings : sequence of str, optional
@@ -473,6 +474,7 @@ def run_features(
     from pipeline.spec import load_task
     from pipeline.store import open_cohort
 
-    spec = FeatureTableSpec.from_task(load_task(task_path))
+    if not isinstance(spec, FeatureTableSpec):
+        spec = FeatureTableSpec.from_task(load_task(spec))
     cohort = open_cohort(store)
     return write_feature_table(cohort, spec, out, recordings, overwrite=overwrite)

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.exceptions import SpecError, WindowError
 from pipeline.features import feature_names
 from pipeline.labels import LabelPolicy
 from pipeline.preprocessing import validate_steps
+from pipeline.spec import TaskSpec
 from pipeline.spec.errors import key_error, parse, parse_list
 from pipeline.spec.features import FeatureItem
 from pipeline.spec.preprocess import SignalSection
@@ -101,21 +103,31 @@ class FeatureTableSpec:
         )
 
     @classmethod
-    def from_task(cls, task: Any) -> FeatureTableSpec:
-        """Build a spec from a :class:`pipeline.spec.TaskSpec`."""
+    def from_task(cls, task: TaskSpec) -> FeatureTableSpec:
+        """Build a spec from a :class:`pipeline.spec.TaskSpec`.
+
+        Raises
+        ------
+        SpecError
+            What the task's schema cannot catch (two features writing one column, say),
+            prefixed with the task's file.
+        """
         w = task.windows
-        labels = LabelPolicy(
-            mode=w.label,
-            mixed=w.mixed,
-            min_purity=1.0 if w.purity is None else float(w.purity),
-            exclude=tuple(w.exclude_labels),
-            dropped=w.dropped,
-        )
-        return cls(
-            window=WindowPlan(w.length, w.step, w.unit),
-            features=tuple(task.feature_specs()),
-            preprocess=tuple(task.preprocess_steps()),
-            labels=labels,
-            channels=tuple(task.channels) if task.channels else None,
-            channel_types=tuple(task.channel_types) if task.channel_types else None,
-        )
+        try:
+            labels = LabelPolicy(
+                mode=w.label,
+                mixed=w.mixed,
+                min_purity=1.0 if w.purity is None else float(w.purity),
+                exclude=tuple(w.exclude_labels),
+                dropped=w.dropped,
+            )
+            return cls(
+                window=WindowPlan(w.length, w.step, w.unit),
+                features=tuple(task.feature_specs()),
+                preprocess=tuple(task.preprocess_steps()),
+                labels=labels,
+                channels=tuple(task.channels) if task.channels else None,
+                channel_types=tuple(task.channel_types) if task.channel_types else None,
+            )
+        except (SpecError, WindowError) as exc:
+            raise SpecError(f"{task.source or task.name}: {exc}") from None
