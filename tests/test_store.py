@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -238,7 +239,10 @@ def test_label_names_on_the_variable_and_netcdf(make_store, tmp_path: Path):
     assert label_names(flags_only) == {0: "rest", 1: "wrist_flexion", 2: "fist", 7: "unused"}
     assert open_cohort(store).index.loc[0, "labels"] == ["rest", "wrist flexion", "fist"]
     assert "session" not in ds.attrs and ds.attrs.get("session") is None  # None: left out
-    ds.to_netcdf(tmp_path / "r.nc")
+    # scipy (NETCDF3, the strictest format) refuses dask's distributed scheduler, which
+    # another module's client may have made the default
+    with dask.config.set(scheduler="synchronous"):
+        ds.to_netcdf(tmp_path / "r.nc")  # the lazy recording, as opened
     with xr.open_dataset(tmp_path / "r.nc") as back:
         xr.testing.assert_equal(back.load(), ds.load())
         assert back.label.attrs["flag_meanings"] == "rest wrist_flexion fist unused"
@@ -386,7 +390,8 @@ def test_store_written_before_opens_alike(make_store, tmp_path: Path):
     assert isinstance(ds.xindexes["time"], SampleTimeIndex) and ds.sizes["time"] == 5000
     assert label_names(ds) == {0: "a", 1: "b"}
     assert ds.attrs["channels"] == '["ch1","ch2","ch3"]' and "session" not in ds.attrs
-    ds.to_netcdf(tmp_path / "old.nc")
+    with dask.config.set(scheduler="synchronous"):  # scipy refuses distributed
+        ds.to_netcdf(tmp_path / "old.nc")
 
 
 def test_time_index_concat_and_alignment(make_store):
