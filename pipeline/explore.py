@@ -6,7 +6,6 @@ tool); everything that touches signals runs through dask, reading only what it n
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.exceptions import SpecError
+from pipeline.store import label_names
 
 if TYPE_CHECKING:
     from pipeline.store import Cohort
@@ -27,13 +27,6 @@ __all__ = ["class_snippets", "label_balance", "project_features"]
 log = logging.getLogger(__name__)
 
 BALANCE_COLUMNS = ("subject", "recording", "label", "seconds", "fraction")
-
-
-def _label_names(attrs: Mapping[str, Any]) -> dict[int, str]:
-    raw = attrs.get("label_names") or {}
-    if isinstance(raw, str):
-        raw = json.loads(raw)
-    return {int(k): str(v) for k, v in dict(raw).items()}
 
 
 def _recording_label(attrs: Mapping[str, Any]) -> str | None:
@@ -75,12 +68,11 @@ def label_balance(cohort: Cohort, recordings: Sequence[str] | None = None) -> pd
             lazy.append(da.bincount(lab.astype(np.int64)))
         else:
             lazy.append(None)
-        meta.append((rid, str(ds.attrs.get("subject")), fs, n, ds.attrs))
+        meta.append((rid, str(ds.attrs.get("subject")), fs, n, ds.attrs, label_names(ds)))
     (counts,) = dask.compute(lazy)
     rows = []
-    for (rid, subject, fs, n, attrs), c in zip(meta, counts, strict=True):
+    for (rid, subject, fs, n, attrs, names), c in zip(meta, counts, strict=True):
         if c is not None:
-            names = _label_names(attrs)
             for code in np.flatnonzero(c):
                 label = names.get(int(code), str(int(code)))
                 rows.append((subject, rid, label, c[code] / fs, c[code] / max(n, 1)))
@@ -151,7 +143,7 @@ def class_snippets(
         n = int(ds.sizes["time"])
         if "label" in ds.variables:
             codes = np.asarray(ds["label"].values)
-            names = _label_names(ds.attrs)
+            names = label_names(ds)
             for code in np.unique(codes):
                 name = names.get(int(code), str(int(code)))
                 start, length = _longest_run(codes, int(code))

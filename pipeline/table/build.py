@@ -17,9 +17,8 @@ start in seconds, float64), ``label`` (class name, str, null when the window has
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -35,10 +34,12 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from pipeline._fs import canonical_json
 from pipeline.cluster import n_workers
 from pipeline.exceptions import SpecError, StoreError
 from pipeline.labels import LabelPolicy, event_targets, sample_label_stats
 from pipeline.preprocessing import apply_preprocessing
+from pipeline.store import label_names
 from pipeline.table.spec import FeatureTableSpec
 from pipeline.windows import map_windows, window_blocks
 
@@ -192,13 +193,6 @@ def _empty_frame(columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _label_names(attrs: Mapping[str, Any]) -> dict[int, str]:
-    raw = attrs.get("label_names") or {}
-    if isinstance(raw, str):
-        raw = json.loads(raw)
-    return {int(k): str(v) for k, v in dict(raw).items()}
-
-
 def _none_if_missing(value: Any) -> str | None:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -220,7 +214,7 @@ def _recording_partitions(
     func, names = _make_block_function(feature_specs, fs)
     func_id = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func))}"
     func = _TokenizedBlockFunction(
-        func, json.dumps([feature_specs, fs, func_id], sort_keys=True, default=str)
+        func, canonical_json([feature_specs, fs, func_id], "feature specs", strict=False)
     )
     channels = [str(c) for c in pre["channel"].values]
     columns = [f"{ch}__{name}" for ch in channels for name in names]
@@ -273,7 +267,7 @@ def _recording_partitions(
         step=step,
         columns=tuple(columns),
         label_kind=kind,
-        label_names=_label_names(pre.attrs),
+        label_names=label_names(pre),
         recording_label=rec_label,
         onsets=onsets,
         durations=durations,
