@@ -19,6 +19,7 @@ the recordings it finished. Each writes one file of the feature-table format
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -97,47 +98,48 @@ def task_feature_spec(task: TaskSpec) -> FeatureTableSpec:
     return FeatureTableSpec.from_task(task)
 
 
-def _feature_code() -> str:
-    import pipeline.features as features
-    import pipeline.labels as labels
-    import pipeline.preprocessing as preprocessing
-    import pipeline.windows as windows
-    from pipeline.features import _kernels, compute, registry
-    from pipeline.table import build, parquet, spec
+#: The modules whose source a stage's output depends on: editing one re-runs the stage.
+#: The spec modules hold the defaults and normalisation of the stages' parameters.
+_FEATURE_MODULES = (
+    "pipeline.features",
+    "pipeline.features._kernels",
+    "pipeline.features.compute",
+    "pipeline.features.registry",
+    "pipeline.labels",
+    "pipeline.preprocessing",
+    "pipeline.windows",
+    "pipeline.table.build",
+    "pipeline.table.parquet",
+    "pipeline.table.spec",
+    "pipeline.spec.features",
+    "pipeline.spec.preprocess",
+    "pipeline.spec.windows",
+)
+_LEARN_MODULES = (
+    "pipeline.learn",
+    "pipeline.learn.bundle",
+    "pipeline.learn.estimators",
+    "pipeline.learn.fit",
+    "pipeline.learn.metrics",
+    "pipeline.learn.model",
+    "pipeline.learn.outofcore",
+    "pipeline.learn.prep",
+    "pipeline.learn.presets",
+    "pipeline.learn.validation",
+    "pipeline.spec.learn",
+)
 
-    return code_version(
-        features, _kernels, compute, registry, labels, preprocessing, build, parquet, spec, windows
-    )
+
+def _code(modules: tuple[str, ...]) -> str:
+    return code_version(*(importlib.import_module(m) for m in modules))
+
+
+def _feature_code() -> str:
+    return _code(_FEATURE_MODULES)
 
 
 def _learn_code() -> str:
-    import pipeline.learn as learn
-    from pipeline.learn import (
-        bundle,
-        estimators,
-        fit,
-        metrics,
-        model,
-        outofcore,
-        prep,
-        presets,
-        validation,
-    )
-    from pipeline.spec import learn as learn_spec
-
-    return code_version(
-        learn,
-        learn_spec,
-        bundle,
-        estimators,
-        fit,
-        metrics,
-        model,
-        outofcore,
-        prep,
-        presets,
-        validation,
-    )
+    return _code(_LEARN_MODULES)
 
 
 def _report_code() -> str:
