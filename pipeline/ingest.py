@@ -266,9 +266,11 @@ def ingest(
                 if not isinstance(outcome, BaseException) and outcome["status"] == "written":
                     reference = list(outcome["row"]["channels"])
                 decides = None
-                for item in [(sf_id, outcome), *waiting]:
-                    handle(*item)
-                waiting.clear()
+                # Each item leaves ``waiting`` before it is handled: a committed recording
+                # has no staging folder left for the clean-up below to remove.
+                waiting.insert(0, (sf_id, outcome))
+                while waiting:
+                    handle(*waiting.pop(0))
     finally:
         for _, outcome in waiting:  # not committed: a failure stopped the run first
             if not isinstance(outcome, BaseException) and outcome["status"] == "written":

@@ -395,3 +395,53 @@ def test_cli_names_the_closest_recordings_on_a_wrong_id(
         "(51 recordings); did you mean 'sub-01_run-2', 'sub-01_run-1', 'sub-21_run-2'?"
     )
     assert not any("Traceback" in line for line in err)
+
+
+def test_mismatch_after_a_committed_waiting_file_is_the_mismatch_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A good file committed while waiting for the first one, then a bad one: its error.
+
+    The clean-up of the files still waiting once used to read the staging path of the one
+    already committed (``KeyError: '_staging'``), hiding the mismatched-channels error.
+    """
+    import pipeline.ingest as ingest_module
+
+    src = tmp_path / "csv"
+    src.mkdir()
+    (src / "a.csv").write_text("x,y\n" + "1,2\n" * 50)
+    (src / "b.csv").write_text("x,z\n" + "1,2\n" * 50)
+    (src / "c.csv").write_text("x,y\n" + "1,2\n" * 50)
+    run_tasks = ingest_module._run_tasks
+    order = {"sub-c": 0, "sub-b": 1, "sub-a": 2}  # the first file's task finishes last
+
+    def first_file_last(args, client, progress):
+        return sorted(run_tasks(args, client, progress), key=lambda o: order[o[0]])
+
+    monkeypatch.setattr(ingest_module, "_run_tasks", first_file_last)
+    with pytest.raises(InputError, match=r"b\.csv: mismatched channels: expected .*\['x', 'y'\]"):
+        ingest(src, "csv", tmp_path / "s.zarr", progress=False, sampling_rate=100.0)
+    assert open_cohort(tmp_path / "s.zarr").recording_ids == ["sub-a", "sub-c"]
+    assert not list((tmp_path / "s.zarr" / ".staging").iterdir())
+
+
+def test_windows_labelled_by_one_event_description(make_store, events_frame):
+    """``event_description`` selects events by their stored (StringDType) description."""
+    from pipeline.labels import LabelPolicy
+    from pipeline.table import FeatureTableSpec, feature_table
+    from pipeline.windows import WindowPlan
+
+    store = make_store([{"subject": "03", "n_samples": 6000, "events": events_frame}])
+    spec = FeatureTableSpec(
+        window=WindowPlan(0.5, 0.25, unit="seconds"),
+        features=("mav",),
+        labels=LabelPolicy(
+            source="events", min_overlap=0.5, event_description="b", event_labels=("on", "off")
+        ),
+    )
+    got = feature_table(open_cohort(store), spec).compute()
+    starts = got["start"].to_numpy()
+    # only event "b", [3.5, 4.5), counts: windows it covers by at least half are "on"
+    cover = np.maximum(0, np.minimum(starts + 0.5, 4.5) - np.maximum(starts, 3.5))
+    assert got["label"].tolist() == ["on" if c >= 0.25 else "off" for c in cover]
+    assert got["label"].eq("on").sum() == 5  # starts 3.25 ... 4.25; none near event "a"

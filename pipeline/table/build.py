@@ -242,8 +242,9 @@ def _recording_partitions(
             onsets = np.asarray(pre["event_onset"].values, dtype=np.float64)
             durations = np.asarray(pre["event_duration"].values, dtype=np.float64)
             if policy.event_description is not None:
-                desc = np.asarray(pre["event_description"].values).astype(str)
-                sel = desc == policy.event_description
+                # The store's strings are StringDType, which has no cast to a fixed-width str.
+                desc = pre["event_description"].values.tolist()
+                sel = np.array([str(d) == policy.event_description for d in desc], dtype=bool)
                 onsets, durations = onsets[sel], durations[sel]
 
     blocks = window_blocks(_nonzero(x.chunks[0]), length, step)
