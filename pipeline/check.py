@@ -2,23 +2,46 @@
 
 :func:`pipeline.spec.load_task` validates the file against the schema (every key, type and
 value). What the schema cannot know is checked here, once, for every command that takes a
-task (``cohort run``, ``cohort features --spec``): the reader is registered, the features
-write distinct columns, the window plan and preprocessing are consistent. Each error names the
-file and the key path, what was expected and what was found.
+task (``cohort run``, ``cohort features --spec``), in two steps:
+
+- :func:`check_task`, before any cluster starts: the reader is registered, the features
+  write distinct columns, the window plan and preprocessing are consistent, and the model's
+  parameters pass scikit-learn's own parameter validation (so ``solver: foo`` is refused in
+  scikit-learn's words, not 20 s later from inside a fold);
+- :func:`check_cohort`, once the store's index is known and before any feature is computed:
+  the validation scheme against the cohort's subjects, sessions and runs, the window length
+  against the recordings' durations, and every label the spec names against the labels the
+  data has (a misspelt ``exclude_labels`` entry would silently change the classes).
+
+Each error names the file and the key path, what was expected and what was found.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pipeline.exceptions import UnknownFormatError
+import pandas as pd
+
+from pipeline.exceptions import SpecError, UnknownFormatError
 from pipeline.io import READERS, get_reader
 from pipeline.spec import TaskSpec, load_task
-from pipeline.spec.errors import key_error
+from pipeline.spec.errors import closest, key_error
+from pipeline.spec.learn import MemberSpec
 from pipeline.table import FeatureTableSpec
 
-__all__ = ["check_task", "load_checked_task"]
+__all__ = ["check_cohort", "check_model", "check_task", "load_checked_task"]
+
+# scikit-learn's InvalidParameterError text (sklearn.utils._param_validation); the parts are
+# re-ordered into the formatter's "key, expected, found".
+_SKLEARN_PARAM = re.compile(
+    r"The '(?P<key>\w+)' parameter of (?P<owner>\w+) must be (?P<expected>.*)\. "
+    r"Got (?P<found>.*) instead\.",
+    re.S,
+)
 
 
 def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
@@ -47,7 +70,67 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
         raise key_error(
             source, "data.format", f"a reader name ({known})", spec.data.format
         ) from None
-    return FeatureTableSpec.from_task(spec)
+    table = FeatureTableSpec.from_task(spec)
+    check_model(spec.model, source)
+    return table
+
+
+def check_model(member: MemberSpec, source: str, path: str = "model") -> None:
+    """Check a model config's parameters with scikit-learn's own parameter validation.
+
+    The estimator is built from the spec (with the pipeline's defaults), its parameters are
+    set one by one and ``_validate_params`` is called: the constraint text in the error is
+    scikit-learn's, so it stays right whatever version is installed. Members of a
+    ``soft_vote`` are checked under ``model.estimators.<i>``.
+
+    Parameters
+    ----------
+    member : MemberSpec
+        ``model`` of a task spec, or one of its members.
+    source : str
+        The task file, first on every error line.
+    path : str
+        Key path of ``member`` in the file.
+
+    Raises
+    ------
+    SpecError
+        ``<source>: key 'model.params.solver': expected a str among {...}
+        (LinearDiscriminantAnalysis); found 'foo'``.
+    """
+    from pipeline.learn.estimators import make_classifier
+
+    for i, sub in enumerate(member.estimators or []):
+        check_model(sub, source, f"{path}.estimators.{i}")
+    params = dict(member.params or {})
+    try:
+        # built without the user's parameters first: an unknown one is a TypeError there
+        est = make_classifier(member.model_copy(update={"params": None}))
+    except SpecError:
+        return  # a registered factory that needs its parameters: nothing to compare against
+    owner = type(est).__name__
+    valid = sorted(est.get_params(deep=False))
+    for key in params:
+        if key not in valid:
+            msg = (
+                f"{source}: key '{path}.params.{key}': expected a parameter of {owner} "
+                f"({', '.join(valid)}); found {key!r}{closest(key, valid)}"
+            )
+            raise SpecError(msg)
+    est.set_params(**params)
+    validate = getattr(est, "_validate_params", None)
+    if validate is None:  # not a scikit-learn estimator: its own fit will judge
+        return
+    try:
+        validate()
+    except ValueError as err:  # InvalidParameterError derives from ValueError and TypeError
+        m = _SKLEARN_PARAM.search(str(err))
+        if m is None:
+            raise SpecError(f"{source}: key '{path}.params': {err}") from None
+        key = m["key"]
+        found = params.get(key, m["found"])
+        expected = f"{m['expected']} ({m['owner']})"
+        raise key_error(source, f"{path}.params.{key}", expected, found) from None
 
 
 def load_checked_task(path: str | os.PathLike[str]) -> tuple[TaskSpec, FeatureTableSpec]:
@@ -62,3 +145,104 @@ def load_checked_task(path: str | os.PathLike[str]) -> tuple[TaskSpec, FeatureTa
     """
     spec = load_task(path)
     return spec, check_task(spec, str(Path(path)))
+
+
+def _labels_of(index: pd.DataFrame) -> list[str]:
+    """Return the label names the cohort has: per-sample labels and per-recording ones."""
+    names = {str(x) for v in index["labels"] for x in (v if v is not None else [])}
+    if "label" in index:
+        names |= {str(x) for x in index["label"].dropna()}
+    return sorted(names)
+
+
+def _values(column: pd.Series) -> pd.Series:
+    return column.dropna().astype(str)
+
+
+def _check_scheme(spec: TaskSpec, source: str, index: pd.DataFrame) -> None:
+    scheme = spec.validation.scheme
+    subjects = index["subject"].astype(str)
+    n_subjects = subjects.nunique()
+    if scheme in ("loso", "group_kfold") and n_subjects < 2:
+        expected = (
+            f"a scheme the cohort supports: {scheme!r} holds out whole subjects and the "
+            f"cohort has {n_subjects} (within_subject splits one subject's runs)"
+        )
+        raise key_error(source, "validation.scheme", expected, scheme)
+    if scheme == "group_kfold":
+        n_splits = spec.validation.n_splits or 5
+        if n_splits > n_subjects:
+            expected = f"at most the cohort's number of subjects ({n_subjects})"
+            raise key_error(source, "validation.n_splits", expected, n_splits)
+    if scheme in ("cross_session", "within_subject"):
+        by = "session" if scheme == "cross_session" else (spec.validation.by or "run")
+        col = index[by] if by in index else pd.Series([None] * len(index), index=index.index)
+        per_subject = pd.DataFrame({"s": subjects, "v": col}).dropna().groupby("s")["v"]
+        most = int(per_subject.nunique().max()) if len(per_subject) else 0
+        if most < 2:
+            seen = sorted(_values(col).unique())
+            expected = (
+                f"a scheme the cohort supports: {scheme!r} needs a subject recorded in at "
+                f"least 2 {by}s, and the cohort's {n_subjects} subject(s) have "
+                f"{by}s {seen or 'none'} (at most {most} each); use 'loso' or "
+                f"'within_subject' with another 'by'"
+            )
+            raise key_error(source, "validation.scheme", expected, scheme)
+        seen = set(_values(col))
+        for key in ("train", "test"):
+            value = getattr(spec.validation, key, None)
+            if value is not None and str(value) not in seen:
+                expected = f"one of the cohort's {by}s {sorted(seen)}"
+                err = key_error(source, f"validation.{key}", expected, value)
+                raise SpecError(f"{err}{closest(str(value), seen)}")
+
+
+def _check_windows(spec: TaskSpec, source: str, index: pd.DataFrame) -> None:
+    w = spec.windows
+    rates = index["sampling_rate"].astype(float)
+    durations = index["duration"].astype(float)
+    seconds = w.length if w.unit == "seconds" else w.length / rates
+    fits = durations >= seconds
+    if len(index) and not fits.any():
+        i = int(durations.to_numpy().argmax())
+        longest = f"{durations.iloc[i]:g} s ({index['recording'].iloc[i]})"
+        expected = (
+            f"a window no longer than the longest recording, {longest}, "
+            f"else no recording has a window"
+        )
+        unit = "s" if w.unit == "seconds" else "samples"
+        raise key_error(source, "windows.length", expected, f"{w.length:g} {unit}")
+
+
+def _check_labels(spec: TaskSpec, source: str, index: pd.DataFrame) -> None:
+    known = _labels_of(index)
+    for i, name in enumerate(spec.windows.exclude_labels):
+        if name not in known:
+            expected = f"a label the data has ({', '.join(known) or 'none'})"
+            err = key_error(source, f"windows.exclude_labels.{i}", expected, name)
+            raise SpecError(f"{err}{closest(name, known)}")
+
+
+def check_cohort(spec: TaskSpec, source: str, index: pd.DataFrame | Mapping[str, Any]) -> None:
+    """Check a task against the cohort it runs on, before any feature is computed.
+
+    Parameters
+    ----------
+    spec : TaskSpec
+    source : str
+        The task file, first on every error line.
+    index : pandas.DataFrame
+        The cohort index (:attr:`pipeline.store.Cohort.index`): one row per recording with
+        ``recording, subject, session, run, sampling_rate, duration, labels, label``.
+
+    Raises
+    ------
+    SpecError
+        ``validation.scheme`` the entities cannot support (``cross_session`` without
+        sessions), ``windows.length`` longer than every recording, or a label of
+        ``windows.exclude_labels`` that the data does not have (with the closest name).
+    """
+    index = pd.DataFrame(index)
+    _check_windows(spec, source, index)
+    _check_labels(spec, source, index)
+    _check_scheme(spec, source, index)

@@ -121,10 +121,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
-    from pipeline.check import load_checked_task
+    from pipeline.check import check_cohort, load_checked_task
+    from pipeline.store import open_cohort
     from pipeline.table import run_features
 
-    _, table_spec = load_checked_task(args.spec)  # the loader of cohort run, before a cluster
+    spec, table_spec = load_checked_task(args.spec)  # the loader of cohort run, before a cluster
+    check_cohort(spec, str(Path(args.spec)), open_cohort(args.store).index)
     with cluster_client(args.cluster):
         out = run_features(
             args.store,
