@@ -33,7 +33,7 @@ from typing import Any
 
 from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, code_version, stage_key
-from pipeline.check import check_task, load_checked_task
+from pipeline.check import check_cohort, check_task, load_checked_task
 from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec
 from pipeline.table import FeatureTableSpec, read_feature_table, write_recording_features
@@ -118,6 +118,7 @@ _FEATURE_MODULES = (
 _LEARN_MODULES = (
     "pipeline.learn",
     "pipeline.learn.bundle",
+    "pipeline.learn.distributed",
     "pipeline.learn.estimators",
     "pipeline.learn.fit",
     "pipeline.learn.metrics",
@@ -125,6 +126,7 @@ _LEARN_MODULES = (
     "pipeline.learn.outofcore",
     "pipeline.learn.prep",
     "pipeline.learn.presets",
+    "pipeline.learn.sufficient",
     "pipeline.learn.validation",
     "pipeline.spec.learn",
 )
@@ -394,14 +396,17 @@ def run_task(
     RunSummary
     """
     from pipeline.cluster import connect, describe_workers, load_profile, performance_report
+    from pipeline.store import open_cohort
 
     t0 = time.perf_counter()
     task_path = None if isinstance(task, TaskSpec) else Path(task)
     if isinstance(task, TaskSpec):
         spec = task
-        check_task(spec, spec.source or spec.name)
+        source_name = spec.source or spec.name
+        check_task(spec, source_name)
     else:
         spec, _ = load_checked_task(task)
+        source_name = str(Path(task))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out)
@@ -425,6 +430,9 @@ def run_task(
             ingest = _stage_ingest(spec, out, client, progress)
             summary.stages.append(ingest)
             summary.store = ingest.path
+            # the checks that need the cohort's entities, durations and labels, before the
+            # first feature is computed
+            check_cohort(spec, source_name, open_cohort(ingest.path).index)
             features, paths = _stage_features(spec, cache, run, ingest.path, client, progress)
             summary.stages.append(features)
             summary.features = paths
