@@ -1,7 +1,8 @@
 """Model configurations the product ships as task defaults, with the figures behind them.
 
-Figures and the experiments that chose them: ``/work/notes/learn_findings.md`` (measured
-on ``emg-gestures``, leave-one-subject-out, windows 200 ms / step 50 ms at 1 kHz).
+Figures and the experiments that chose them: ``benchmarks/README.md`` ("Models", from
+``benchmarks/bench_model_variants.py``; measured on ``emg-gestures``, leave-one-subject-out,
+windows 200 ms / step 50 ms at 1 kHz).
 """
 
 from __future__ import annotations
