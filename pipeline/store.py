@@ -54,7 +54,7 @@ import zarr
 from pipeline import _zarr_v3
 from pipeline._fs import atomic_write_json, canonical_json, jsonable, sha256_json
 from pipeline._time import TIME_ATTRS, SampleTimeIndex, sample_times, time_coordinate
-from pipeline.exceptions import RecordingNotFoundError, StoreError
+from pipeline.exceptions import InputError, RecordingNotFoundError, StoreError
 from pipeline.io.base import RecordingSource, SourceFile
 
 __all__ = [
@@ -319,14 +319,35 @@ def _check_channel_attrs(source_file: SourceFile, source: RecordingSource, c: in
             raise StoreError(msg)
 
 
-def _checked(block: Any, source_file: SourceFile, c: int, done: int, n: int) -> np.ndarray:
-    block = np.asarray(block, dtype=np.float32)
-    if block.ndim != 2 or block.shape[1] != c:
-        msg = f"{source_file.path}: expected signal blocks of shape (n, {c}), found {block.shape}"
+def _checked(
+    block: Any, source_file: SourceFile, c: int, done: int, n: int, channels: list[str]
+) -> np.ndarray:
+    """Return ``block`` as float32 after checking its shape and that every value is finite.
+
+    This is the one place every reader's samples pass, so the untidy-input policy lives
+    here: a NaN, an infinity or a value beyond float32's range is refused with the file,
+    channel and sample index, instead of surfacing later as a failed fit naming nothing.
+    """
+    raw = np.asarray(block)
+    if raw.ndim != 2 or raw.shape[1] != c:
+        msg = f"{source_file.path}: expected signal blocks of shape (n, {c}), found {raw.shape}"
         raise StoreError(msg)
-    if done + len(block) > n:
+    if done + len(raw) > n:
         msg = f"{source_file.path}: reader yielded more than the {n} samples it declared"
         raise StoreError(msg)
+    block = raw.astype(np.float32, copy=False)
+    bad = ~np.isfinite(block)
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        value = raw[i, j]
+        what = "overflows float32" if np.isfinite(value) else "is not finite"
+        msg = (
+            f"{source_file.path}: channel {channels[j]!r}, sample {done + i}: value "
+            f"{float(value)!r} {what} ({int(bad.sum())} such value(s) in samples "
+            f"{done}-{done + len(raw) - 1}); expected finite float32 samples: repair or "
+            "exclude the channel (NaN marks missing data in some formats)"
+        )
+        raise InputError(msg, path=str(source_file.path))
     return block
 
 
@@ -363,7 +384,8 @@ def _write_dataset(
     )
     writer = _ChunkWriter(signal, chunk, c)
     for block in source.blocks():
-        writer.add(_checked(block, source_file, c, writer.written + writer.filled, n))
+        done = writer.written + writer.filled
+        writer.add(_checked(block, source_file, c, done, n, list(source.channels)))
     done = writer.written + writer.filled
     if done != n:
         raise StoreError(f"{source_file.path}: reader declared {n} samples but yielded {done}")

@@ -7,6 +7,8 @@ Private: the readers validate their options once, at their public boundary, with
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -162,3 +164,73 @@ def per_channel(
         )
         raise SpecError(msg)
     return values
+
+
+def list_files(source: Path, patterns: Iterable[str], reader: str) -> list[Path]:
+    """Return the files of ``source`` whose name matches one of ``patterns``, sorted.
+
+    A folder is searched recursively and symlinked folders and files are followed, since
+    HPC users often lay a data root out as links to subject folders elsewhere; a folder
+    reached twice through links is searched once.
+
+    Parameters
+    ----------
+    source : Path
+        A file (returned as is, whatever its suffix) or a folder.
+    patterns : iterable of str
+        Glob patterns of file names (``"*.edf"``), matched case-insensitively.
+    reader : str
+        Reader name, for the messages.
+
+    Returns
+    -------
+    list of Path
+        Possibly empty: the caller says what it expected to find.
+
+    Raises
+    ------
+    InputError
+        If ``source`` does not exist, a folder under it cannot be listed (named, with the
+        reason), or a matching file cannot be opened for reading (an unreadable file or a
+        broken link is reported, never dropped).
+    """
+    source = Path(source)
+    wanted = [p.lower() for p in patterns]
+    if source.is_file():
+        paths = [source]
+    elif source.is_dir():
+        errors: list[OSError] = []
+        seen: set[str] = set()
+        paths = []
+        for root, dirs, names in os.walk(source, onerror=errors.append, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:  # a link back up the tree, or two links to one folder
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs.sort()
+            paths.extend(
+                Path(root) / n
+                for n in names
+                if any(fnmatch.fnmatchcase(n.lower(), w) for w in wanted)
+            )
+        if errors:
+            listed = "; ".join(f"{e.filename}: {e.strerror}" for e in errors)
+            msg = (
+                f"{source}: reader {reader!r} cannot list {len(errors)} folder(s) under it "
+                f"({listed}); expected readable folders: fix their permissions"
+            )
+            raise InputError(msg, path=str(errors[0].filename))
+        paths.sort()
+    else:
+        msg = f"{source}: no such file or folder"
+        raise InputError(msg, path=str(source))
+    unreadable = [p for p in paths if not os.access(p, os.R_OK) or not p.is_file()]
+    if unreadable:
+        msg = (
+            f"{unreadable[0]}: cannot be read ({len(unreadable)} of {len(paths)} matching "
+            f"file(s) are unreadable or broken links, e.g. {[str(p) for p in unreadable[:3]]}); "
+            "expected readable files: fix their permissions or links"
+        )
+        raise InputError(msg, path=str(unreadable[0]))
+    return paths

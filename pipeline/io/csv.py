@@ -45,6 +45,7 @@ from pipeline.io._options import (
     check_options,
     check_unique_ids,
     compile_pattern,
+    list_files,
     match_entities,
     per_channel,
 )
@@ -178,15 +179,8 @@ class CsvReader:
         """
         o = _spec(options)
         pattern = compile_pattern(o.get("pattern"), self.name)
-        source = Path(source)
-        if source.is_file():
-            paths = [source]
-        elif source.is_dir():
-            globs = [o["glob"]] if "glob" in o else list(DEFAULT_GLOBS)
-            paths = sorted({p for g in globs for p in source.rglob(g) if p.is_file()})
-        else:
-            msg = f"{source}: no such file or folder"
-            raise InputError(msg, path=str(source))
+        globs = [o["glob"]] if "glob" in o else list(DEFAULT_GLOBS)
+        paths = list_files(Path(source), globs, self.name)
         if not paths:
             msg = f"{source}: no files matching {o.get('glob', list(DEFAULT_GLOBS))!r}"
             raise InputError(msg, path=str(source))

@@ -57,6 +57,7 @@ from pipeline.io._options import (
     check_options,
     check_unique_ids,
     compile_pattern,
+    list_files,
     match_entities,
     snake_case,
 )
@@ -174,6 +175,16 @@ def read_raw_header(path: Path) -> dict[str, Any]:
             msg = (
                 f"{path}: truncated file: the header declares {n_records} data records "
                 f"({expected} bytes), found {size} bytes ({max(complete, 0)} complete records)"
+            )
+            raise InputError(msg, path=str(path))
+        if size > expected:
+            # pyedflib would read the declared records and drop the rest without a word.
+            extra = size - expected
+            msg = (
+                f"{path}: the header declares {n_records} data records ({expected} bytes) but "
+                f"the file has {size} bytes: {extra // record_bytes} more complete record(s) "
+                f"and {extra % record_bytes} byte(s) after them; expected the record count "
+                "to match the file's length (a writer that did not update the header?)"
             )
             raise InputError(msg, path=str(path))
     return {
@@ -334,14 +345,7 @@ class EdfReader:
             msg = "reader 'edf': option 'metadata_key' needs 'metadata' (the table's path)"
             raise SpecError(msg)
 
-        source = Path(source)
-        if source.is_file():
-            paths = [source]
-        elif source.is_dir():
-            paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in SUFFIXES)
-        else:
-            msg = f"{source}: no such file or folder"
-            raise InputError(msg, path=str(source))
+        paths = list_files(Path(source), [f"*{x}" for x in SUFFIXES], self.name)
         if not paths:
             msg = f"{source}: no .edf or .bdf files found"
             raise InputError(msg, path=str(source))

@@ -31,7 +31,7 @@ import pyarrow.csv as pacsv
 
 from pipeline.exceptions import InputError
 from pipeline.io._fastparse import parse_rows, resample_rows
-from pipeline.io._options import check_options, check_unique_ids
+from pipeline.io._options import check_options, check_unique_ids, list_files
 from pipeline.io._text import convert_options, locate_error, read_header
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
 
@@ -235,15 +235,9 @@ class UciEmgReader:
         """
         check_options(self.name, options, ())
         source = Path(source)
-        if source.is_file():
-            paths = [source]
-        elif source.is_dir():
-            paths = sorted(
-                p for p in source.rglob("*.txt") if not p.name.lower().startswith("readme")
-            )
-        else:
-            msg = f"{source}: no such file or folder"
-            raise InputError(msg, path=str(source))
+        paths = list_files(source, ["*.txt"], self.name)
+        if source.is_dir():
+            paths = [p for p in paths if not p.name.lower().startswith("readme")]
         if not paths:
             msg = f"{source}: no .txt files found; expected the layout {LAYOUT}"
             raise InputError(msg, path=str(source))
