@@ -73,8 +73,10 @@ def test_out_of_core_fit_validate_and_predict(client, table, tmp_path):
 def test_out_of_core_refusals(client, table):
     ddf = dd.from_pandas(table, npartitions=2)
     with pytest.raises(
-        SpecError, match=r"model.name 'lda' cannot be fitted out of core.*partial_fit"
+        SpecError,
+        match=r"model.name 'random_forest' with model.engine 'distributed': expected one of "
+        r"\['lda', 'gaussian_nb', 'sgd'\]",
     ):
-        fit_and_validate(ddf, {"name": "lda"}, {"scheme": "loso"})
+        fit_and_validate(ddf, {"name": "random_forest"}, {"scheme": "loso"})
     with pytest.raises(LeakageError, match="allow_window_leakage"):
         fit_and_validate(ddf, {"name": "sgd"}, {"scheme": "random"})

@@ -27,6 +27,7 @@ from sklearn.ensemble import (
     VotingClassifier,
 )
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -59,6 +60,10 @@ def _lda(params: dict[str, Any], seed: int) -> ClassifierMixin:
     return LinearDiscriminantAnalysis(**({"solver": "lsqr"} | params))
 
 
+def _gaussian_nb(params: dict[str, Any], seed: int) -> ClassifierMixin:
+    return GaussianNB(**params)
+
+
 def _logreg(params: dict[str, Any], seed: int) -> ClassifierMixin:
     kw = {"max_iter": 2000, "class_weight": "balanced", "random_state": seed} | params
     return LogisticRegression(**kw)
@@ -88,6 +93,7 @@ def _sgd(params: dict[str, Any], seed: int) -> ClassifierMixin:
 
 _REGISTRY: dict[str, Factory] = {
     "lda": _lda,
+    "gaussian_nb": _gaussian_nb,
     "logreg": _logreg,
     "random_forest": _random_forest,
     "gradient_boosting": _gradient_boosting,

@@ -20,12 +20,14 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import dask.dataframe as dd
 import joblib
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from pipeline.exceptions import SpecError
+from pipeline.learn.distributed import fit_and_validate_distributed
 from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
@@ -34,7 +36,6 @@ from pipeline.learn.metrics import (
     threshold_at_specificity,
 )
 from pipeline.learn.model import Bundle, check_table, config_json, model_metadata, predict_proba
-from pipeline.learn.outofcore import fit_and_validate_dask
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
 from pipeline.learn.validation import Fold, make_folds, validation_spec
 from pipeline.spec.learn import ModelSpec, ValidationSpec
@@ -150,7 +151,9 @@ def fit_and_validate(
     table : pandas.DataFrame of shape (n_windows, n_columns) or dask.dataframe.DataFrame
         Feature table (identifier columns then ``<channel>__<feature>`` columns). Windows
         with ``label`` None are not fitted or scored but take part in the per-recording
-        normalisation of their side. A dask DataFrame is fitted out of core.
+        normalisation of their side. A dask DataFrame is fitted by the distributed engine
+        (:mod:`pipeline.learn.distributed`) unless ``model.engine`` is ``memory``; a pandas
+        one by the memory engine unless ``model.engine`` is ``distributed``.
     model_cfg : ModelSpec or mapping
         ``{"name", "params", "estimators", "prep", "smooth"}``.
     validation_cfg : ValidationSpec or mapping
@@ -181,12 +184,24 @@ def fit_and_validate(
     SpecError
         For invalid configs or tables.
     """
+    spec = model_spec(model_cfg)
     if not isinstance(table, pd.DataFrame):
-        return fit_and_validate_dask(
-            table, model_cfg, validation_cfg, seed, specificity=specificity
+        if spec.engine == "memory":
+            table = table.compute().reset_index(drop=True)
+        else:  # a dask table given with engine auto: the caller chose not to collect it
+            return fit_and_validate_distributed(
+                table, model_cfg, validation_cfg, seed, specificity=specificity
+            )
+    elif spec.engine == "distributed":
+        # one partition holds whole recordings, which is all the engine needs
+        return fit_and_validate_distributed(
+            dd.from_pandas(table, npartitions=1, sort=False),
+            model_cfg,
+            validation_cfg,
+            seed,
+            specificity=specificity,
         )
     t_start = time.perf_counter()
-    spec = model_spec(model_cfg)
     vspec = validation_spec(validation_cfg)
     check_table(table)
     cols = FeaturePrep.from_spec(spec.prep).fit(table).columns_
@@ -218,6 +233,10 @@ def fit_and_validate(
         "final_fit_s": round(time.perf_counter() - t0, 3),
         "folds_s": [round(r[2], 3) for r in results],
         "backend": backend,
+    }
+    report["engine"] = {
+        "name": "memory",
+        "passes": [{"name": "collect+refits", "seconds": round(t_cv, 3)}],
     }
     report["feature_names"] = model.feature_names
     report["prep"] = model.metadata["prep"]

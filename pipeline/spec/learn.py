@@ -29,7 +29,14 @@ __all__ = [
     "unregister_estimator_name",
 ]
 
-BUILTIN_ESTIMATORS: tuple[str, ...] = ("lda", "logreg", "random_forest", "gradient_boosting", "sgd")
+BUILTIN_ESTIMATORS: tuple[str, ...] = (
+    "lda",
+    "gaussian_nb",
+    "logreg",
+    "random_forest",
+    "gradient_boosting",
+    "sgd",
+)
 """Estimators :mod:`pipeline.learn.estimators` ships; ``soft_vote`` combines members."""
 
 _NAMES: set[str] = set(BUILTIN_ESTIMATORS)
@@ -129,10 +136,37 @@ class ModelSpec(MemberSpec):
     ``gradient_boosting``, ``sgd``, or ``soft_vote`` of ``estimators``); ``prep`` is a
     :class:`PrepSpec`; ``smooth`` averages class probabilities over the last ``smooth``
     windows of a recording (causal).
+
+    ``engine`` says where the model is fitted and validated: ``memory`` collects the
+    feature table into one pandas DataFrame on the client (fastest for small tables);
+    ``distributed`` keeps it on the cluster as a dask DataFrame and fits ``lda`` and
+    ``gaussian_nb`` exactly from per-subject sufficient statistics
+    (:mod:`pipeline.learn.distributed`); ``auto`` (default) picks ``distributed`` when
+    the table's in-memory size exceeds ``memory_budget``. ``memory_budget`` is bytes or a
+    size string (``"4GB"``, ``"512MiB"``); unset, it is half the smallest worker's
+    ``memory_limit`` (half of the machine's memory without a cluster).
     """
 
     prep: PrepSpec | None = None
     smooth: Integer | None = Field(default=None, ge=1)
+    engine: Literal["auto", "memory", "distributed"] = "auto"
+    memory_budget: Integer | str | None = None
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | None:
+        if value is None:
+            return None
+        from dask.utils import parse_bytes
+
+        try:
+            size = int(parse_bytes(value)) if isinstance(value, str) else int(value)
+        except ValueError:
+            size = -1
+        if size <= 0:
+            msg = f'a positive size in bytes or a size string such as "4GB", not {value!r}'
+            raise ValueError(msg)
+        return size
 
 
 _SCHEME_KEYS: dict[str, frozenset[str]] = {

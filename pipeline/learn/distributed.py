@@ -1,0 +1,506 @@
+"""The distributed engine: fit and validate with the feature table left on the cluster.
+
+``model.engine: distributed`` (or ``auto`` on a table above ``model.memory_budget``) runs
+here. The table is a dask DataFrame whose partitions hold whole recordings (one Parquet
+file per recording, :func:`pipeline.table.read_feature_table`); it is never collected.
+
+Two passes over it, each one task per partition (named ``statistics_pass`` and
+``prediction_pass`` on the dashboard):
+
+1. **Statistics.** Each partition is prepared by the model's
+   :class:`~pipeline.learn.prep.FeaturePrep` (the per-recording z-score uses the
+   recording's own windows, which are all in the partition, so the moments are those of
+   the normalised features the memory engine sees) and reduced to per (fold unit, class)
+   :class:`~pipeline.learn.sufficient.Moments`; the partitions' moments are summed in a
+   tree on the cluster. The fold unit is the subject for ``loso`` and ``group_kfold``, the
+   recording otherwise.
+2. **Held-out predictions.** Every fold's model is built from its training statistics
+   (the total minus the held-out units' for the subject-level schemes) with algebra only
+   (:mod:`pipeline.learn.sufficient`); each partition predicts its recordings with the
+   model of the fold that tests them, smooths per recording, and returns the labeled
+   windows' identifiers and class probabilities. Metrics are computed from those (one
+   row of probabilities per labeled window, not the feature columns).
+
+The final model is built from the total statistics. Both engines return the same report
+schema and the same :class:`~pipeline.learn.model.Bundle` (a plain scikit-learn
+``Pipeline``). ``sgd`` goes to the dask-ml stream of :mod:`pipeline.learn.outofcore`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
+
+from pipeline.exceptions import LeakageError, SpecError
+from pipeline.learn.estimators import model_spec
+from pipeline.learn.metrics import (
+    classification_metrics,
+    per_subject_metrics,
+    roc_curves,
+    threshold_at_specificity,
+)
+from pipeline.learn.model import Bundle, config_json, model_metadata, predict_proba
+from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
+from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
+from pipeline.learn.sufficient import (
+    SUFFICIENT_ESTIMATORS,
+    Moments,
+    class_moments,
+    gaussian_nb_from_moments,
+    lda_from_moments,
+    needs_fourth_moments,
+    scaler_from_moments,
+)
+from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds, validation_spec
+from pipeline.spec.learn import ModelSpec, ValidationSpec
+
+__all__ = [
+    "DISTRIBUTED_ESTIMATORS",
+    "default_memory_budget",
+    "fit_and_validate_distributed",
+    "resolve_engine",
+    "table_nbytes",
+]
+
+logger = logging.getLogger(__name__)
+
+DISTRIBUTED_ESTIMATORS = (*SUFFICIENT_ESTIMATORS, *OUT_OF_CORE_ESTIMATORS)
+"""Model names the distributed engine fits."""
+
+_Key = tuple[str, str]  # (fold unit, class)
+
+
+def table_nbytes(paths: Sequence[str | os.PathLike[str]]) -> int:
+    """Return the in-memory size of a feature table estimated from its Parquet footers.
+
+    Eight bytes per value of a numeric column, 64 per value of a string column (the
+    pandas object and its characters); no data page is read.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        The table's Parquet files.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    total = 0
+    for path in paths:
+        meta = pq.ParquetFile(path).metadata
+        schema = meta.schema.to_arrow_schema()
+        per_row = sum(64 if pa.types.is_string(f.type) else 8 for f in schema)
+        total += meta.num_rows * per_row
+    return int(total)
+
+
+def default_memory_budget() -> int:
+    """Return half the smallest worker's ``memory_limit`` (half the RAM without a cluster)."""
+    try:
+        from distributed import default_client
+
+        workers = default_client().scheduler_info()["workers"].values()
+        limits = [int(w["memory_limit"]) for w in workers if w.get("memory_limit")]
+        if limits:
+            return min(limits) // 2
+    except (ImportError, ValueError):
+        pass
+    import psutil
+
+    return int(psutil.virtual_memory().total // 2)
+
+
+def resolve_engine(spec: ModelSpec, nbytes: int | None) -> str:
+    """Return ``"memory"`` or ``"distributed"`` for a model spec and a table size.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    nbytes : int or None
+        The table's in-memory size (:func:`table_nbytes`); None with ``auto`` means memory.
+
+    Raises
+    ------
+    SpecError
+        If ``auto`` finds the table above the budget and the model has no distributed fit.
+    """
+    if spec.engine != "auto":
+        return spec.engine
+    if nbytes is None:
+        return "memory"
+    budget = spec.memory_budget or default_memory_budget()
+    if nbytes <= budget:
+        return "memory"
+    if spec.name not in DISTRIBUTED_ESTIMATORS:
+        msg = (
+            f"model.engine 'auto': the feature table takes about {nbytes / 1e9:.2f} GB in "
+            f"memory, above model.memory_budget {budget / 1e9:.2f} GB, and model.name "
+            f"{spec.name!r} has no distributed fit (expected one of "
+            f"{list(DISTRIBUTED_ESTIMATORS)}); pick one of them, or raise model.memory_budget"
+        )
+        raise SpecError(msg)
+    return "distributed"
+
+
+def _check_finite(df: pd.DataFrame, cols: list[str]) -> None:
+    vals = df.loc[:, cols].to_numpy(dtype="float64")
+    bad = ~np.isfinite(vals)
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        first = df.iloc[row]
+        msg = (
+            f"feature table: recording {first['recording']!r}, column {cols[col]!r}, window "
+            f"start {float(first['start'])!r} s holds {vals[row, col]!r}; expected finite "
+            f"feature values ({int(bad.sum())} non-finite in this partition); check the "
+            "recording's signal or the feature's parameters"
+        )
+        raise SpecError(msg)
+
+
+def statistics_pass(
+    df: pd.DataFrame, prep: FeaturePrep, unit: str, fourth: bool
+) -> tuple[pd.DataFrame, dict[_Key, Moments]]:
+    """Return one partition's window counts and per (unit, class) moments.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole recordings (or whole subjects for ``normalize: subject``).
+    prep : FeaturePrep
+        Fitted (it knows its columns).
+    unit : {"subject", "recording"}
+    fourth : bool
+        Accumulate the fourth moments (Ledoit-Wolf).
+
+    Returns
+    -------
+    counts : pandas.DataFrame
+        ``recording, subject, session, run, label, n`` (label "" for unlabeled windows).
+    moments : dict
+        ``{(unit, class): Moments}`` of the prepared labeled windows.
+    """
+    ids = ["recording", "subject", "session", "run"]
+    labels = df["label"].astype(object).where(df["label"].notna(), "").astype(str)
+    frame = df.loc[:, ids].astype(object).where(df.loc[:, ids].notna(), "").astype(str)
+    counts = (
+        frame.assign(label=labels.to_numpy()).value_counts(dropna=False).rename("n")
+    ).reset_index()
+    if len(df) == 0:
+        return counts, {}
+    _check_finite(df, list(prep.columns_))
+    X = prep.transform(df)
+    lab = (labels != "").to_numpy()
+    keys = pd.DataFrame({"u": df[unit].astype(str).to_numpy()[lab], "c": labels.to_numpy()[lab]})
+    Xl = X[lab]
+    # (n, p) x (n, p) products with p ~ 100: BLAS threads cost more than they save
+    with threadpool_limits(1):
+        out = {
+            (u, c): class_moments(Xl[rows], fourth)
+            for (u, c), rows in keys.groupby(["u", "c"], sort=True).indices.items()
+        }
+    return counts, out
+
+
+def _merge(*parts: dict[_Key, Moments]) -> dict[_Key, Moments]:
+    out: dict[_Key, Moments] = {}
+    for part in parts:
+        for key, m in part.items():
+            out[key] = out[key] + m if key in out else m
+    return out
+
+
+def _tree_sum(parts: list[Any], width: int = 8) -> Any:
+    """Sum the partitions' moments on the cluster, ``width`` at a time (no single wide task)."""
+    merge = dask.delayed(_merge, pure=True)
+    while len(parts) > 1:
+        parts = [merge(*parts[i : i + width]) for i in range(0, len(parts), width)]
+    return parts[0]
+
+
+def prediction_pass(
+    df: pd.DataFrame, models: list[Bundle], tested_by: Mapping[str, list[int]]
+) -> pd.DataFrame:
+    """Return the held-out class probabilities of one partition's labeled windows.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole recordings.
+    models : list of Bundle
+        One per fold.
+    tested_by : mapping
+        Recording -> indices of the folds that test it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fold, recording, subject, label`` and one ``proba__<class>`` column per class,
+        one row per labeled window and fold testing it.
+    """
+    frames = []
+    rec = df["recording"].astype(str).to_numpy()
+    folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
+    for f in folds:
+        mine = np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
+        sub = df.iloc[np.flatnonzero(mine)]
+        model = models[f]
+        proba = predict_proba(model.model, model.metadata, sub)
+        lab = sub["label"].notna().to_numpy()
+        out = pd.DataFrame(
+            {
+                "fold": f,
+                "recording": sub["recording"].astype(str).to_numpy()[lab],
+                "subject": sub["subject"].astype(str).to_numpy()[lab],
+                "label": sub["label"].astype(str).to_numpy()[lab],
+            }
+        )
+        for j, c in enumerate(model.classes):
+            out[f"proba__{c}"] = proba[lab, j]
+        frames.append(out)
+    if not frames:
+        return pd.DataFrame({"fold": np.array([], dtype=int)})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _fold_model(
+    spec: ModelSpec, prep: FeaturePrep, stats: Mapping[str, Moments], classes: list[str]
+) -> Bundle:
+    present = {c: m for c, m in stats.items() if m.n > 0}
+    scaler = scaler_from_moments(present)
+    # (p, p) algebra: a threaded BLAS is ~50x slower here on a busy machine (measured)
+    with threadpool_limits(1):
+        if spec.name == "lda":
+            clf = lda_from_moments(present, scaler, spec.params)
+        else:
+            clf = gaussian_nb_from_moments(present, scaler, spec.params)
+    pipe = Pipeline([("prep", prep), ("scale", scaler), ("clf", clf)])
+    return Bundle(pipe, model_metadata(pipe, spec.smooth or 1, classes))
+
+
+def _by_class(moments: Mapping[_Key, Moments], units: set[str]) -> dict[str, Moments]:
+    out: dict[str, Moments] = {}
+    for (u, c), m in moments.items():
+        if u in units:
+            out[c] = out[c] + m if c in out else m
+    return out
+
+
+def _minus(total: dict[str, Moments], held: dict[str, Moments]) -> dict[str, Moments]:
+    return {c: (m - held[c] if c in held else m) for c, m in total.items()}
+
+
+def _fold_ids(counts: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """Return the identifier rows the splitters see: one per recording, or per window for
+    ``group_kfold`` (scikit-learn's GroupKFold balances folds by rows)."""
+    per_rec = counts.groupby(["recording", "subject", "session", "run"], sort=True)["n"].sum()
+    ids = per_rec.reset_index()
+    if scheme == "group_kfold":
+        ids = ids.loc[ids.index.repeat(ids["n"])].reset_index(drop=True)
+    return ids.drop(columns="n").assign(start=0.0, label="window")
+
+
+def fit_and_validate_distributed(
+    ddf: dd.DataFrame,
+    model_cfg: ModelSpec | Mapping[str, Any],
+    validation_cfg: ValidationSpec | Mapping[str, Any],
+    seed: int = 0,
+    *,
+    specificity: float = 0.9,
+) -> tuple[Bundle, dict[str, Any]]:
+    """Cross-validate and fit a model on a dask feature table without collecting it.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame of shape (n_windows, n_columns)
+        Each partition holds whole recordings (as :func:`pipeline.table.read_feature_table`
+        gives them).
+    model_cfg : ModelSpec or mapping
+        ``name`` one of :data:`DISTRIBUTED_ESTIMATORS`.
+    validation_cfg : ValidationSpec or mapping
+        Any scheme but ``random``.
+    seed : int
+    specificity : float
+        Binary tasks: the report's threshold reaches it.
+
+    Returns
+    -------
+    Bundle, dict
+        As :func:`pipeline.learn.fit.fit_and_validate`, the report adding ``engine``
+        (name, passes and their seconds).
+
+    Raises
+    ------
+    SpecError
+        For a model without a distributed fit, non-finite feature values (naming the
+        recording, column and window start), a recording split across partitions, or a
+        fold whose training side has fewer than two classes.
+    LeakageError
+        For the ``random`` scheme.
+    """
+    t_start = time.perf_counter()
+    spec = model_spec(model_cfg)
+    vspec = validation_spec(validation_cfg)
+    if spec.name in OUT_OF_CORE_ESTIMATORS:
+        return fit_and_validate_dask(ddf, spec, vspec, seed, specificity=specificity)
+    if spec.name not in SUFFICIENT_ESTIMATORS:
+        msg = (
+            f"model.name {spec.name!r} with model.engine 'distributed': expected one of "
+            f"{list(DISTRIBUTED_ESTIMATORS)} (fitted without collecting the table); use "
+            "model.engine: memory for the others"
+        )
+        raise SpecError(msg)
+    if vspec.scheme == "random":
+        if vspec.allow_window_leakage is not True:
+            raise LeakageError(RANDOM_SPLIT_MESSAGE)
+        msg = "validation scheme 'random' is not supported by the distributed engine"
+        raise SpecError(msg)
+    missing = [c for c in ID_COLUMNS if c not in ddf.columns]
+    if missing:
+        msg = f"feature table: missing identifier columns {missing}; expected {list(ID_COLUMNS)}"
+        raise SpecError(msg)
+    prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
+    group = "subject" if (spec.prep and spec.prep.normalize == "subject") else "recording"
+    if group == "subject":  # a subject's recordings must share a partition to be z-scored
+        ddf = ddf.shuffle(on="subject")
+    ddf = ddf.loc[:, [*ID_COLUMNS, *prep.columns_]]
+    unit = "subject" if vspec.scheme in ("loso", "group_kfold") else "recording"
+    fourth = spec.name == "lda" and needs_fourth_moments(spec.name, spec.params)
+    passes: list[dict[str, Any]] = []
+
+    t0 = time.perf_counter()
+    parts = ddf.to_delayed()
+    stat_parts = [dask.delayed(statistics_pass, pure=True)(p, prep, unit, fourth) for p in parts]
+    count_parts = [s[0] for s in stat_parts]
+    moments_tree = _tree_sum([s[1] for s in stat_parts])
+    count_list, moments = dask.compute(count_parts, moments_tree)
+    passes.append({"name": "statistics", "seconds": round(time.perf_counter() - t0, 3)})
+    counts = pd.concat(count_list, ignore_index=True)
+    per_part = pd.concat(
+        [c[["recording"]].drop_duplicates() for c in count_list], ignore_index=True
+    )["recording"].value_counts()
+    split = per_part[per_part > 1]
+    if len(split):
+        msg = (
+            f"feature table: recording {split.index[0]!r} spans {int(split.iloc[0])} "
+            f"partitions; the distributed engine needs each recording whole in one partition "
+            "(read the table with pipeline.table.read_feature_table, one file per recording)"
+        )
+        raise SpecError(msg)
+    counts = counts.groupby(
+        ["recording", "subject", "session", "run", "label"], as_index=False, sort=True
+    )["n"].sum()
+    classes = sorted(c for c in counts["label"].unique() if c != "")
+    if not classes:
+        msg = "feature table: every window has label None; nothing to fit"
+        raise SpecError(msg)
+
+    ids = _fold_ids(counts, vspec.scheme)
+    folds = make_folds(ids, vspec, seed)
+    units_all = {u for u, _ in moments}
+    total = _by_class(moments, units_all)
+    rec_unit = counts.drop_duplicates("recording").set_index("recording")[unit].astype(str)
+    models, fold_reports = [], []
+    tested_by: dict[str, list[int]] = {}
+    labeled = counts[counts["label"] != ""]
+    for i, fold in enumerate(folds):
+        train_recs = sorted(set(ids["recording"].iloc[fold.train]))
+        test_recs = sorted(set(ids["recording"].iloc[fold.test]))
+        train_units = set(rec_unit.loc[train_recs])
+        test_units = set(rec_unit.loc[test_recs])
+        if train_units | test_units == units_all and not train_units & test_units:
+            stats = _minus(total, _by_class(moments, test_units))
+        else:
+            stats = _by_class(moments, train_units)
+        present = sorted(c for c, m in stats.items() if m.n > 0)
+        if len(present) < 2:
+            msg = (
+                f"fold {fold.name!r}: the training side has classes {present}; expected at "
+                "least 2 to fit a classifier"
+            )
+            raise SpecError(msg)
+        models.append(_fold_model(spec, prep, stats, classes))
+        for r in test_recs:
+            tested_by.setdefault(r, []).append(i)
+        tr = counts[counts["recording"].isin(train_recs)]
+        te = counts[counts["recording"].isin(test_recs)]
+        desc: dict[str, Any] = {
+            "name": fold.name,
+            "level": fold.level,
+            "train_subjects": sorted(set(tr["subject"])),
+            "test_subjects": sorted(set(te["subject"])),
+            "train_recordings": train_recs,
+            "test_recordings": test_recs,
+            "n_train_windows": int(labeled[labeled["recording"].isin(train_recs)]["n"].sum()),
+            "n_test_windows": int(labeled[labeled["recording"].isin(test_recs)]["n"].sum()),
+        }
+        absent = sorted(set(classes) - set(present))
+        if absent:
+            desc["classes_absent_from_training"] = absent
+            logger.warning("fold %s: classes %s have no training window", fold.name, absent)
+        fold_reports.append(desc)
+
+    t0 = time.perf_counter()
+    models_d = dask.delayed(models, traverse=False)
+    pred_parts = [dask.delayed(prediction_pass, pure=True)(p, models_d, tested_by) for p in parts]
+    pred = pd.concat([p for p in dask.compute(*pred_parts) if len(p)], ignore_index=True)
+    passes.append({"name": "prediction", "seconds": round(time.perf_counter() - t0, 3)})
+    t_cv = time.perf_counter() - t_start
+
+    proba_cols = [f"proba__{c}" for c in classes]
+    proba_all = pred[proba_cols].to_numpy(dtype=float)
+    y_all = pred["label"].to_numpy(dtype=object)
+    pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
+    for i, desc in enumerate(fold_reports):
+        m = (pred["fold"] == i).to_numpy()
+        if m.any():
+            fm = classification_metrics(y_all[m], pred_all[m], proba_all[m], classes)
+            desc["metrics"] = {
+                k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+            }
+    per_subject, summary = per_subject_metrics(
+        pred["subject"].to_numpy(), y_all, pred_all, proba_all, classes
+    )
+    t0 = time.perf_counter()
+    final = _fold_model(spec, prep, total, classes)
+    report: dict[str, Any] = {
+        "model": config_json(model_cfg),
+        "validation": config_json(validation_cfg),
+        "seed": int(seed),
+        "classes": classes,
+        "n_windows": int(counts["n"].sum()),
+        "n_labeled_windows": int(labeled["n"].sum()),
+        "subjects": sorted(map(str, counts["subject"].unique())),
+        "folds": fold_reports,
+        "overall": classification_metrics(y_all, pred_all, proba_all, classes),
+        "per_subject": per_subject,
+        "per_subject_summary": summary,
+        "roc": roc_curves(y_all, proba_all, classes),
+    }
+    if len(classes) == 2:
+        report["threshold"] = threshold_at_specificity(
+            y_all == classes[1], proba_all[:, 1], specificity
+        )
+    report["timing"] = {
+        "cross_validation_s": round(t_cv, 3),
+        "final_fit_s": round(time.perf_counter() - t0, 3),
+        "folds_s": [],
+        "backend": "dask",
+    }
+    report["engine"] = {"name": "distributed", "unit": unit, "passes": passes}
+    report["feature_names"] = final.feature_names
+    report["prep"] = final.metadata["prep"]
+    logger.info(
+        "%s (distributed): balanced accuracy %.3f",
+        vspec.scheme,
+        report["overall"]["balanced_accuracy"],
+    )
+    return final, report
