@@ -25,6 +25,7 @@ from pipeline.io import edf as _edf  # noqa: F401
 from pipeline.io import mne as _mne  # noqa: F401
 from pipeline.io import synthetic as _synthetic  # noqa: F401
 from pipeline.io import uci_emg as _uci_emg  # noqa: F401
+from pipeline.io import wfdb as _wfdb  # noqa: F401
 from pipeline.io.base import (
     READERS,
     Reader,
