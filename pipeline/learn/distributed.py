@@ -159,7 +159,7 @@ def _check_finite(df: pd.DataFrame, cols: list[str]) -> None:
         first = df.iloc[row]
         msg = (
             f"feature table: recording {first['recording']!r}, column {cols[col]!r}, window "
-            f"start {float(first['start'])!r} s holds {vals[row, col]!r}; expected finite "
+            f"start {float(first['start'])!r} s holds {float(vals[row, col])!r}; expected finite "
             f"feature values ({int(bad.sum())} non-finite in this partition); check the "
             "recording's signal or the feature's parameters"
         )
@@ -407,7 +407,7 @@ def fit_and_validate_distributed(
     folds = make_folds(ids, vspec, seed)
     units_all = {u for u, _ in moments}
     total = _by_class(moments, units_all)
-    rec_unit = counts.drop_duplicates("recording").set_index("recording")[unit].astype(str)
+    rec_unit = counts.drop_duplicates("recording").set_index("recording", drop=False)[unit]
     models, fold_reports = [], []
     tested_by: dict[str, list[int]] = {}
     labeled = counts[counts["label"] != ""]

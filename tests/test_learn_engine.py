@@ -1,0 +1,182 @@
+"""The statistics engine: exact LDA / Gaussian NB from moments, and engine: distributed."""
+
+from __future__ import annotations
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.naive_bayes import GaussianNB
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.exceptions import SpecError
+from pipeline.learn import FeaturePrep, fit_and_validate
+from pipeline.learn.distributed import resolve_engine, statistics_pass
+from pipeline.learn.estimators import model_spec
+from pipeline.learn.sufficient import (
+    class_moments,
+    gaussian_nb_from_moments,
+    lda_from_moments,
+    scaler_from_moments,
+)
+from pipeline.learn.synthetic import synthetic_feature_table
+
+PREP = {"log": ["mav"], "normalize": "recording"}
+
+
+def _data(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(500, 6)) * rng.uniform(0.5, 3, 6) + rng.normal(size=6)
+    y = np.array([f"c{i}" for i in rng.integers(0, k, 500)])
+    X[y == "c1"] += 0.8
+    return X, y
+
+
+@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("shrinkage", ["auto", 0.3, None])
+def test_lda_from_moments_equals_sklearn_fit(k, shrinkage):
+    X, y = _data(k, seed=k)
+    # moments of two halves summed: what the partitions of a table give
+    halves = [slice(0, 200), slice(200, None)]
+    stats = {}
+    for h in halves:
+        for c in np.unique(y):
+            m = class_moments(X[h][y[h] == c], fourth=True)
+            stats[c] = stats[c] + m if c in stats else m
+    scaler = scaler_from_moments(stats)
+    ref_scaler = StandardScaler().fit(X)
+    np.testing.assert_allclose(scaler.scale_, ref_scaler.scale_, rtol=1e-12)
+    Xs = ref_scaler.transform(X)
+    lda = lda_from_moments(stats, scaler, {"shrinkage": shrinkage})
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage).fit(Xs, y)
+    np.testing.assert_allclose(lda.covariance_, ref.covariance_, atol=1e-12)
+    np.testing.assert_allclose(lda.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(lda.intercept_, ref.intercept_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(lda.predict_proba(Xs), ref.predict_proba(Xs), atol=1e-12)
+    assert list(lda.classes_) == list(ref.classes_)
+
+
+def test_gaussian_nb_from_moments_equals_sklearn_fit():
+    X, y = _data(3, seed=5)
+    stats = {c: class_moments(X[y == c], fourth=False) for c in np.unique(y)}
+    scaler = scaler_from_moments(stats)
+    Xs = StandardScaler().fit_transform(X)
+    nb = gaussian_nb_from_moments(stats, scaler, None)
+    ref = GaussianNB().fit(Xs, y)
+    np.testing.assert_allclose(nb.var_, ref.var_, rtol=1e-10)
+    np.testing.assert_allclose(nb.predict_proba(Xs), ref.predict_proba(Xs), atol=1e-12)
+
+
+def test_lda_refuses_what_it_does_not_reproduce():
+    X, y = _data(2, seed=1)
+    stats = {c: class_moments(X[y == c], fourth=False) for c in np.unique(y)}
+    with pytest.raises(SpecError, match=r"solver 'lsqr'.*got solver 'svd'.*engine: memory"):
+        lda_from_moments(stats, scaler_from_moments(stats), {"solver": "svd"})
+    with pytest.raises(SpecError, match=r"shrinkage='auto' needs the fourth moments"):
+        lda_from_moments(stats, scaler_from_moments(stats), {"shrinkage": "auto"})
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return synthetic_feature_table(n_subjects=5, n_runs=2, subject_gain=1.2, seed=7)
+
+
+def _per_recording(table: pd.DataFrame) -> dd.DataFrame:
+    """Return ``table`` as a dask DataFrame of one partition per recording."""
+    parts = [dask.delayed(g) for _, g in table.groupby("recording", sort=True)]
+    return dd.from_delayed(parts, meta=table.iloc[:0], verify_meta=False)
+
+
+def test_statistics_of_the_normalised_features_equal_the_pandas_zscore(table):
+    # partition by partition (one recording each) vs FeaturePrep on the whole table
+    prep = FeaturePrep(**PREP).fit(table)
+    summed = {}
+    for _, part in table.groupby("recording", sort=True):
+        _, moments = statistics_pass(part, prep, "subject", fourth=False)
+        for key, m in moments.items():
+            summed[key] = summed[key] + m if key in summed else m
+    X = prep.transform(table)
+    lab = table["label"].notna().to_numpy()
+    for (subject, cls), m in summed.items():
+        rows = lab & (table["subject"] == subject).to_numpy() & (table["label"] == cls).to_numpy()
+        ref = class_moments(X[rows], fourth=False)
+        assert m.n == ref.n
+        np.testing.assert_allclose(m.s1, ref.s1, atol=1e-9)
+        np.testing.assert_allclose(m.s2, ref.s2, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "validation"),
+    [
+        ("lda", {"solver": "lsqr", "shrinkage": "auto"}, {"scheme": "group_kfold", "n_splits": 3}),
+        ("lda", {"shrinkage": 0.2}, {"scheme": "within_subject"}),
+        ("gaussian_nb", None, {"scheme": "loso"}),
+    ],
+)
+def test_distributed_engine_equals_memory_engine(table, name, params, validation):
+    cfg = {"name": name, "prep": PREP, "smooth": 3} | ({"params": params} if params else {})
+    model_m, rep_m = fit_and_validate(table, cfg | {"engine": "memory"}, validation, n_jobs=1)
+    model_d, rep_d = fit_and_validate(_per_recording(table), cfg, validation)
+    assert rep_d["engine"]["name"] == "distributed"
+    assert rep_m["engine"]["name"] == "memory"
+    assert set(rep_d) == set(rep_m)
+    assert abs(rep_d["overall"]["balanced_accuracy"] - rep_m["overall"]["balanced_accuracy"]) < 1e-9
+    assert rep_d["overall"]["confusion_matrix"] == rep_m["overall"]["confusion_matrix"]
+    for s, m in rep_m["per_subject"].items():
+        assert rep_d["per_subject"][s]["confusion_matrix"] == m["confusion_matrix"]
+    assert [f["name"] for f in rep_d["folds"]] == [f["name"] for f in rep_m["folds"]]
+    assert [f["n_train_windows"] for f in rep_d["folds"]] == [
+        f["n_train_windows"] for f in rep_m["folds"]
+    ]
+    pm, pd_ = model_m.predict(table), model_d.predict(table)
+    cols = [c for c in pm.columns if c.startswith("proba__")]
+    np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-9)
+    assert type(model_d.model[-1]) is type(model_m.model[-1])
+
+
+def test_distributed_bad_input(table):
+    cfg = {"name": "lda", "prep": PREP, "engine": "distributed"}
+    bad = table.copy()
+    rec, start = bad["recording"].iloc[40], float(bad["start"].iloc[40])
+    bad.loc[40, "ch0__zc"] = np.inf
+    with pytest.raises(
+        SpecError,
+        match=rf"recording '{rec}', column 'ch0__zc', window start {start!r} s "
+        r"holds inf; expected finite",
+    ):
+        fit_and_validate(bad, cfg, {"scheme": "loso"})
+    halves = dd.from_pandas(table, npartitions=3, sort=False)
+    with pytest.raises(SpecError, match=r"spans 2 partitions; the distributed engine needs"):
+        fit_and_validate(halves, cfg, {"scheme": "loso"})
+    with pytest.raises(SpecError, match=r"'random_forest' with model.engine 'distributed'"):
+        fit_and_validate(table, cfg | {"name": "random_forest"}, {"scheme": "loso"})
+
+
+def test_a_class_absent_from_a_training_fold_is_reported(table):
+    one = table.copy()
+    # only subject 0 has class "c2": its LOSO fold trains without it
+    first = one["subject"] == sorted(one["subject"].unique())[0]
+    one.loc[~first & (one["label"] == one["label"].dropna().iloc[0]), "label"] = None
+    absent = one["label"].dropna().iloc[0]
+    cfg = {"name": "lda", "prep": PREP, "engine": "distributed"}
+    _, report = fit_and_validate(one, cfg, {"scheme": "loso"})
+    flagged = [f for f in report["folds"] if "classes_absent_from_training" in f]
+    assert [f["classes_absent_from_training"] for f in flagged] == [[absent]]
+    assert flagged[0]["test_subjects"] == [sorted(one["subject"].unique())[0]]
+
+
+def test_engine_choice_by_memory_budget():
+    spec = model_spec({"name": "lda", "memory_budget": "1MB"})
+    assert spec.memory_budget == 1_000_000
+    assert resolve_engine(spec, 999_999) == "memory"
+    assert resolve_engine(spec, 2_000_000) == "distributed"
+    assert resolve_engine(model_spec({"name": "lda", "engine": "memory"}), 10**12) == "memory"
+    forest = model_spec({"name": "random_forest", "memory_budget": 1000})
+    with pytest.raises(
+        SpecError, match=r"above model.memory_budget 0.00 GB, and model.name 'random_forest'"
+    ):
+        resolve_engine(forest, 10**9)
+    with pytest.raises(SpecError, match=r"model.memory_budget.*a positive size.*'lots'"):
+        model_spec({"name": "lda", "memory_budget": "lots"})
