@@ -16,6 +16,8 @@ import math
 import os
 import platform
 import secrets
+import socket
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -271,3 +273,48 @@ def package_versions(names: Iterable[str] = RESULT_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+#: A temporary name from another host cannot be checked for a live owner: it is taken as
+#: abandoned only once this old.
+FOREIGN_OWNER_MAX_AGE_S = 24 * 3600.0
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether process ``pid`` of this host is alive (signal 0, nothing is sent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def owned_name(stem: str) -> str:
+    """Return ``<stem>.<host>.<pid>.<token>``: a temporary name that says who writes it.
+
+    :func:`owner_gone` reads the owner back, so that a leftover is removed only once the
+    process that made it is gone, never while another run is still writing it.
+    """
+    return f"{stem}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def owner_gone(path: str | os.PathLike[str], max_age_s: float = FOREIGN_OWNER_MAX_AGE_S) -> bool:
+    """Return whether the process named in ``path`` (an :func:`owned_name`) is gone.
+
+    The owner is on this host: whether its pid is alive. On another host: whether the
+    entry is older than ``max_age_s``. A name without an owner (written before owners were
+    recorded) counts as gone.
+    """
+    path = Path(path)
+    head, _, rest = path.name.rpartition(".")  # rest: the token
+    head, _, pid = head.rpartition(".")
+    if not rest or not pid.isdigit():
+        return True
+    if head.endswith("." + socket.gethostname()):
+        return not pid_alive(int(pid))
+    try:
+        return time.time() - path.lstat().st_mtime > max_age_s
+    except FileNotFoundError:
+        return True

@@ -31,12 +31,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from pipeline._fs import (
     atomic_write_json,
     canonical_json,
     fsync_dir,
     jsonable,
+    owned_name,
+    owner_gone,
     package_versions,
+    pid_alive,
     sha256_json,
 )
 from pipeline.exceptions import CacheError
@@ -57,9 +62,6 @@ __all__ = [
 MANIFEST = "manifest.json"
 _PENDING = "pending.json"
 _KEY_CHARS = frozenset("0123456789abcdef")
-# Temporary directories from another host cannot be checked for a live owner: they are
-# removed only once this old.
-_FOREIGN_TMP_MAX_AGE_S = 24 * 3600.0
 
 
 def stage_key(
@@ -171,14 +173,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _process_gone(run: Mapping[str, Any]) -> bool:
+    """Return whether a run manifest's process is known to be gone (only on this host)."""
+    pid = run.get("pid")
+    if run.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+    return not pid_alive(pid)
 
 
 def _dir_size(path: Path) -> tuple[int, int]:
@@ -213,8 +213,17 @@ class StageCache:
         self.stages_dir = self.root / "stages"
         self.tmp_dir = self.root / "tmp"
         self.runs_dir = self.root / "runs"
-        for d in (self.stages_dir, self.tmp_dir, self.runs_dir):
+        self.locks_dir = self.root / "locks"
+        for d in (self.stages_dir, self.tmp_dir, self.runs_dir, self.locks_dir):
             d.mkdir(parents=True, exist_ok=True)
+
+    def lock(self, name: str) -> FileLock:
+        """Return the inter-process lock ``name`` of this cache (a stage key, ``latest``).
+
+        Runs sharing one output directory hold it while they write what it names, so one
+        computes a stage and the others then find it complete.
+        """
+        return FileLock(str(self.locks_dir / f"{name}.lock"))
 
     def __repr__(self) -> str:
         return f"StageCache({str(self.root)!r})"
@@ -288,20 +297,41 @@ class StageCache:
             Whatever ``fn`` raises; its temporary directory is removed and nothing is
             committed.
         """
-        final = self.path(key)
+        _check_key(key)
         if run is not None:
             run._record(name, key, "pending")
         if self.is_complete(key):
-            logger.info("stage %s [%s]: reused", name, key[:12])
-            if run is not None:
-                run._record(name, key, "reused", self.manifest(key).get("timings"))
-            return final
+            return self._reused(name, key, run)
+        # One writer per stage: another run computing this key finishes it first and this
+        # one reuses it (the check is repeated once the lock is held).
+        with self.lock(key):
+            if self.is_complete(key):
+                return self._reused(name, key, run)
+            return self._compute(name, key, fn, manifest_extra, params, input_keys, run)
+
+    def _reused(self, name: str, key: str, run: Run | None) -> Path:
+        logger.info("stage %s [%s]: reused", name, key[:12])
+        if run is not None:
+            run._record(name, key, "reused", self.manifest(key).get("timings"))
+        return self.path(key)
+
+    def _compute(
+        self,
+        name: str,
+        key: str,
+        fn: Callable[[Path], Mapping[str, Any] | None],
+        manifest_extra: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        input_keys: Iterable[str],
+        run: Run | None,
+    ) -> Path:
+        final = self.path(key)
         self.clean_tmp()
         if final.exists():  # a directory without a valid manifest is never trusted
             logger.warning("stage %s [%s]: discarding an invalid directory", name, key[:12])
             self._discard(final)
         host, pid = socket.gethostname(), os.getpid()
-        tmp = self.tmp_dir / f"{key}.{host}.{pid}.{secrets.token_hex(4)}"
+        tmp = self.tmp_dir / owned_name(key)
         tmp.mkdir()
         started, t0, c0 = _now(), time.perf_counter(), time.process_time()
         atomic_write_json(tmp / _PENDING, {"name": name, "key": key, "host": host, "pid": pid})
@@ -356,18 +386,11 @@ class StageCache:
         and is no longer alive, or was on another host and the directory is older than a day.
         """
         removed = []
-        host = socket.gethostname()
         for entry in sorted(self.tmp_dir.iterdir()):
-            parts = entry.name.split(".")
-            stale: bool
             if entry.name.startswith(".trash-"):
                 stale = True
-            elif len(parts) >= 4 and parts[-2].isdigit():
-                owner_host, pid = ".".join(parts[1:-2]), int(parts[-2])
-                if owner_host == host:
-                    stale = not _pid_alive(pid)
-                else:
-                    stale = time.time() - entry.stat().st_mtime > _FOREIGN_TMP_MAX_AGE_S
+            elif len(entry.name.split(".")) >= 4:
+                stale = owner_gone(entry)
             else:
                 continue
             if stale:
@@ -427,14 +450,22 @@ class StageCache:
         return rows
 
     def runs(self) -> list[dict]:
-        """Return the run manifests, oldest first."""
+        """Return the run manifests, oldest first.
+
+        A manifest still saying ``"running"`` whose process (``host``, ``pid``) is gone from
+        this host is returned with ``status`` ``"interrupted"``: a run killed with ``kill -9``
+        never wrote its end, and must not look as if it were still going.
+        """
         out = []
         for path in sorted(self.runs_dir.glob("*.json")):
             try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
+                data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 message = f"Run manifest {str(path)!r} is not valid JSON: {exc}"
                 raise CacheError(message) from exc
+            if data.get("status") == "running" and _process_gone(data):
+                data["status"] = "interrupted"
+            out.append(data)
         return out
 
     def referenced_keys(self) -> set[str]:

@@ -38,11 +38,11 @@ def _parse_label_map(text: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def cluster_client(profile: str | None) -> Iterator[Any]:
+def cluster_client(profile: str | None, workers: int | None = None) -> Iterator[Any]:
     """Start (or connect to) the cluster named by ``profile`` and print its dashboard link."""
-    from pipeline.cluster import connect
+    from pipeline.cluster import connect, load_profile, with_workers
 
-    with connect(profile) as client:
+    with connect(with_workers(load_profile(profile), workers)) as client:
         link = getattr(client, "dashboard_link", None)
         if link:
             print(f"Dask dashboard: {link}", file=sys.stderr)
@@ -88,7 +88,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         value = getattr(args, key)
         if value is not None:
             options[key] = value
-    with cluster_client(args.cluster) as client:
+    with cluster_client(args.cluster, args.workers) as client:
         try:
             result = ingest(
                 args.source,
@@ -127,7 +127,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     spec, table_spec = load_checked_task(args.spec)  # the loader of cohort run, before a cluster
     check_cohort(spec, str(Path(args.spec)), open_cohort(args.store).index)
-    with cluster_client(args.cluster):
+    with cluster_client(args.cluster, args.workers):
         out = run_features(
             args.store,
             table_spec,
@@ -144,7 +144,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.predict import predict_recordings, write_predictions
 
     bundle = load_bundle(args.bundle)
-    with cluster_client(args.cluster):
+    with cluster_client(args.cluster, args.workers):
         frame = predict_recordings(bundle, args.store, args.recording)
     path = write_predictions(frame, args.out)
     n_rec = frame["recording"].nunique()
@@ -185,7 +185,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.task).stem
     summary = run_task(
-        args.task, out, cluster=args.cluster, progress=not args.no_progress, on_cluster=_on_cluster
+        args.task,
+        out,
+        cluster=args.cluster,
+        progress=not args.no_progress,
+        on_cluster=_on_cluster,
+        workers=args.workers,
     )
     _print_run(summary)
     return 0
@@ -246,6 +251,33 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from pipeline import __version__
+
+    return __version__
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"expected a positive number of worker processes, e.g. 4; found {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        "-w",
+        type=_positive,
+        metavar="N",
+        help="worker processes of the local cluster (default: one per core), e.g. -w 2",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``cohort`` command."""
     parser = argparse.ArgumentParser(
@@ -253,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-subject biomedical recordings to validated, deployable models.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="version", version=f"cohort {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ingest", help="ingest source files into a cohort store")
@@ -285,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept recordings whose channels differ from the cohort's",
     )
     p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    _add_workers(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("info", help="print a cohort store's index")
@@ -302,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recording", action="append", help="only this recording (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table")
     p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    _add_workers(p)
     p.set_defaults(func=cmd_features)
 
     for name, helptext, func in (
@@ -318,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--out", help="output folder (default runs/<task> or demo-out)")
         p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        _add_workers(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("predict", help="apply a model bundle to recordings of a store")
@@ -326,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recording", action="append", help="recording id (repeatable; default all)")
     p.add_argument("--out", "-o", required=True, help="predictions file (.csv or .parquet)")
     p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    _add_workers(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("status", help="list a run folder's stages, keys and timings")

@@ -63,6 +63,7 @@ __all__ = [
     "load_profile",
     "make_cluster",
     "performance_report",
+    "with_workers",
 ]
 
 _DEFAULT_WAIT_TIMEOUT = 300.0
@@ -173,6 +174,27 @@ def load_profile(path_or_name: str | os.PathLike[str] | Mapping[str, Any] | None
         message = f"{source}: not valid YAML: {exc}"
         raise SpecError(message) from exc
     return _validate(raw if raw is not None else {}, source)
+
+
+def with_workers(profile: dict, workers: int | None) -> dict:
+    """Return a loaded local ``profile`` with ``workers`` worker processes (None: as it is).
+
+    Raises
+    ------
+    SpecError
+        If ``workers`` is not a positive integer, or the profile is not a local cluster's.
+    """
+    if workers is None:
+        return profile
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpecError(f"--workers: expected a positive number of workers; found {workers!r}")
+    if profile["kind"] != "local":
+        msg = (
+            f"--workers: expected a local cluster profile; found {profile['kind']!r} "
+            f"({profile['source']}): set its scale (jobs, workers) in the profile instead"
+        )
+        raise SpecError(msg)
+    return {**profile, "options": {**profile["options"], "n-workers": workers}}
 
 
 def _validate(raw: Any, source: str) -> dict:

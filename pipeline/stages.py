@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, code_version, stage_key
 from pipeline.check import check_cohort, check_task, load_checked_task
@@ -164,16 +166,20 @@ def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> Sta
         out / "stores" / f"{task.name}-{sha256_json([data['source'], data['format']])[:12]}.zarr"
     )
     t0 = time.perf_counter()
-    result = ingest(
-        data["source"],
-        data["format"],
-        store,
-        chunk_samples=data["chunk_samples"],
-        allow_mixed_channels=data["allow_mixed_channels"],
-        client=client,
-        progress=progress,
-        **data["options"],
-    )
+    store.parent.mkdir(parents=True, exist_ok=True)
+    # One writer per store: a second run on the same --out waits here, then finds every
+    # recording unchanged instead of racing the first one's writes.
+    with FileLock(f"{store}.lock"):
+        result = ingest(
+            data["source"],
+            data["format"],
+            store,
+            chunk_samples=data["chunk_samples"],
+            allow_mixed_channels=data["allow_mixed_channels"],
+            client=client,
+            progress=progress,
+            **data["options"],
+        )
     cohort = open_cohort(store)
     changed = len(result.added) + len(result.replaced)
     outcome = StageOutcome(
@@ -237,8 +243,15 @@ def _stage_features(
             raise
         finally:
             bar.close()
+    # the computed ones are already recorded; the others are recorded as reused here
+    computed = set(todo)
     paths = [
-        cache.run("features", keys[rid], _never, run=run) / FEATURES_FILE
+        (
+            cache.path(keys[rid])
+            if rid in computed
+            else cache.run("features", keys[rid], _never, run=run)
+        )
+        / FEATURES_FILE
         for rid in cohort.recording_ids
     ]
     outcome = StageOutcome(
@@ -374,6 +387,7 @@ def run_task(
     progress: bool = True,
     on_cluster: Callable[[Any], None] | None = None,
     client: Any = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """Run a task's stages, reusing every stage whose key is already complete.
 
@@ -393,12 +407,20 @@ def run_task(
         Called with the client once the cluster is up (the CLI prints the dashboard link).
     client : distributed.Client, optional
         Run on this client instead of starting the cluster of ``cluster``.
+    workers : int, optional
+        Worker processes of a local cluster (``n-workers`` of the profile).
 
     Returns
     -------
     RunSummary
     """
-    from pipeline.cluster import connect, describe_workers, load_profile, performance_report
+    from pipeline.cluster import (
+        connect,
+        describe_workers,
+        load_profile,
+        performance_report,
+        with_workers,
+    )
     from pipeline.store import open_cohort
 
     t0 = time.perf_counter()
@@ -413,7 +435,7 @@ def run_task(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out)
-    profile = load_profile(cluster)
+    profile = with_workers(load_profile(cluster), workers)
     summary = RunSummary(task=str(task_path or spec.name), out=out)
     cluster_cm = (
         contextlib.nullcontext(client)
@@ -449,7 +471,8 @@ def run_task(
     summary.report_json = fit.path / "report.json"
     summary.report_html = report.path / "report.html"
     summary.metrics = cache.manifest(fit.key).get("result", {}).get("metrics", {})
-    _link_latest(out, summary)
+    with cache.lock("latest"):  # two runs ending together would rename one another's links
+        _link_latest(out, summary)
     summary.seconds = time.perf_counter() - t0
     return summary
 

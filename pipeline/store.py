@@ -52,7 +52,14 @@ import xarray as xr
 import zarr
 
 from pipeline import _zarr_v3
-from pipeline._fs import atomic_write_json, canonical_json, jsonable, sha256_json
+from pipeline._fs import (
+    atomic_write_json,
+    canonical_json,
+    jsonable,
+    owned_name,
+    owner_gone,
+    sha256_json,
+)
 from pipeline._time import TIME_ATTRS, SampleTimeIndex, sample_times, time_coordinate
 from pipeline.exceptions import InputError, RecordingNotFoundError, StoreError
 from pipeline.io.base import RecordingSource, SourceFile
@@ -282,7 +289,7 @@ def write_recording(
             )
             raise StoreError(msg)
         codes = [int(k) for k in np.unique(labels)]
-    staging = store / STAGING / f"{rid}.{uuid.uuid4().hex[:12]}"
+    staging = store / STAGING / owned_name(rid)  # host and pid: see clean_staging
     staging.parent.mkdir(exist_ok=True)
     try:
         attrs = _recording_attrs(source_file, source, codes, sha256, reader, reader_version, chunk)
@@ -800,12 +807,18 @@ def open_cohort(path: str | os.PathLike[str]) -> Cohort:
 
 
 def clean_staging(store: str | os.PathLike[str]) -> int:
-    """Remove leftovers of interrupted writes; return how many were removed."""
+    """Remove leftovers of interrupted writes; return how many were removed.
+
+    A staging folder is removed only once its writer process is gone
+    (:func:`pipeline._fs.owner_gone`): another run writing to the same store keeps its own.
+    """
     removed = 0
     for sub in (STAGING, TRASH):
         d = Path(store) / sub
         if d.exists():
             for p in d.iterdir():
+                if sub == STAGING and not owner_gone(p):
+                    continue
                 shutil.rmtree(p, ignore_errors=True)
                 removed += 1
     return removed

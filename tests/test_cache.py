@@ -213,9 +213,11 @@ def test_sigkill_mid_write_leaves_nothing_trusted(tmp_path: Path) -> None:
     assert not cache.path(key).exists()
     rows = cache.status()
     assert [(r["key"], r["name"], r["complete"]) for r in rows] == [(key, "features", False)]
-    # the killed run's manifest says it was running and lists the stage it had started
+    # the killed run never wrote its end: its process is gone, so it shows as interrupted,
+    # with the stage it had started
     (run_manifest,) = cache.runs()
-    assert run_manifest["status"] == "running"
+    assert run_manifest["status"] == "interrupted"
+    assert json.loads(next(cache.runs_dir.glob("*.json")).read_text())["status"] == "running"
     assert run_manifest["stages"] == [
         {"name": "features", "key": key, "state": "pending", "timings": {}}
     ]
@@ -335,3 +337,61 @@ def test_format_status_table(tmp_path: Path) -> None:
     cells = lines[1].split()
     assert cells[:3] == ["ingest", key[:12], "complete"]
     assert cells[4:6] == ["2.0", "KiB"]
+
+
+_LOCKED_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pipeline.cache import StageCache
+
+    root, key, log = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+
+    def slow(tmp):
+        with open(log, "a") as f:
+            f.write("computed\\n")
+        time.sleep(1.5)  # the other process arrives while this one writes
+        (tmp / "out.txt").write_text("hello")
+
+    StageCache(root).run("features", key, slow)
+    """
+)
+
+
+def test_two_processes_on_one_stage_compute_it_once(tmp_path: Path) -> None:
+    root, log = tmp_path / "out", tmp_path / "log"
+    key = stage_key("features", {"window": 1}, [], "v1")
+    argv = [sys.executable, "-c", _LOCKED_CHILD, str(root), key, str(log)]
+    first = subprocess.Popen(argv, cwd=REPO)
+    time.sleep(0.5)
+    second = subprocess.Popen(argv, cwd=REPO)
+    assert (first.wait(60), second.wait(60)) == (0, 0)
+    assert log.read_text() == "computed\n"  # the second waited on the lock, then reused
+    assert (StageCache(root).path(key) / "out.txt").read_text() == "hello"
+
+
+def test_leftovers_removed_only_when_their_owner_is_gone(tmp_path: Path) -> None:
+    import socket
+
+    cache = StageCache(tmp_path)
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    key = "a" * 64
+    mine = cache.tmp_dir / f"{key}.{host}.{os.getpid()}.0123abcd"  # a live writer
+    gone = cache.tmp_dir / f"{key}.{host}.{dead.pid}.0123abcd"
+    foreign = cache.tmp_dir / f"{key}.elsewhere.example.org.{os.getpid()}.0123abcd"
+    for d in (mine, gone, foreign):
+        d.mkdir()
+    assert cache.clean_tmp() == [gone]
+    assert mine.exists() and foreign.exists()  # a day old before a foreign one goes
+    old = time.time() - 25 * 3600
+    os.utime(foreign, (old, old))
+    assert cache.clean_tmp() == [foreign]
+
+
+def test_a_live_run_shows_as_running(tmp_path: Path) -> None:
+    cache = StageCache(tmp_path)
+    with cache.start_run(task="demo"):
+        assert [r["status"] for r in cache.runs()] == ["running"]
+    assert [r["status"] for r in cache.runs()] == ["finished"]
