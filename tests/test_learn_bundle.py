@@ -140,8 +140,100 @@ def test_tampered_metadata_is_detected(tmp_path, fitted):
 
     bad = tmp_path / "t.skops"
     _rewrite_schema(good, bad, edit)
-    with pytest.raises(BundleError, match="metadata checksum mismatch"):
+    with pytest.raises(
+        BundleError, match=r"t\.skops' does not match its digest \(changed \['schema\.json'\]\)"
+    ):
         load_bundle(bad)
+
+
+def _find(node, key):
+    """Return the schema node stored under ``key`` anywhere in a skops schema."""
+    if isinstance(node, dict):
+        if key in node:
+            return node[key]
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found = _find(child, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _swap_coef_rows(src, dst, *, redigest=False):
+    """Copy a bundle, swapping rows 0 and 1 of the classifier's ``coef_`` (a weights file)."""
+    import io
+
+    from pipeline._fs import canonical_json, sha256_text
+    from pipeline.learn.bundle import INTEGRITY_MEMBER
+
+    with zipfile.ZipFile(src) as zin:
+        member = _find(json.loads(zin.read("schema.json")), "coef_")["file"]
+        items = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+    coef = np.load(io.BytesIO(items[member]))
+    swapped = coef.copy()
+    swapped[[0, 1]] = coef[[1, 0]]
+    buf = io.BytesIO()
+    np.save(buf, swapped)
+    items[member] = buf.getvalue()
+    if redigest:  # what someone who knows the format but not the key would do
+        import hashlib
+
+        record = json.loads(items[INTEGRITY_MEMBER])
+        record["members"][member] = hashlib.sha256(items[member]).hexdigest()
+        record["sha256"] = sha256_text(canonical_json(record["members"]))
+        items[INTEGRITY_MEMBER] = canonical_json(record).encode()
+    with zipfile.ZipFile(dst, "w") as zout:
+        for name, data in items.items():
+            zout.writestr(name, data)
+    return member, coef
+
+
+def test_tampered_weights_are_refused(tmp_path, fitted, table):
+    model, _ = fitted
+    good = save_bundle(tmp_path / "g.skops", model, bundle_metadata(model))
+    bad = tmp_path / "w.skops"
+    member, coef = _swap_coef_rows(good, bad)
+    assert not np.array_equal(coef[0], coef[1])  # the swap changes the model
+    with pytest.raises(
+        BundleError,
+        match=rf"w\.skops' does not match its digest \(changed \['{member}'\]\): the file "
+        r"was modified after it was saved \(weights, metadata or structure\); refusing",
+    ):
+        load_bundle(bad)
+    load_bundle(good)  # the original still loads
+
+
+def test_keyed_signature(tmp_path, fitted, monkeypatch):
+    model, _ = fitted
+    unsigned = save_bundle(tmp_path / "u.skops", model, bundle_metadata(model))
+    monkeypatch.setenv("COHORT_BUNDLE_KEY", "site secret")
+    signed = save_bundle(tmp_path / "s.skops", model, bundle_metadata(model))
+    assert load_bundle(signed).classes == model.classes
+    with pytest.raises(BundleError, match=r"u\.skops' is not signed: COHORT_BUNDLE_KEY is set"):
+        load_bundle(unsigned)
+    # weights edited and every digest recomputed: only the key's HMAC still tells
+    forged = tmp_path / "f.skops"
+    _swap_coef_rows(signed, forged, redigest=True)
+    with pytest.raises(BundleError, match=r"f\.skops' is signed with another key"):
+        load_bundle(forged)
+    monkeypatch.setenv("COHORT_BUNDLE_KEY", "another secret")
+    with pytest.raises(BundleError, match=r"s\.skops' is signed with another key"):
+        load_bundle(signed)
+    monkeypatch.delenv("COHORT_BUNDLE_KEY")
+    assert load_bundle(signed).classes == model.classes  # without a key: the digest only
+
+
+def test_bundle_without_integrity_member_is_refused(tmp_path, fitted):
+    model, _ = fitted
+    good = save_bundle(tmp_path / "g.skops", model, bundle_metadata(model))
+    old = tmp_path / "old.skops"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(old, "w") as zout:
+        for item in zin.infolist():
+            if item.filename != "cohort-integrity.json":
+                zout.writestr(item, zin.read(item.filename))
+    with pytest.raises(BundleError, match=r"old\.skops' has no valid cohort-integrity\.json"):
+        load_bundle(old)
 
 
 def test_corrupt_or_missing_file(tmp_path):

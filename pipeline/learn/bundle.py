@@ -5,10 +5,21 @@ allow-list of what this package produces (the scikit-learn estimators we build, 
 arrays, :class:`~pipeline.learn.prep.FeaturePrep`), so a file holding anything else is
 refused before any object is built. The metadata is stored as one JSON string, so it can
 hold no object at all; the file is a plain scikit-learn ``Pipeline`` plus that string.
+
+Integrity covers the whole file: the member ``cohort-integrity.json`` of the zip holds the
+SHA-256 of every other member (the schema, the metadata and every weight array) and a digest
+over them all; :func:`load_bundle` checks them before anything is loaded, so swapping two
+rows of ``coef_`` is refused like an edited label. A site that needs a keyed signature sets
+``COHORT_BUNDLE_KEY``: bundles are then saved with an HMAC-SHA256 of that digest, and only
+bundles signed with that key load (a digest alone can be recomputed by whoever edits the
+file; an HMAC cannot without the key).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
 import logging
 import os
@@ -34,6 +45,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The zip member holding every other member's SHA-256, their digest and the optional HMAC.
+INTEGRITY_MEMBER = "cohort-integrity.json"
+#: The environment variable holding the HMAC key of sites that sign their bundles.
+KEY_ENV = "COHORT_BUNDLE_KEY"
 
 BUNDLE_FORMAT = 2
 """2: the model is a scikit-learn Pipeline (1 held this package's own model class)."""
@@ -217,9 +233,83 @@ def save_bundle(
         )
         raise BundleError(msg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: sio.dump(payload, fh))
+    atomic_write(path, _with_integrity(sio.dumps(payload)))
     logger.info("saved model bundle %s", path)
     return path
+
+
+def _member_hashes(archive: zipfile.ZipFile) -> dict[str, str]:
+    return {
+        name: hashlib.sha256(archive.read(name)).hexdigest()
+        for name in sorted(archive.namelist())
+        if name != INTEGRITY_MEMBER
+    }
+
+
+def _signature(digest: str) -> str | None:
+    key = os.environ.get(KEY_ENV)
+    if not key:
+        return None
+    return hmac.new(key.encode("utf-8"), digest.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def _with_integrity(data: bytes) -> bytes:
+    """Return the skops zip ``data`` with :data:`INTEGRITY_MEMBER` added."""
+    buffer = io.BytesIO(data)
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+        members = _member_hashes(archive)
+        digest = sha256_text(canonical_json(members))
+        record = {"members": members, "sha256": digest, "hmac_sha256": _signature(digest)}
+        archive.writestr(INTEGRITY_MEMBER, canonical_json(record))
+    return buffer.getvalue()
+
+
+def _check_integrity(path: Path) -> None:
+    """Check every member of the bundle against its recorded SHA-256 (and HMAC, if keyed).
+
+    Raises
+    ------
+    BundleError
+        Naming the file, the members that changed, appeared or disappeared, or the
+        missing or wrong signature.
+    """
+    where = f"model bundle {str(path)!r}"
+    with zipfile.ZipFile(path) as archive:
+        try:
+            record = json.loads(archive.read(INTEGRITY_MEMBER))
+            recorded = dict(record["members"])
+        except (KeyError, ValueError, TypeError) as err:
+            msg = (
+                f"{where} has no valid {INTEGRITY_MEMBER} ({type(err).__name__}: {err}): it "
+                "was written before whole-file digests, or edited; refusing to load it. "
+                "Re-run `cohort run` to write a new bundle"
+            )
+            raise BundleError(msg) from None
+        found = _member_hashes(archive)
+    changed = sorted(n for n in recorded.keys() & found.keys() if recorded[n] != found[n])
+    added, removed = sorted(found.keys() - recorded), sorted(recorded.keys() - found)
+    digest = sha256_text(canonical_json(recorded))
+    if changed or added or removed or digest != record.get("sha256"):
+        parts = [
+            f"{label} {names}"
+            for label, names in (("changed", changed), ("added", added), ("removed", removed))
+            if names
+        ] or ["the digest over the members"]
+        msg = (
+            f"{where} does not match its digest ({'; '.join(parts)}): the file was modified "
+            "after it was saved (weights, metadata or structure); refusing to load it"
+        )
+        raise BundleError(msg)
+    expected = _signature(digest)
+    if expected is not None:
+        signed = record.get("hmac_sha256")
+        if not isinstance(signed, str) or not hmac.compare_digest(signed, expected):
+            state = "is not signed" if not signed else "is signed with another key"
+            msg = (
+                f"{where} {state}: {KEY_ENV} is set, so only bundles signed with that key "
+                "load; re-save it with the key set, or unset the variable"
+            )
+            raise BundleError(msg)
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -228,8 +318,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     Raises
     ------
     BundleError
-        If the file is missing, not a skops bundle, corrupted, tampered with (metadata
-        checksum), or holds a type not on the allow-list (named in the message).
+        If the file is missing, not a skops bundle, corrupted, holds a type not on the
+        allow-list (named in the message), or any member differs from its recorded digest
+        (weights included), or ``COHORT_BUNDLE_KEY`` is set and the bundle is not signed
+        with it.
     """
     path = Path(path)
     if not path.is_file():
@@ -249,6 +341,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             "refusing to load it (it may have been tampered with, or was written by another tool)"
         )
         raise BundleError(msg)
+    _check_integrity(path)
     try:
         payload = sio.load(path, trusted=list(untrusted))
     except Exception as err:
