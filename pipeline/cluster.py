@@ -290,9 +290,12 @@ def _jobqueue_kwargs(profile: Mapping[str, Any], log_directory: str | None) -> d
     if not any("NUMBA_CACHE_DIR" in line for line in prologue):
         cache = _numba_cache_dir(profile, options.get("local_directory"))
         prologue.append(f'export NUMBA_CACHE_DIR="{cache}"')
+    # Set, not defaulted: batch jobs inherit the submitting process's environment, where any
+    # nanny this process started has left distributed's own 64 KiB trim threshold. A profile
+    # that sets the variable in its prologue keeps its own value.
     for name, value in WORKER_MALLOC_ENV.items():  # see WORKER_MALLOC_ENV
         if not any(name in line for line in prologue):
-            prologue.append(f"export {name}=${{{name}:-{value}}}")
+            prologue.append(f"export {name}={value}")
     options["job_script_prologue"] = prologue
     if log_directory is not None and "log_directory" not in options:
         options["log_directory"] = str(log_directory)

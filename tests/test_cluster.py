@@ -582,3 +582,23 @@ def test_local_cluster_inside_an_allocation_follows_it(tmp_path: Path) -> None:
     assert [w["slurm_job_id"] for w in workers] == [job_id, job_id]
     assert [w["nthreads"] for w in workers] == [1, 1]
     assert [w["memory_limit"] for w in workers] == [2**30 // 2, 2**30 // 2]
+
+
+def test_job_script_sets_the_worker_allocator_whatever_this_process_inherited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a nanny started earlier in this process leaves distributed's 64 KiB trim threshold in
+    # os.environ, and batch jobs inherit the submitter's environment
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    lines = cl.job_script("slurm").splitlines()
+    for name, value in cl.WORKER_MALLOC_ENV.items():
+        assert f"export {name}={value}" in lines
+    own = _write(
+        tmp_path,
+        "jobqueue: {slurm: {cores: 1, memory: 1GB, "
+        "job-script-prologue: ['export MALLOC_TRIM_THRESHOLD_=1']}}\n",
+        "own.yaml",
+    )
+    lines = cl.job_script(own).splitlines()
+    assert "export MALLOC_TRIM_THRESHOLD_=1" in lines
+    assert not any(line.startswith("export MALLOC_TRIM_THRESHOLD_=16") for line in lines)
