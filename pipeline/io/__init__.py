@@ -20,6 +20,7 @@ reports unreadable folders and files instead of dropping them.
 from pipeline.exceptions import UnknownFormatError
 
 # Importing the reader modules registers them.
+from pipeline.io import bids as _bids  # noqa: F401
 from pipeline.io import csv as _csv  # noqa: F401
 from pipeline.io import edf as _edf  # noqa: F401
 from pipeline.io import mne as _mne  # noqa: F401

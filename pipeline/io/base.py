@@ -35,8 +35,9 @@ class SourceFile:
     ----------
     path : Path
         The file.
-    subject, session, run : str or None
-        BIDS-style entities without their prefix (``"01"``, not ``"sub-01"``).
+    subject, session, run, task, acquisition, recording : str or None
+        BIDS entities without their prefix (``"01"``, not ``"sub-01"``); only the ``bids``
+        reader sets task, acquisition and recording.
     extra : dict
         Reader-specific values derived from the path (e.g. a per-recording ``label``) and
         per-subject metadata joined from a table.
@@ -47,15 +48,27 @@ class SourceFile:
     session: str | None = None
     run: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+    acquisition: str | None = None
+    recording: str | None = None
 
     @property
     def recording_id(self) -> str:
-        """Return the BIDS-style id, e.g. ``sub-01_ses-1_run-2``."""
+        """Return the BIDS-style id, e.g. ``sub-01_ses-1_task-rest_run-2``.
+
+        Entities in BIDS order: ``sub``, ``ses``, ``task``, ``acq``, ``run``, ``recording``;
+        those that are None are left out.
+        """
         parts = [f"sub-{self.subject}"]
-        if self.session is not None:
-            parts.append(f"ses-{self.session}")
-        if self.run is not None:
-            parts.append(f"run-{self.run}")
+        for key, value in (
+            ("ses", self.session),
+            ("task", self.task),
+            ("acq", self.acquisition),
+            ("run", self.run),
+            ("recording", self.recording),
+        ):
+            if value is not None:
+                parts.append(f"{key}-{value}")
         return "_".join(parts)
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ from pipeline.io._options import (
 )
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
 
-__all__ = ["SUFFIXES", "MneReader", "open_raw"]
+__all__ = ["SUFFIXES", "MneReader", "open_raw", "source_from_raw"]
 
 logger = logging.getLogger(__name__)
 
@@ -211,91 +211,124 @@ class MneReader:
             A file MNE cannot read, with no channels or no samples; an unknown channel.
         """
         check_options(self.name, options, OPTIONS)
-        block_samples = int(options.get("block_samples") or BLOCK_SAMPLES)
-        if block_samples <= 0:
-            msg = f"reader 'mne': option 'block_samples' must be positive, found {block_samples!r}"
-            raise SpecError(msg)
         path = Path(file.path)
-        raw = open_raw(path)
-        names = list(raw.ch_names)
-        types = list(raw.get_channel_types())
-        stim_events = bool(options.get("stim_events", True))
-        stim = [n for n, t in zip(names, types, strict=True) if t == "stim"] if stim_events else []
-        picks = [i for i, n in enumerate(names) if n not in stim]
-        wanted = options.get("channels")
-        if wanted is not None:
-            wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-            missing = [w for w in wanted if w not in names]
-            if missing:
-                msg = (
-                    f"{path}: option 'channels' names {missing!r}, not in the file; "
-                    f"channels are {names!r}"
-                )
-                raise InputError(msg, path=str(path))
-            picks = [names.index(w) for w in wanted]
-        if not picks:
-            msg = f"{path}: no signal channels besides stim channels {stim!r}"
+        return source_from_raw(open_raw(path), path, file, options, lambda: open_raw(path))
+
+
+def source_from_raw(
+    raw: Any,
+    path: Path,
+    file: SourceFile,
+    options: Mapping[str, Any],
+    reopen: Callable[[], Any],
+    exclude: Sequence[str] = (),
+) -> RecordingSource:
+    """Return the :class:`RecordingSource` of an MNE ``Raw`` opened with ``preload=False``.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The opened file (metadata only is read from it).
+    path : Path
+        The file, for messages.
+    file : SourceFile
+        Its identifiers; ``extra["label"]`` is the per-recording label.
+    options : mapping
+        ``channels``, ``stim_events``, ``block_samples`` (already checked by the reader).
+    reopen : callable
+        Returns a fresh ``Raw`` of the same file; each pass over the blocks opens one.
+    exclude : sequence of str
+        Channels left out unless ``channels`` names them (e.g. BIDS bad channels).
+    """
+    block_samples = int(options.get("block_samples") or BLOCK_SAMPLES)
+    if block_samples <= 0:
+        msg = f"option 'block_samples' must be positive, found {block_samples!r}"
+        raise SpecError(msg)
+    names = list(raw.ch_names)
+    types = list(raw.get_channel_types())
+    stim_events = bool(options.get("stim_events", True))
+    stim = [n for n, t in zip(names, types, strict=True) if t == "stim"] if stim_events else []
+    picks = [i for i, n in enumerate(names) if n not in stim and n not in exclude]
+    wanted = options.get("channels")
+    if wanted is not None:
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            msg = (
+                f"{path}: option 'channels' names {missing!r}, not in the file; "
+                f"channels are {names!r}"
+            )
             raise InputError(msg, path=str(path))
-        chs = raw.info["chs"]
-        channel_types = ["misc" if types[i] == "stim" else types[i] for i in picks]
-        units = [_unit(chs[i]) for i in picks]
-        frames = [f for f in (_annotation_events(raw), _stim_events(raw, stim)) if len(f)]
-        events = None
-        if frames:
-            events = pd.concat(frames, ignore_index=True).sort_values("onset", kind="stable")
-            events = events.reset_index(drop=True)
-        counts = Counter(channel_types)
-        modality = max(counts, key=lambda t: (counts[t], -channel_types.index(t)))
-        meas_date = raw.info["meas_date"]
-        attrs: dict[str, Any] = {
-            "mne_reader": type(raw).__name__,
-            "highpass": float(raw.info["highpass"]),
-            "lowpass": float(raw.info["lowpass"]),
-        }
-        if raw.info.get("line_freq") is not None:
-            attrs["line_frequency"] = float(raw.info["line_freq"])
-        if stim:
-            attrs["stim_channels"] = stim
-        dropped = [names[i] for i in range(len(names)) if i not in picks and names[i] not in stim]
-        if dropped:
-            attrs["dropped_channels"] = dropped
-        n_samples = int(raw.n_times)
-        preload = _needs_preload(raw)
+        picks = [names.index(w) for w in wanted]
+    if not picks:
+        msg = f"{path}: no signal channels besides stim channels {stim!r}"
+        raise InputError(msg, path=str(path))
+    chs = raw.info["chs"]
+    channel_types = ["misc" if types[i] == "stim" else types[i] for i in picks]
+    units = [_unit(chs[i]) for i in picks]
+    frames = [f for f in (_annotation_events(raw), _stim_events(raw, stim)) if len(f)]
+    events = None
+    if frames:
+        events = pd.concat(frames, ignore_index=True).sort_values("onset", kind="stable")
+        events = events.reset_index(drop=True)
+    counts = Counter(channel_types)
+    modality = max(counts, key=lambda t: (counts[t], -channel_types.index(t)))
+    meas_date = raw.info["meas_date"]
+    attrs: dict[str, Any] = {
+        "mne_reader": type(raw).__name__,
+        "highpass": float(raw.info["highpass"]),
+        "lowpass": float(raw.info["lowpass"]),
+    }
+    if raw.info.get("line_freq") is not None:
+        attrs["line_frequency"] = float(raw.info["line_freq"])
+    if stim:
+        attrs["stim_channels"] = stim
+    dropped = [
+        names[i]
+        for i in range(len(names))
+        if i not in picks and names[i] not in stim and names[i] not in exclude
+    ]
+    if exclude:
+        attrs["excluded_channels"] = [n for n in names if n in exclude]
+    if dropped:
+        attrs["dropped_channels"] = dropped
+    n_samples = int(raw.n_times)
+    preload = _needs_preload(raw)
+    if preload:
+        nbytes = n_samples * len(names) * 8
+        if nbytes > PRELOAD_BYTES:
+            msg = (
+                f"{path}: channels have several sampling rates; MNE upsamples them exactly "
+                f"only when the whole file is loaded ({nbytes / 2**20:.0f} MiB, above "
+                f"the {PRELOAD_BYTES / 2**20:.0f} MiB this reader loads): read it with "
+                "reader 'edf' and its 'rate=' or 'channels=' option instead"
+            )
+            raise InputError(msg, path=str(path))
+        attrs["mne_preloaded"] = "mixed sampling rates, upsampled by MNE"
+
+    def blocks() -> Iterator[np.ndarray]:
+        # A fresh handle per pass: the store may iterate twice, and a worker process
+        # must not share another's file handle.
+        r = reopen()
         if preload:
-            nbytes = n_samples * len(names) * 8
-            if nbytes > PRELOAD_BYTES:
-                msg = (
-                    f"{path}: channels have several sampling rates; MNE upsamples them exactly "
-                    f"only when the whole file is loaded ({nbytes / 2**20:.0f} MiB, above "
-                    f"the {PRELOAD_BYTES / 2**20:.0f} MiB this reader loads): read it with "
-                    "reader 'edf' and its 'rate=' or 'channels=' option instead"
-                )
-                raise InputError(msg, path=str(path))
-            attrs["mne_preloaded"] = "mixed sampling rates, upsampled by MNE"
+            r.load_data(verbose="error")
+        for start in range(0, n_samples, block_samples):
+            stop = min(start + block_samples, n_samples)
+            yield r.get_data(picks=picks, start=start, stop=stop).T.astype(np.float32)
 
-        def blocks() -> Iterator[np.ndarray]:
-            # A fresh handle per pass: the store may iterate twice, and a worker process
-            # must not share another's file handle.
-            r = open_raw(path)
-            if preload:
-                r.load_data(verbose="error")
-            for start in range(0, n_samples, block_samples):
-                stop = min(start + block_samples, n_samples)
-                yield r.get_data(picks=picks, start=start, stop=stop).T.astype(np.float32)
-
-        return RecordingSource(
-            n_samples=n_samples,
-            sampling_rate=float(raw.info["sfreq"]),
-            channels=[names[i] for i in picks],
-            units=units,
-            channel_types=channel_types,
-            modality=modality,
-            blocks=blocks,
-            label=file.extra.get("label"),
-            events=events,
-            start_time=meas_date.isoformat() if meas_date is not None else None,
-            attrs=attrs,
-        )
+    return RecordingSource(
+        n_samples=n_samples,
+        sampling_rate=float(raw.info["sfreq"]),
+        channels=[names[i] for i in picks],
+        units=units,
+        channel_types=channel_types,
+        modality=modality,
+        blocks=blocks,
+        label=file.extra.get("label"),
+        events=events,
+        start_time=meas_date.isoformat() if meas_date is not None else None,
+        attrs=attrs,
+    )
 
 
 def _unit(ch: dict[str, Any]) -> str:
