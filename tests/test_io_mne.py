@@ -126,3 +126,44 @@ def test_folder_discovery_and_options(tmp_path: Path) -> None:
         reader.read(files[0], channels=["Nope"])
     with pytest.raises(InputError, match=r"no files with suffix \.xyz found \(reader 'mne'\)"):
         reader.discover(tmp_path, suffixes=".xyz")
+
+
+def test_recording_round_trips_through_mne_raw_array(tmp_path: Path) -> None:
+    """Store -> RawArray -> store keeps values, names, types, units and annotations."""
+    from pipeline.io.base import SourceFile
+    from pipeline.io.mne import from_mne, to_mne
+    from pipeline.store import write_recording
+
+    vhdr = FOREIGN / "mne-python" / "brainvision" / "test.vhdr"
+    ingest(vhdr, "mne", tmp_path / "a.zarr", progress=False)
+    ds = open_cohort(tmp_path / "a.zarr").recording("sub-test")
+    raw = to_mne(ds)
+    ref = _mne_raw(vhdr)
+    np.testing.assert_array_equal(raw.get_data().astype(np.float32), ds.signal.values.T)
+    np.testing.assert_allclose(raw.get_data(), ref.get_data(), rtol=1e-6, atol=0)
+    assert raw.ch_names == ref.ch_names and raw.get_channel_types() == ref.get_channel_types()
+    assert list(raw.annotations.description) == list(ref.annotations.description)
+    np.testing.assert_allclose(raw.annotations.onset, ref.annotations.onset)
+    sf = SourceFile(path=vhdr, subject="back")
+    write_recording(
+        tmp_path / "b.zarr", sf, from_mne(raw, sf), sha256="0", reader="mne", reader_version="1"
+    )
+    back = open_cohort(tmp_path / "b.zarr").recording("sub-back")
+    np.testing.assert_array_equal(back.signal.values, ds.signal.values)
+    for name in ("channel", "channel_type", "unit", "event_description"):
+        assert back[name].values.tolist() == ds[name].values.tolist()
+    np.testing.assert_array_equal(back.event_onset.values, ds.event_onset.values)
+    np.testing.assert_array_equal(back.event_duration.values, ds.event_duration.values)
+
+
+def test_to_mne_scales_microvolts_and_types_unknown_kinds_misc(make_store) -> None:
+    from pipeline.io.mne import to_mne
+
+    store = make_store([{"subject": "01", "n_samples": 300, "modality": "ref"}])
+    ds = open_cohort(store).recording(open_cohort(store).recording_ids[0])
+    ds = ds.assign_coords(unit=("channel", ["uV", "mV", "V"]))
+    raw = to_mne(ds)
+    assert raw.get_channel_types() == ["misc"] * 3
+    np.testing.assert_allclose(
+        raw.get_data().T, ds.signal.values * np.array([1e-6, 1e-3, 1.0]), rtol=1e-7
+    )

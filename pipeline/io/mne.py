@@ -56,7 +56,7 @@ from pipeline.io._options import (
 )
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
 
-__all__ = ["SUFFIXES", "MneReader", "open_raw", "source_from_raw"]
+__all__ = ["SUFFIXES", "MneReader", "from_mne", "open_raw", "source_from_raw", "to_mne"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,23 @@ SUFFIXES = (".vhdr", ".ahdr", ".set", ".gdf", ".cnt", ".fif", ".fif.gz", ".edf",
 BLOCK_SAMPLES = 1 << 18
 PRELOAD_BYTES = 1 << 30  # the most a mixed-rate file may take in memory (float64, all channels)
 # FIFF unit codes (mne.io.constants.FIFF.FIFF_UNIT_*) to the unit strings of the store.
-_UNITS = {107: "V", 0: "a.u.", -1: "a.u.", 201: "T", 202: "T/m", 9: "K", 114: "C", 10000: "M"}
+_UNITS = {
+    107: "V",
+    0: "a.u.",
+    -1: "a.u.",
+    112: "T",
+    201: "T/m",
+    1: "m",
+    3: "s",
+    4: "A",
+    5: "K",
+    6: "mol",
+    101: "Hz",
+    103: "Pa",
+    109: "Ohm",
+    114: "degC",
+}
+_FIFF_UNITS = {u: k for k, u in _UNITS.items() if k != -1}
 
 
 def open_raw(path: Path) -> Any:
@@ -342,3 +358,67 @@ def _stem_path(path: Path) -> Path:
     """Return ``path`` without a ``.fif.gz``'s double suffix, for entity parsing."""
     name = path.name
     return path.with_name(name[: -len(".gz")]) if name.lower().endswith(".fif.gz") else path
+
+
+def to_mne(ds: Any) -> Any:
+    """Return a recording as an :class:`mne.io.RawArray` (annotations, types, units).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A recording as :meth:`pipeline.store.Cohort.recording` opens it: ``signal`` with
+        dims ``("time", "channel")``, the ``channel_type`` and ``unit`` coordinates, the
+        ``sampling_rate`` attribute and, if any, ``event_onset``/``event_duration``/
+        ``event_description``.
+
+    Returns
+    -------
+    mne.io.RawArray
+        Data in volts for voltage channels (MNE's convention), loaded into memory: the
+        bridge is for a recording that fits, as MNE's own analyses need it loaded.
+
+    Notes
+    -----
+    A channel type MNE does not know (the ``edf`` reader's ``ref`` and ``acc``) becomes
+    ``misc``, logged; every other type, the names, the units and the events round-trip
+    through :func:`from_mne`.
+    """
+    import mne
+
+    from pipeline.io._units import to_store_unit
+
+    names = [str(c) for c in ds["channel"].values]
+    types = [str(t) for t in ds["channel_type"].values]
+    units = [str(u) for u in ds["unit"].values]
+    known = set(mne.io.get_channel_type_constants())
+    unknown = sorted({t for t in types if t not in known})
+    if unknown:
+        logger.info("to_mne: channel type(s) %s unknown to MNE, given as 'misc'", unknown)
+        types = [t if t in known else "misc" for t in types]
+    factors = np.array([to_store_unit(u)[1] for u in units])
+    data = np.asarray(ds["signal"].values, dtype=np.float64) * factors
+    info = mne.create_info(names, float(ds.attrs["sampling_rate"]), types, verbose="error")
+    for ch, unit in zip(info["chs"], units, strict=True):
+        stored = to_store_unit(unit)[0]
+        if stored in _FIFF_UNITS:  # else MNE's default for the type stands
+            ch["unit"] = _FIFF_UNITS[stored]
+    raw = mne.io.RawArray(data.T, info, verbose="error")
+    if "event_onset" in ds.variables:
+        raw.set_annotations(
+            mne.Annotations(
+                np.asarray(ds["event_onset"].values, dtype=np.float64),
+                np.nan_to_num(np.asarray(ds["event_duration"].values, dtype=np.float64)),
+                [str(d) for d in ds["event_description"].values.tolist()],
+            )
+        )
+    return raw
+
+
+def from_mne(raw: Any, file: SourceFile, **options: Any) -> RecordingSource:
+    """Return the :class:`RecordingSource` of an in-memory MNE ``Raw`` (e.g. a RawArray).
+
+    The inverse of :func:`to_mne`: write the result with
+    :func:`pipeline.store.write_recording`. Options as for the ``mne`` reader's ``read``.
+    """
+    check_options("mne", options, OPTIONS)
+    return source_from_raw(raw, Path(file.path), file, options, lambda: raw)
