@@ -403,6 +403,7 @@ def fit_and_validate_distributed(
         msg = "feature table: every window has label None; nothing to fit"
         raise SpecError(msg)
 
+    t0 = time.perf_counter()
     ids = _fold_ids(counts, vspec.scheme)
     folds = make_folds(ids, vspec, seed)
     units_all = {u for u, _ in moments}
@@ -447,6 +448,7 @@ def fit_and_validate_distributed(
             desc["classes_absent_from_training"] = absent
             logger.warning("fold %s: classes %s have no training window", fold.name, absent)
         fold_reports.append(desc)
+    algebra_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     models_d = dask.delayed(models, traverse=False)
@@ -459,16 +461,22 @@ def fit_and_validate_distributed(
     proba_all = pred[proba_cols].to_numpy(dtype=float)
     y_all = pred["label"].to_numpy(dtype=object)
     pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
-    for i, desc in enumerate(fold_reports):
-        m = (pred["fold"] == i).to_numpy()
-        if m.any():
-            fm = classification_metrics(y_all[m], pred_all[m], proba_all[m], classes)
-            desc["metrics"] = {
-                k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
-            }
     per_subject, summary = per_subject_metrics(
         pred["subject"].to_numpy(), y_all, pred_all, proba_all, classes
     )
+    fold_of = pred["fold"].to_numpy()
+    for i, desc in enumerate(fold_reports):
+        m = fold_of == i
+        if not m.any():
+            continue
+        subjects = desc["test_subjects"]
+        if len(subjects) == 1 and desc["level"] == "subject":
+            fm = per_subject[subjects[0]]  # a LOSO fold's windows are its subject's
+        else:
+            fm = classification_metrics(y_all[m], pred_all[m], proba_all[m], classes)
+        desc["metrics"] = {
+            k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+        }
     t0 = time.perf_counter()
     final = _fold_model(spec, prep, total, classes)
     report: dict[str, Any] = {
@@ -495,7 +503,12 @@ def fit_and_validate_distributed(
         "folds_s": [],
         "backend": "dask",
     }
-    report["engine"] = {"name": "distributed", "unit": unit, "passes": passes}
+    report["engine"] = {
+        "name": "distributed",
+        "unit": unit,
+        "passes": passes,
+        "fold_models_s": round(algebra_s, 3),
+    }
     report["feature_names"] = final.feature_names
     report["prep"] = final.metadata["prep"]
     logger.info(
