@@ -10,6 +10,7 @@ values always give equal keys.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -273,6 +274,11 @@ def package_versions(names: Iterable[str] = RESULT_PACKAGES) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+#: The errors of an output that cannot be written (disk full, quota, read-only): the
+#: output's fault, never the input's, and reported as one line (``cohort``'s exit code 2).
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 #: A temporary name from another host cannot be checked for a live owner: it is taken as

@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+#: The names ``cohort run`` prints for the stages whose cache name is shorter.
+STAGE_TITLES = {"fit": "fit/validate"}
 _PENDING = "pending.json"
 _KEY_CHARS = frozenset("0123456789abcdef")
 
@@ -135,17 +137,26 @@ def format_status(rows: Iterable[Mapping[str, Any]]) -> str:
     Returns
     -------
     str
-        One header line, then one line per stage: name, key prefix, state, wall time,
-        size and finish time.
+        One header line, then one line per stage: name (as ``cohort run`` prints it), the
+        recording of a per-recording stage, key prefix, state, wall time, size and finish
+        time. An incomplete stage is ``running`` while its owner process lives, else
+        ``interrupted``.
     """
-    table = [("STAGE", "KEY", "STATE", "WALL", "SIZE", "FINISHED")]
+    table = [("STAGE", "RECORDING", "KEY", "STATE", "WALL", "SIZE", "FINISHED")]
     for r in rows:
         wall = "-" if r.get("wall_s") is None else f"{r['wall_s']:.2f}s"
         size = "-" if r.get("bytes") is None else _human_bytes(int(r["bytes"]))
-        state = "complete" if r.get("complete") else "incomplete"
+        if r.get("complete"):
+            state = "complete"
+        elif r.get("pid") is not None and not _process_gone(r):
+            state = f"running (pid {r['pid']})"
+        else:
+            state = "interrupted"
+        name = str(r.get("name") or "?")
         table.append(
             (
-                str(r.get("name") or "?"),
+                STAGE_TITLES.get(name, name),
+                str(r.get("recording") or "-"),
                 str(r.get("key") or "?")[:12],
                 state,
                 wall,
@@ -334,7 +345,8 @@ class StageCache:
         tmp = self.tmp_dir / owned_name(key)
         tmp.mkdir()
         started, t0, c0 = _now(), time.perf_counter(), time.process_time()
-        atomic_write_json(tmp / _PENDING, {"name": name, "key": key, "host": host, "pid": pid})
+        pending = {**dict(manifest_extra or {}), "name": name, "key": key}
+        atomic_write_json(tmp / _PENDING, pending | {"host": host, "pid": pid})
         logger.info("stage %s [%s]: computing", name, key[:12])
         try:
             result = fn(tmp)
@@ -420,6 +432,7 @@ class StageCache:
                 {
                     "key": entry.name,
                     "name": info.get("name"),
+                    "recording": info.get("recording"),
                     "complete": complete,
                     "started": timings.get("started"),
                     "finished": timings.get("finished"),
@@ -438,6 +451,7 @@ class StageCache:
                     {
                         "key": info.get("key"),
                         "name": info.get("name"),
+                        "recording": info.get("recording"),
                         "complete": False,
                         "started": None,
                         "finished": None,
@@ -509,11 +523,14 @@ class StageCache:
         shutil.rmtree(trash, ignore_errors=True)
 
     @contextlib.contextmanager
-    def start_run(self, **info: Any) -> Iterator[Run]:
+    def start_run(self, *, t0: float | None = None, **info: Any) -> Iterator[Run]:
         """Record a run: yield a :class:`Run` whose manifest lists the stages it uses.
 
         Parameters
         ----------
+        t0 : float, optional
+            :func:`time.perf_counter` when the run began (before its cluster started), so
+            that ``wall_s`` is the time the user waited; default: now.
         **info
             JSON-like fields stored in the run manifest (task, profile, command line, ...).
 
@@ -523,7 +540,7 @@ class StageCache:
             Pass it as ``run=`` to :meth:`run`. Its manifest ends with ``status`` set to
             ``"finished"`` or ``"failed"``.
         """
-        run = Run(self, info)
+        run = Run(self, info, t0)
         try:
             yield run
         except BaseException as exc:
@@ -539,11 +556,11 @@ class Run:
     ends, so it is valid JSON at every moment.
     """
 
-    def __init__(self, cache: StageCache, info: Mapping[str, Any]) -> None:
+    def __init__(self, cache: StageCache, info: Mapping[str, Any], t0: float | None = None) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.id = f"{stamp}-{secrets.token_hex(3)}"
         self.path = cache.runs_dir / f"{self.id}.json"
-        self._t0 = time.perf_counter()
+        self._t0 = time.perf_counter() if t0 is None else t0
         # Stages may run in parallel threads (one per recording); one writer at a time.
         self._lock = threading.Lock()
         self.data: dict[str, Any] = {
@@ -588,4 +605,13 @@ class Run:
             wall_s=round(time.perf_counter() - self._t0, 6),
             error=error,
         )
-        atomic_write_json(self.path, self.data)
+        try:
+            atomic_write_json(self.path, self.data)
+        except OSError:
+            # A full disk refuses the temporary file; rewriting the manifest in place
+            # reuses its own blocks, so the failure is still recorded (a crash mid-write
+            # would leave it unreadable, the lesser harm than a run that reads "running").
+            text = json.dumps(jsonable(self.data, default=str), sort_keys=True)  # compact
+            with contextlib.suppress(OSError), open(self.path, "r+", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+                fh.truncate()

@@ -211,15 +211,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.cache import StageCache, format_status
 
+    if not (Path(args.out) / "runs").is_dir():
+        msg = f"{args.out}: expected an output folder of cohort run (with runs/); found none"
+        raise CohortError(msg)
     cache = StageCache(args.out)
     print(format_status(cache.status()))
     runs = cache.runs()
     if runs:
         last = runs[-1]
-        print(
-            f"\nlast run {last['id']}: {last['status']}, {len(last.get('stages', []))} "
-            f"stages, {last.get('wall_s') or 0:.1f} s"
+        wall = last.get("wall_s")
+        took = (
+            f"{wall:.1f} s" if wall is not None else f"pid {last.get('pid')} on {last.get('host')}"
         )
+        line = f"\nlast run {last['id']}: {last['status']}, {len(last.get('stages', []))} stages"
+        print(f"{line}, {took}" + (f"; {last['error']}" if last.get("error") else ""))
     return 0
 
 
@@ -275,6 +280,33 @@ def _add_workers(p: argparse.ArgumentParser) -> None:
         type=_positive,
         metavar="N",
         help="worker processes of the local cluster (default: one per core), e.g. -w 2",
+    )
+
+
+def output_error(exc: OSError, out: str | None = None) -> str:
+    """Return one line for an output that cannot be written: the path, why, the free space.
+
+    Parameters
+    ----------
+    exc : OSError
+        With ``errno`` ENOSPC, EDQUOT or EROFS.
+    out : str, optional
+        The command's output folder, named when the error carries no file name.
+    """
+    import shutil
+
+    path = Path(exc.filename or out or ".")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+        free = f"{usage.free / 2**20:.1f} MiB free of {usage.total / 2**20:.1f} MiB"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f"cannot write {str(path)!r}: {exc.strerror or exc} ({free} at {str(probe)!r}); "
+        "free some space or make it writable, or choose another --out"
     )
 
 
@@ -400,6 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CohortError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        from pipeline._fs import OUTPUT_ERRNOS
+
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        print(f"error: {output_error(exc, getattr(args, 'out', None))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

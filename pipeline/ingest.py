@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline._fs import atomic_write_json, file_sha256, sha256_json
+from pipeline._fs import OUTPUT_ERRNOS, atomic_write_json, file_sha256, sha256_json
 from pipeline.exceptions import CohortError, IngestError, InputError
 from pipeline.io import get_reader
 from pipeline.io._options import check_unique_ids
@@ -105,6 +105,8 @@ def _ingest_one(
     except CohortError:
         raise
     except Exception as exc:  # a parser's own error: say which file and which format
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:
+            raise  # the store's disk is full or read-only: not the source file's fault
         msg = f"{sf.path}: cannot be read as {fmt!r}: {type(exc).__name__}: {exc}"
         raise InputError(msg, path=str(sf.path)) from exc
     return {"status": "written", "recording": sf.recording_id, "row": row}

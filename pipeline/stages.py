@@ -445,7 +445,9 @@ def run_task(
     source = profile["source"] if client is None else f"client {client.scheduler.address}"
     with (
         cluster_cm as client,
-        cache.start_run(task=summary.task, task_spec=spec.model_dump(), cluster=source) as run,
+        cache.start_run(
+            t0=t0, task=summary.task, task_spec=spec.model_dump(), cluster=source
+        ) as run,
     ):
         summary.dashboard = getattr(client, "dashboard_link", None)
         if on_cluster is not None:

@@ -25,6 +25,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+#: Skip reasons that mean "the data this test needs is missing" (real data, foreign files).
+_MISSING_DATA = "not found"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """With ``CI=true``, a test skipped for missing data fails: CI must never pass blind."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI", "").lower() != "true" or not report.skipped:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _MISSING_DATA in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true and the data this test needs is missing: {reason}"
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real recordings (env COHORT_DATA, default ../shared/data)."""

@@ -332,11 +332,33 @@ def test_format_status_table(tmp_path: Path) -> None:
     cache = StageCache(tmp_path)
     key = stage_key("ingest", {}, [], "v1")
     cache.run("ingest", key, _writer([], "x" * 2048))
+    fit = stage_key("fit", {}, [key], "v1")
+    feat = stage_key("features", {}, [key], "v1")
+    cache.run("fit", fit, _writer([]))
+    cache.run("features", feat, _writer([]), {"recording": "sub-01_run-1"})
     lines = format_status(cache.status()).splitlines()
-    assert lines[0].split() == ["STAGE", "KEY", "STATE", "WALL", "SIZE", "FINISHED"]
+    assert lines[0].split() == ["STAGE", "RECORDING", "KEY", "STATE", "WALL", "SIZE", "FINISHED"]
     cells = lines[1].split()
-    assert cells[:3] == ["ingest", key[:12], "complete"]
-    assert cells[4:6] == ["2.0", "KiB"]
+    assert cells[:4] == ["ingest", "-", key[:12], "complete"]
+    assert cells[5:7] == ["2.0", "KiB"]
+    # the names cohort run prints, and the recording of a per-recording stage
+    assert lines[2].split()[:3] == ["fit/validate", "-", fit[:12]]
+    assert lines[3].split()[:3] == ["features", "sub-01_run-1", feat[:12]]
+
+
+def test_format_status_of_stages_in_progress(tmp_path: Path) -> None:
+    import socket
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    rows = [
+        {"key": "a" * 64, "name": "features", "complete": False, "host": host, "pid": os.getpid()},
+        {"key": "b" * 64, "name": "features", "complete": False, "host": host, "pid": dead.pid},
+    ]
+    lines = format_status(rows).splitlines()
+    assert lines[1].split()[3:6] == ["running", "(pid", f"{os.getpid()})"]
+    assert lines[2].split()[3] == "interrupted"
 
 
 _LOCKED_CHILD = textwrap.dedent(

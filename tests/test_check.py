@@ -41,7 +41,7 @@ def test_good_task_gives_its_feature_table_spec(tmp_path: Path) -> None:
         (
             ("format: synthetic", "format: synthetc"),
             # the registered readers, sorted (others may be registered beside these)
-            r"task\.yaml: key 'data\.format': expected a reader name \(csv, edf, [^)]*"
+            r"task\.yaml: key 'data\.format': expected a reader name \([^)]*csv, edf, [^)]*"
             r"synthetic, uci-emg[^)]*\); found 'synthetc'",
         ),
         (

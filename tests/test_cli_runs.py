@@ -49,7 +49,7 @@ def test_two_runs_on_one_out_both_finish_alike(tmp_path: Path) -> None:
     time.sleep(1.0)  # the second starts while the first ingests
     second = _cohort(*argv)
     results = [p.communicate(timeout=300) for p in (first, second)]
-    for proc, (stdout, stderr) in zip((first, second), results, strict=True):
+    for proc, (_, stderr) in zip((first, second), results, strict=True):
         assert proc.returncode == 0, stderr
         assert "Traceback" not in stderr and "interrupted" not in stderr
     lines = [re.findall(r"^validation: .*$", o, re.M) for o, _ in results]
@@ -65,3 +65,68 @@ def test_two_runs_on_one_out_both_finish_alike(tmp_path: Path) -> None:
             states.setdefault(s["key"], []).append(s["state"])
     assert all(sorted(v) == ["computed", "reused"] for v in states.values()), states
     assert json.loads((out / "latest" / "report.json").read_text())["overall"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MiB tmpfs (needs mount rights: root in a container, else the test is skipped)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_line_exit_2_and_recorded(tmp_path: Path, small_disk: Path) -> None:
+    out = small_disk / "out"
+    proc = _cohort("run", _task(tmp_path), "--out", out, "--no-progress", "--workers", "1")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [stderr.strip()]  # one line, no traceback
+    assert re.fullmatch(
+        rf"error: cannot write '{re.escape(str(out))}[^']*': No space left on device "
+        rf"\(\d+\.\d MiB free of 1\.0 MiB at '{re.escape(str(out))}[^']*'\); free some space.*",
+        stderr.strip(),
+    ), stderr
+    (run,) = StageCache(out).runs()
+    assert run["status"] == "failed" and "No space left on device" in run["error"]
+
+
+def test_read_only_output_is_one_line_exit_2(tmp_path: Path, small_disk: Path) -> None:
+    (small_disk / "out").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    proc = _cohort("run", _task(tmp_path), "--out", small_disk / "out", "--no-progress")
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert re.fullmatch(r"error: cannot write '[^']+': Read-only file system \(.*", stderr.strip())
+
+
+def test_killed_run_shows_as_interrupted(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "pipeline.cli", "run", str(_task(tmp_path)), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*argv, "--no-progress", "--workers", "1"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its cluster's processes die with it
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list((out / "runs").glob("*.json")):  # the run has started
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert main(["status", str(out)]) == 0
+        assert "running" in capsys.readouterr().out.splitlines()[-1]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert main(["status", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.match(r"last run \S+: interrupted", last), last
