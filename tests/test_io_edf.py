@@ -161,6 +161,11 @@ def test_unknown_option(eeg_dir: Path) -> None:
         ("Fp1-F3", ("Fp1-F3", "eeg")),
         ("M1", ("M1", "ref")),
         ("Status", ("Status", "misc")),
+        ("Fc5.", ("Fc5.", "eeg")),  # PhysioNet eegmmidb pads labels with dots
+        ("Iz..", ("Iz..", "eeg")),
+        ("EMG0", ("EMG0", "emg")),  # BIDS-EMG examples
+        ("ECG_2", ("ECG_2", "ecg")),
+        ("EMGx", ("EMGx", "misc")),
     ],
 )
 def test_channel_types(label: str, expected: tuple[str, str]) -> None:
@@ -274,3 +279,24 @@ def test_session_and_run_from_pattern(tmp_path: Path) -> None:
         label_from="session",
     )
     assert file.recording_id == "sub-12_ses-2_run-3" and file.extra["label"] == "2"
+
+
+def test_duplicate_labels_renamed_as_mne_does() -> None:
+    """Duplicated labels get MNE's -0, -1 suffixes; values stay those of the file."""
+    import os
+
+    import mne
+
+    data = Path(os.environ.get("COHORT_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
+    path = data / "foreign" / "mne-python" / "edf" / "duplicate_channel_labels.edf"
+    if not path.exists():
+        pytest.skip("foreign test files not found")
+    reader = get_reader("edf")
+    src = reader.read(reader.discover(path)[0])
+    raw = mne.io.read_raw_edf(path, verbose="error")
+    assert src.channels == ["EEG F1-Ref-0", "F2-Ref", "EEG F1-Ref-1"]
+    assert raw.ch_names == ["EEG F1-Ref-0", "EEG F2-Ref", "EEG F1-Ref-1"]
+    assert src.channel_attrs["original_label"] == ["EEG F1-Ref", "EEG F2-Ref", "EEG F1-Ref"]
+    got = np.concatenate(list(src.blocks()))
+    # pyedflib's physical values in the file's unit (uV) against MNE's volts
+    np.testing.assert_allclose(got * 1e-6, raw.get_data().T, rtol=1e-6, atol=1e-12)

@@ -10,7 +10,9 @@ Channels
 --------
 The channel type comes from the label's first word: ``EEG``, ``ECG``/``EKG``, ``EMG``,
 ``EOG``, ``RESP``, ``ACC``, ``MISC`` (case-insensitive). A label without such a prefix is
-``eeg`` if it is a 10-20/10-10 electrode name, else ``misc``. A channel whose electrodes are
+``eeg`` if it is a 10-20/10-10 electrode name (PhysioNet's dot padding, ``Fc5.``,
+ignored), ``emg``/``ecg``/``eog`` if it is a numbered label such as ``EMG0`` (BIDS-EMG),
+else ``misc``. A channel whose electrodes are
 all reference sites (``A1``, ``A2``, ``M1``, ``M2``, ``REF``; e.g. ``EEG A2-A1``, the
 ear-to-ear derivation) is typed ``ref``, not ``eeg``: it carries no scalp signal, so EEG
 feature sets should not pick it up by default. The channel name is the label without its
@@ -90,6 +92,7 @@ TYPE_PREFIXES = {
     "misc": "misc",
 }
 REFERENCE_SITES = {"a1", "a2", "m1", "m2", "ref"}
+_NUMBERED = re.compile(r"(EMG|ECG|EKG|EOG)[_-]?\d+", re.IGNORECASE)
 _ELECTRODE = re.compile(r"(?:N|Fp|AF|F|FT|FC|T|TP|C|CP|P|PO|O|I|A|M)(?:z|\d{1,2})", re.IGNORECASE)
 RESERVED_ATTRS = {
     "recording",
@@ -206,8 +209,12 @@ def channel_name_and_type(label: str) -> tuple[str, str]:
     label = label.strip()
     first, _, rest = label.partition(" ")
     kind = TYPE_PREFIXES.get(first.lower())
+    numbered = _NUMBERED.fullmatch(label)
+    if kind is None and numbered is not None:  # BIDS-EMG style "EMG0", "ECG_2"
+        return label, TYPE_PREFIXES[numbered.group(1).lower()]
     name = rest.strip() if kind is not None and rest.strip() else label
-    electrodes = [e for e in re.split(r"[-:/]", name) if e]
+    # PhysioNet pads labels with dots to four characters ("Fc5.", "Iz.."): not part of the site.
+    electrodes = [e.rstrip(".") for e in re.split(r"[-:/]", name) if e.rstrip(".")]
     if electrodes and all(e.lower() in REFERENCE_SITES for e in electrodes):
         return name, "ref" if kind in (None, "eeg") else kind
     if kind is None:
@@ -220,10 +227,20 @@ def _channel_names(labels: Sequence[str]) -> tuple[list[str], list[str]]:
     names = [n for n, _ in pairs]
     counts = Counter(names)
     names = [n if counts[n] == 1 else label for n, label in zip(names, labels, strict=True)]
-    duplicates = sorted(n for n, c in Counter(names).items() if c > 1)
+    duplicates = {n for n, c in Counter(names).items() if c > 1}
     if duplicates:
-        msg = f"duplicate channel labels {duplicates!r}: expected unique signal labels"
-        raise InputError(msg)
+        # Renamed as MNE renames them ("F1-Ref-0", "F1-Ref-1"), so that both readers of a
+        # file give the same names; the original labels stay in ``original_label``.
+        seen: Counter[str] = Counter()
+        renamed = []
+        for n in names:
+            if n in duplicates:
+                renamed.append(f"{n}-{seen[n]}")
+                seen[n] += 1
+            else:
+                renamed.append(n)
+        logger.warning("duplicate channel labels %s renamed %s", sorted(duplicates), renamed)
+        names = renamed
     return names, [t for _, t in pairs]
 
 
