@@ -289,5 +289,25 @@ def test_file_name_not_matching_layout(tmp_path: Path) -> None:
 
 def test_unknown_option(tmp_path: Path) -> None:
     write(tmp_path, HEADER + row(1))
-    with pytest.raises(SpecError, match=r"unknown option\(s\) 'rate'; accepted options: \(none\)"):
+    with pytest.raises(
+        SpecError, match=r"unknown option\(s\) 'rate'; accepted options: max_gap_ms"
+    ):
         get_reader("uci-emg").discover(tmp_path, rate=1000)
+
+
+def test_clock_jump_is_refused_not_interpolated(tmp_path: Path) -> None:
+    """An hour's jump would become an hour of interpolated signal: refused by line."""
+    text = HEADER + "".join(row(t) for t in range(5)) + row(3_600_004) + row(3_600_005)
+    path = write(tmp_path, text)
+    reader = get_reader("uci-emg")
+    (file,) = reader.discover(path)
+    with pytest.raises(
+        InputError,
+        match=r"line 7, column 'time': a gap of 3600000 ms after 4 ms \(line 6\), 1 such gap\(s\) "
+        r"in the file; expected steps of at most max_gap_ms=1000 ms",
+    ):
+        reader.read(file)
+    src = reader.read(file, max_gap_ms=4e6)  # the documented way to accept it
+    assert src.n_samples == 3_600_006 and src.attrs["longest_gap_ms"] == 3_600_000
+    with pytest.raises(SpecError, match=r"option 'max_gap_ms' must be > 0, found 0.0"):
+        reader.read(file, max_gap_ms=0)

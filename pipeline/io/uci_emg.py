@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline.exceptions import InputError
+from pipeline.exceptions import InputError, SpecError
 from pipeline.io._fastparse import parse_rows, resample_rows
 from pipeline.io._options import check_options, check_unique_ids, list_files
 from pipeline.io._text import convert_options, locate_error, read_header
@@ -40,6 +40,8 @@ __all__ = ["COLUMNS", "LABEL_NAMES", "UciEmgReader"]
 logger = logging.getLogger(__name__)
 
 CHANNELS = [f"channel{i}" for i in range(1, 9)]
+OPTIONS = ("max_gap_ms",)
+MAX_GAP_MS = 1000.0
 COLUMNS = ["time", *CHANNELS, "class"]
 LABEL_NAMES = {
     0: "unmarked",
@@ -217,7 +219,9 @@ def parse_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class UciEmgReader:
     """Read the UCI "EMG data for gestures" archive (see the module docstring).
 
-    The reader takes no options.
+    Option ``max_gap_ms`` (default ``MAX_GAP_MS``, 1000): a step between timestamps longer
+    than this is refused with its lines (a clock jump, or two sessions in one file), since
+    resampling would fill it with interpolated signal; the archive's longest step is 36 ms.
     """
 
     name = "uci-emg"
@@ -233,7 +237,7 @@ class UciEmgReader:
         list of SourceFile
             Sorted by path: subject from the folder, run = series, start time from the name.
         """
-        check_options(self.name, options, ())
+        check_options(self.name, options, OPTIONS)
         source = Path(source)
         paths = list_files(source, ["*.txt"], self.name)
         if source.is_dir():
@@ -252,9 +256,23 @@ class UciEmgReader:
         The whole file is parsed (the archive's files are a few MB); ``blocks()`` yields
         float32 slices of at most 2**20 rows.
         """
-        check_options(self.name, options, ())
+        check_options(self.name, options, OPTIONS)
+        max_gap = float(options.get("max_gap_ms", MAX_GAP_MS))
+        if not max_gap > 0:
+            msg = f"reader 'uci-emg': option 'max_gap_ms' must be > 0, found {max_gap!r}"
+            raise SpecError(msg)
         path = Path(file.path)
         time_ms, values, classes = parse_file(path)
+        jumps = np.flatnonzero(np.diff(time_ms) > max_gap)
+        if jumps.size:
+            i = int(jumps[0])
+            msg = (
+                f"{path}: line {i + 3}, column 'time': a gap of {int(time_ms[i + 1] - time_ms[i])} "
+                f"ms after {int(time_ms[i])} ms (line {i + 2}), {jumps.size} such gap(s) in the "
+                f"file; expected steps of at most max_gap_ms={max_gap:g} ms, since resampling "
+                "would fill a gap with interpolated signal: split the file, or raise max_gap_ms"
+            )
+            raise InputError(msg, path=str(path))
         signal, labels = resample_rows(time_ms, values, classes)  # == resample_uniform
         steps = np.diff(time_ms)
         gaps = steps[steps > 1]
