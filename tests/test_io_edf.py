@@ -227,6 +227,31 @@ def test_multi_rate_refused_unless_selected(tmp_path: Path) -> None:
         reader.read(file, rate=500)
 
 
+def test_multi_rate_resampled_to_one_rate_on_request(tmp_path: Path) -> None:
+    """``resample=`` brings every channel to one rate with resample_poly, never silently."""
+    from scipy.signal import resample_poly
+
+    path = tmp_path / "multi.edf"
+    write_edf(path, ["EEG C3", "EEG C4", "ECG I"], [256, 256, 128])
+    reader = get_reader("edf")
+    (file,) = reader.discover(path)
+    src = reader.read(file, resample=256, block_samples=300)
+    assert src.channels == ["C3", "C4", "I"] and src.sampling_rate == 256.0
+    assert src.n_samples == 1024 and src.attrs["original_rates"] == [256.0, 256.0, 128.0]
+    got = concat(src)
+    with pyedflib.EdfReader(str(path)) as edf:
+        c3, ecg = edf.readSignal(0), edf.readSignal(2)
+    np.testing.assert_array_equal(got[:, 0], c3.astype(np.float32))
+    np.testing.assert_array_equal(got[:, 2], resample_poly(ecg, 2, 1).astype(np.float32))
+    down = reader.read(file, resample=128)
+    assert down.n_samples == 512
+    np.testing.assert_array_equal(concat(down)[:, 2], ecg.astype(np.float32))
+    with pytest.raises(InputError, match=r"'resample' 100 Hz is not a small rational"):
+        reader.read(file, resample=100.0001)
+    with pytest.raises(InputError, match=r"or resample them all with 'resample=<Hz>'"):
+        reader.read(file)
+
+
 def test_truncated_file(eeg_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "Subject00_1.edf"
     shutil.copyfile(eeg_dir / "Subject00_1.edf", path)

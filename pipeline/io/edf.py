@@ -23,9 +23,12 @@ prefilter and transducer strings are kept per channel (``channel_attrs``: the st
 
 Sampling rates
 --------------
-Channels with different sampling rates are never mixed: such a file is refused with the rate
-of every channel, unless ``channels=[...]`` (names or labels) or ``rate=`` selects channels
-that share one rate. EDF+D (discontinuous) files are refused, since their samples do not lie
+Channels with different sampling rates are never mixed silently: such a file is refused
+with the rate of every channel, unless ``channels=[...]`` (names or labels) or ``rate=``
+selects channels that share one rate, or ``resample=<Hz>`` brings every selected channel to
+that rate with :func:`scipy.signal.resample_poly` (anti-aliased polyphase; each channel is
+resampled whole, so the recording is held in memory as float32 while it is written).
+EDF+D (discontinuous) files are refused, since their samples do not lie
 on one uniform grid.
 
 Identifiers and labels
@@ -77,6 +80,7 @@ OPTIONS = (
     "metadata_key",
     "channels",
     "rate",
+    "resample",
     "block_samples",
 )
 SUFFIXES = (".edf", ".bdf")
@@ -431,10 +435,15 @@ class EdfReader:
             except InputError as exc:
                 raise InputError(f"{path}: {exc}", path=str(path)) from exc
             rates = [float(r) for r in reader.getSampleFrequencies()]
-            selected = self._select(path, labels, names, rates, options)
+            target = options.get("resample")
+            select_options = {k: v for k, v in options.items() if target is None or k != "rate"}
+            selected = self._select(path, labels, names, rates, select_options, target is None)
             headers = [reader.getSignalHeader(i) for i in selected]
             n_per_channel = reader.getNSamples()
             n_samples = int(n_per_channel[selected[0]])
+            ratios: list[tuple[int, int]] = []
+            if target is not None:
+                n_samples, ratios = _resampling(path, float(target), selected, rates, n_per_channel)
             start_time = reader.getStartdatetime().isoformat()
             onsets, durations, descriptions = reader.readAnnotations()
             filetype = int(reader.filetype)
@@ -466,7 +475,24 @@ class EdfReader:
             attrs["dropped_channels"] = [names[i] for i in range(len(labels)) if i not in selected]
         attrs.update(metadata)
 
+        def resampled() -> Iterator[np.ndarray]:
+            from scipy.signal import resample_poly
+
+            edf = _open(path)
+            try:
+                out = np.empty((n_samples, len(selected)), dtype=np.float32)
+                for j, (chn, (up, down)) in enumerate(zip(selected, ratios, strict=True)):
+                    x = edf.readSignal(chn)
+                    out[:, j] = x if up == down else resample_poly(x, up, down)[:n_samples]
+            finally:
+                edf.close()
+            for start in range(0, n_samples, block_samples):
+                yield out[start : start + block_samples]
+
         def blocks() -> Iterator[np.ndarray]:
+            if ratios:
+                yield from resampled()
+                return
             edf = _open(path)
             try:
                 for start in range(0, n_samples, block_samples):
@@ -478,9 +504,14 @@ class EdfReader:
             finally:
                 edf.close()
 
+        if ratios:
+            attrs["resampling"] = (
+                f"scipy.signal.resample_poly to {float(target):g} Hz (anti-aliased polyphase)"
+            )
+            attrs["original_rates"] = [rates[i] for i in selected]
         return RecordingSource(
             n_samples=n_samples,
-            sampling_rate=rates[selected[0]],
+            sampling_rate=float(target) if ratios else rates[selected[0]],
             channels=[names[i] for i in selected],
             units=[_normalise_unit(str(h.get("dimension", ""))) for h in headers],
             channel_types=channel_types,
@@ -506,8 +537,9 @@ class EdfReader:
         names: list[str],
         rates: list[float],
         options: Mapping[str, Any],
+        one_rate: bool = True,
     ) -> list[int]:
-        """Return the indices of the channels to read, all at one sampling rate."""
+        """Return the indices of the channels to read, all at one rate if ``one_rate``."""
         if not labels:
             msg = f"{path}: no signals in the file (only annotations?): expected >= 1 signal"
             raise InputError(msg, path=str(path))
@@ -533,11 +565,38 @@ class EdfReader:
                 found = sorted(set(rates))
                 msg = f"{path}: option 'rate' is {rate!r} Hz; no channel has it (rates: {found!r})"
                 raise InputError(msg, path=str(path))
-        if len({rates[i] for i in selected}) > 1:
+        if one_rate and len({rates[i] for i in selected}) > 1:
             per_channel = ", ".join(f"{names[i]}={rates[i]:g} Hz" for i in selected)
             msg = (
                 f"{path}: channels have different sampling rates ({per_channel}); expected "
-                "one rate: select channels of one rate with option 'channels=[...]' or 'rate='"
+                "one rate: select channels of one rate with option 'channels=[...]' or 'rate=', "
+                "or resample them all with 'resample=<Hz>'"
             )
             raise InputError(msg, path=str(path))
         return selected
+
+
+def _resampling(
+    path: Path, target: float, selected: list[int], rates: list[float], n_per: Sequence[int]
+) -> tuple[int, list[tuple[int, int]]]:
+    """Return ``(samples at target, (up, down) per selected channel)`` for resample_poly."""
+    from fractions import Fraction
+
+    if not target > 0:
+        msg = f"reader 'edf': option 'resample' must be > 0 Hz, found {target!r}"
+        raise SpecError(msg)
+    ratios = []
+    lengths = set()
+    for i in selected:
+        ratio = Fraction(target).limit_denominator(10**6) / Fraction(rates[i]).limit_denominator(
+            10**6
+        )
+        if ratio.numerator > 10**4 or ratio.denominator > 10**4:
+            msg = (
+                f"{path}: option 'resample' {target:g} Hz is not a small rational multiple of "
+                f"channel rate {rates[i]:g} Hz (ratio {ratio}); pick a rate both divide"
+            )
+            raise InputError(msg, path=str(path))
+        ratios.append((ratio.numerator, ratio.denominator))
+        lengths.add(int(n_per[i]) * ratio.numerator // ratio.denominator)
+    return min(lengths), ratios
