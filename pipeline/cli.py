@@ -424,10 +424,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         import dask
 
         # distributed sets its loggers' levels from this config when it is first imported
-        dask.config.set(
-            {"logging": {"distributed": "warning", "bokeh": "error", "tornado": "error"}}
-        )
+        # "distributed.sizeof": the comm layer estimates each message's size to decide
+        # whether to serialise it off the event loop; on a deeply nested graph message the
+        # estimate hits Python's recursion limit and it offloads anyway (the safe choice):
+        # its warning says nothing is wrong, twice per run. Through the config, so that
+        # the worker processes (which get this process's config) stay quiet too.
+        quiet = {"distributed": "warning", "distributed.sizeof": "error"}
+        dask.config.set({"logging": quiet | {"bokeh": "error", "tornado": "error"}})
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        logging.getLogger("distributed.sizeof").setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except CohortError as exc:

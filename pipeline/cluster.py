@@ -273,10 +273,31 @@ def _local_kwargs(profile: Mapping[str, Any]) -> dict[str, Any]:
         options["memory_limit"] = memory // int(options["n_workers"])
     if options.get("local_directory"):
         options["local_directory"] = os.path.expandvars(str(options["local_directory"]))
+    address = str(options.get("dashboard_address") or ":8787")  # distributed's default
+    options["dashboard_address"] = free_dashboard_address(address)
     env = dict(options.get("env") or {})
     env.setdefault("NUMBA_CACHE_DIR", _numba_cache_dir(profile, options.get("local_directory")))
     options["env"] = env
     return options
+
+
+def free_dashboard_address(address: str) -> str:
+    """Return ``address`` if its port is free, else the same host with port 0 (any free one).
+
+    distributed falls back to a random port itself, but with a four-line warning block;
+    choosing first keeps ``cohort run`` quiet, and the link it prints has the real port.
+    """
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return address
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host or "", int(port)))
+        except OSError:
+            return f"{host}:0"
+    return address
 
 
 def _jobqueue_kwargs(profile: Mapping[str, Any], log_directory: str | None) -> dict[str, Any]:
@@ -408,8 +429,23 @@ def make_cluster(
             raise ClusterError(message) from exc
         client = Client(cluster)
         _scale(cluster, client, prof)
+    if kind != "address":  # a shared scheduler's workers are not ours to configure
+        client.run(quiet_sizeof)
     logger.info("Dask dashboard: %s", client.dashboard_link)
     return cluster, client
+
+
+def quiet_sizeof() -> None:
+    """Raise this process's ``distributed.sizeof`` logger to ERROR (run on every worker).
+
+    A worker's comm layer estimates each reply's size to decide whether to serialise it
+    off the event loop; on a deeply nested reply the estimate hits Python's recursion
+    limit and the worker offloads anyway (the safe choice). The warning it logs, twice per
+    run, says nothing is wrong. Workers set up their logging before they receive this
+    process's configuration, so it is set in each worker once the cluster is up (workers
+    an adaptive cluster adds later keep the default).
+    """
+    logging.getLogger("distributed.sizeof").setLevel(logging.ERROR)
 
 
 def _scale(cluster: Any, client: Any, prof: Mapping[str, Any]) -> None:

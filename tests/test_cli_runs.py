@@ -130,3 +130,52 @@ def test_killed_run_shows_as_interrupted(tmp_path: Path, capsys) -> None:
     assert main(["status", str(out)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"last run \S+: interrupted", last), last
+
+
+def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
+    import socket
+
+    taken = socket.socket()
+    try:
+        taken.bind(("", 8787))  # as another cluster's dashboard would
+        taken.listen()
+    except OSError:
+        pass  # someone else holds it already: the same situation
+    try:
+        argv = [sys.executable, "-m", "pipeline.cli", "run", str(_task(tmp_path)), "--out"]
+        done = subprocess.run(
+            [*argv, str(tmp_path / "out"), "--no-progress", "--workers", "1"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        taken.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no port-in-use block, no distributed.sizeof warnings
+    (link,) = re.findall(r"^Dask dashboard: http://[\d.]+:(\d+)/status$", done.stdout, re.M)
+    assert link != "8787"
+
+
+def test_version_and_workers_arguments(capsys) -> None:
+    from pipeline import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"cohort {__version__}\n"
+    with pytest.raises(SystemExit):
+        main(["run", "t.yaml", "--workers", "0"])
+    assert "--workers/-w: expected a positive number of worker processes, e.g. 4; found '0'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_workers_is_for_a_local_cluster() -> None:
+    from pipeline.cluster import load_profile, with_workers
+    from pipeline.exceptions import SpecError
+
+    assert with_workers(load_profile(None), 3)["options"]["n-workers"] == 3
+    with pytest.raises(SpecError, match=r"--workers: expected a local cluster profile; found"):
+        with_workers(load_profile("tcp://127.0.0.1:8786"), 3)
