@@ -1,8 +1,9 @@
 """Model fitting, subject-aware validation, metrics, reports and model bundles.
 
 Imports inside the package run one way: ``prep``, ``estimators``, ``validation``, ``metrics``
--> ``model`` (a fitted Pipeline and its metadata; prediction) -> ``outofcore`` -> ``fit``
--> ``bundle`` (the skops file).
+-> ``model`` (a fitted Pipeline and its metadata; prediction) -> ``sufficient`` (LDA and
+Gaussian NB from moments) -> ``outofcore`` -> ``distributed`` (the engine that leaves the
+table on the cluster) -> ``fit`` -> ``bundle`` (the skops file).
 """
 
 from pipeline.learn.bundle import Bundle, bundle_metadata, load_bundle, save_bundle

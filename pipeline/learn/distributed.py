@@ -49,9 +49,9 @@ from pipeline.learn.metrics import (
     roc_curves,
     threshold_at_specificity,
 )
-from pipeline.learn.model import Bundle, config_json, model_metadata, predict_proba
+from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
-from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
+from pipeline.learn.prep import ID_COLUMNS, FeaturePrep, trailing_mean
 from pipeline.learn.sufficient import (
     SUFFICIENT_ESTIMATORS,
     Moments,
@@ -226,6 +226,36 @@ def _tree_sum(parts: list[Any], width: int = 8) -> Any:
     return parts[0]
 
 
+MAX_BATCH = 8
+"""Most partitions (recordings) one task of a pass handles."""
+
+
+def _n_workers() -> int:
+    try:
+        from distributed import default_client
+
+        return max(1, len(default_client().scheduler_info()["workers"]))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _batches(parts: list[Any]) -> list[Any]:
+    """Group partitions into about four tasks per worker (at most :data:`MAX_BATCH` each).
+
+    A recording's table is small (about 1 MB for an EMG recording): per-task and
+    per-pandas-call overheads outweigh the work, so a pass handles several at once.
+    """
+    k = max(1, min(MAX_BATCH, -(-len(parts) // (4 * _n_workers()))))
+    if k == 1:
+        return list(parts)
+    concat = dask.delayed(_concat, pure=True)
+    return [concat(*parts[i : i + k]) for i in range(0, len(parts), k)]
+
+
+def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True)
+
+
 def prediction_pass(
     df: pd.DataFrame, models: list[Bundle], tested_by: Mapping[str, list[int]]
 ) -> pd.DataFrame:
@@ -249,11 +279,15 @@ def prediction_pass(
     frames = []
     rec = df["recording"].astype(str).to_numpy()
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
+    # every fold shares the label-free prep: prepare the partition once
+    X = models[folds[0]].model["prep"].transform(df) if folds else None
     for f in folds:
-        mine = np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
-        sub = df.iloc[np.flatnonzero(mine)]
+        rows = np.flatnonzero(
+            np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
+        )
+        sub = df.iloc[rows]
         model = models[f]
-        proba = predict_proba(model.model, model.metadata, sub)
+        proba = _fold_proba(model, X[rows], sub)
         lab = sub["label"].notna().to_numpy()
         out = pd.DataFrame(
             {
@@ -269,6 +303,21 @@ def prediction_pass(
     if not frames:
         return pd.DataFrame({"fold": np.array([], dtype=int)})
     return pd.concat(frames, ignore_index=True)
+
+
+def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    """Return :func:`pipeline.learn.model.predict_proba` of prepared features ``X``."""
+    classes = model.classes
+    proba = np.asarray(model.model[1:].predict_proba(X), dtype=float)
+    est = [str(c) for c in model.model.classes_]
+    if est != classes:  # a class absent from this fold's training side: probability 0
+        full = np.zeros((len(proba), len(classes)))
+        full[:, [classes.index(c) for c in est]] = proba
+        proba = full
+    smooth = int(model.metadata.get("smooth", 1))
+    if smooth > 1:
+        proba = trailing_mean(pd.DataFrame(proba, index=table.index), table, smooth).to_numpy()
+    return proba
 
 
 def _fold_model(
@@ -377,7 +426,7 @@ def fit_and_validate_distributed(
     passes: list[dict[str, Any]] = []
 
     t0 = time.perf_counter()
-    parts = ddf.to_delayed()
+    parts = _batches(ddf.to_delayed())
     stat_parts = [dask.delayed(statistics_pass, pure=True)(p, prep, unit, fourth) for p in parts]
     count_parts = [s[0] for s in stat_parts]
     moments_tree = _tree_sum([s[1] for s in stat_parts])
