@@ -325,3 +325,28 @@ def test_duplicate_labels_renamed_as_mne_does() -> None:
     got = np.concatenate(list(src.blocks()))
     # pyedflib's physical values in the file's unit (uV) against MNE's volts
     np.testing.assert_allclose(got * 1e-6, raw.get_data().T, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mne-python/edf/test_bdf_stim_channel.bdf", "edfio/mne_test.bdf"])
+def test_bdf_status_channel_decoded_into_events_as_mne_finds_them(name: str) -> None:
+    import os
+
+    import mne
+
+    data = Path(os.environ.get("COHORT_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
+    path = data / "foreign" / name
+    if not path.exists():
+        pytest.skip("foreign test files not found")
+    reader = get_reader("edf")
+    (file,) = reader.discover(path)
+    src = reader.read(file)
+    raw = mne.io.read_raw(path, verbose="error")
+    found = mne.find_events(
+        raw, consecutive=True, initial_event=True, shortest_event=1, verbose="error"
+    )
+    found = found[found[:, 2] != 0]
+    assert "Status" not in src.channels
+    codes = src.events[src.events["description"].str.isdigit()]
+    assert codes["description"].tolist() == [str(v) for v in found[:, 2]]
+    np.testing.assert_allclose(codes["onset"], found[:, 0] / raw.info["sfreq"])
+    assert "Status" in reader.read(file, status_events=False).channels

@@ -28,6 +28,8 @@ with the rate of every channel, unless ``channels=[...]`` (names or labels) or `
 selects channels that share one rate, or ``resample=<Hz>`` brings every selected channel to
 that rate with :func:`scipy.signal.resample_poly` (anti-aliased polyphase; each channel is
 resampled whole, so the recording is held in memory as float32 while it is written).
+A BDF ``Status`` channel is not stored as signal: its trigger codes become events (one per
+change, see :func:`_status_events`; ``status_events=False`` keeps it as a ``misc`` channel).
 EDF+D (discontinuous) files are refused, since their samples do not lie
 on one uniform grid.
 
@@ -81,6 +83,7 @@ OPTIONS = (
     "channels",
     "rate",
     "resample",
+    "status_events",
     "block_samples",
 )
 SUFFIXES = (".edf", ".bdf")
@@ -438,6 +441,12 @@ class EdfReader:
             target = options.get("resample")
             select_options = {k: v for k, v in options.items() if target is None or k != "rate"}
             selected = self._select(path, labels, names, rates, select_options, target is None)
+            status_events = None
+            if raw["bdf"] and options.get("status_events", True):
+                status = [i for i in selected if labels[i].lower() == "status"]
+                if status and len(status) < len(selected):
+                    status_events = _status_events(reader, status[0], rates[status[0]])
+                    selected = [i for i in selected if i != status[0]]
             headers = [reader.getSignalHeader(i) for i in selected]
             n_per_channel = reader.getNSamples()
             n_samples = int(n_per_channel[selected[0]])
@@ -462,6 +471,10 @@ class EdfReader:
                     "description": [str(d) for d in descriptions],
                 }
             )
+        if status_events is not None and len(status_events):
+            frames = [f for f in (events, status_events) if f is not None]
+            events = pd.concat(frames, ignore_index=True).sort_values("onset", kind="stable")
+            events = events.reset_index(drop=True)
         channel_types = [types[i] for i in selected]
         counts = Counter(channel_types)
         modality = max(counts, key=lambda t: (counts[t], -channel_types.index(t)))
@@ -600,3 +613,23 @@ def _resampling(
         ratios.append((ratio.numerator, ratio.denominator))
         lengths.add(int(n_per[i]) * ratio.numerator // ratio.denominator)
     return min(lengths), ratios
+
+
+def _status_events(reader: pyedflib.EdfReader, chn: int, rate: float) -> pd.DataFrame:
+    """Return the events of a BDF ``Status`` channel: one per change of its trigger code.
+
+    The trigger code is the low 16 bits of the 24-bit digital value (BioSemi puts device
+    status in the high byte); an event starts where the code changes to a value other than
+    0, with duration 0 and the code as description, as ``mne.find_events(raw,
+    consecutive=True, initial_event=True, shortest_event=1)`` finds them.
+    """
+    codes = reader.readSignal(chn, digital=True).astype(np.int64) & 0xFFFF
+    starts = np.flatnonzero(np.diff(codes, prepend=0) != 0)
+    starts = starts[codes[starts] != 0]
+    return pd.DataFrame(
+        {
+            "onset": starts / rate,
+            "duration": np.zeros(len(starts)),
+            "description": [str(int(c)) for c in codes[starts]],
+        }
+    )
