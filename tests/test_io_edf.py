@@ -350,3 +350,24 @@ def test_bdf_status_channel_decoded_into_events_as_mne_finds_them(name: str) -> 
     assert codes["description"].tolist() == [str(v) for v in found[:, 2]]
     np.testing.assert_allclose(codes["onset"], found[:, 0] / raw.info["sfreq"])
     assert "Status" in reader.read(file, status_events=False).channels
+
+
+def test_plain_edf_annotation_signal_kept_as_events() -> None:
+    """A plain EDF with an 'EDF Annotations' signal: annotations as MNE reads them."""
+    import os
+
+    import mne
+
+    data = Path(os.environ.get("COHORT_DATA", Path(__file__).parents[1] / ".." / "shared" / "data"))
+    path = data / "foreign" / "pyedflib" / "test_legacy.edf"
+    if not path.exists():
+        pytest.skip("foreign test files not found")
+    reader = get_reader("edf")
+    src = reader.read(reader.discover(path)[0])
+    raw = mne.io.read_raw_edf(path, verbose="error")
+    assert "EDF Annotations" not in src.channels and src.channels == raw.ch_names
+    assert src.events["description"].tolist() == list(raw.annotations.description)
+    np.testing.assert_allclose(src.events["onset"], raw.annotations.onset)
+    with pyedflib.EdfReader(str(path)) as edf:
+        first = edf.readSignal(0)
+    np.testing.assert_array_equal(concat(src)[:, 0], first.astype(np.float32))

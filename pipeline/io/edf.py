@@ -28,6 +28,7 @@ with the rate of every channel, unless ``channels=[...]`` (names or labels) or `
 selects channels that share one rate, or ``resample=<Hz>`` brings every selected channel to
 that rate with :func:`scipy.signal.resample_poly` (anti-aliased polyphase; each channel is
 resampled whole, so the recording is held in memory as float32 while it is written).
+A plain EDF/BDF carrying an ``EDF Annotations`` signal keeps its annotations as events.
 A BDF ``Status`` channel is not stored as signal: its trigger codes become events (one per
 change, see :func:`_status_events`; ``status_events=False`` keeps it as a ``misc`` channel).
 EDF+D (discontinuous) files are refused, since their samples do not lie
@@ -440,7 +441,19 @@ class EdfReader:
             rates = [float(r) for r in reader.getSampleFrequencies()]
             target = options.get("resample")
             select_options = {k: v for k, v in options.items() if target is None or k != "rate"}
-            selected = self._select(path, labels, names, rates, select_options, target is None)
+            # pyedflib hands a plain EDF/BDF's annotation signal over as a signal.
+            tal = [i for i, label in enumerate(labels) if label == "EDF Annotations"]
+            legacy_events = _tal_events(reader, tal[0]) if tal else None
+            keep = [i for i in range(len(labels)) if i not in tal]
+            chosen = self._select(
+                path,
+                [labels[i] for i in keep],
+                [names[i] for i in keep],
+                [rates[i] for i in keep],
+                select_options,
+                target is None,
+            )
+            selected = [keep[k] for k in chosen]
             status_events = None
             if raw["bdf"] and options.get("status_events", True):
                 status = [i for i in selected if labels[i].lower() == "status"]
@@ -471,8 +484,9 @@ class EdfReader:
                     "description": [str(d) for d in descriptions],
                 }
             )
-        if status_events is not None and len(status_events):
-            frames = [f for f in (events, status_events) if f is not None]
+        extra = [f for f in (status_events, legacy_events) if f is not None and len(f)]
+        if extra:
+            frames = [f for f in (events, *extra) if f is not None]
             events = pd.concat(frames, ignore_index=True).sort_values("onset", kind="stable")
             events = events.reset_index(drop=True)
         channel_types = [types[i] for i in selected]
@@ -633,3 +647,25 @@ def _status_events(reader: pyedflib.EdfReader, chn: int, rate: float) -> pd.Data
             "description": [str(int(c)) for c in codes[starts]],
         }
     )
+
+
+def _tal_events(reader: pyedflib.EdfReader, chn: int) -> pd.DataFrame:
+    """Return the annotations of a plain EDF's ``EDF Annotations`` signal (EDF+ TALs).
+
+    Each data record's bytes hold time-stamped annotation lists ``+onset[\x15duration]\x14
+    text\x14...\x00``; the first of every record only keeps time (no text) and is skipped.
+    """
+    raw = reader.readSignal(chn, digital=True).astype("<i2").tobytes()
+    onsets, durations, texts = [], [], []
+    for tal in raw.split(b"\x00"):
+        head, _, rest = tal.partition(b"\x14")
+        if not head or not rest:
+            continue
+        onset, _, duration = head.partition(b"\x15")
+        for text in rest.split(b"\x14"):
+            text = text.decode("utf-8", errors="replace").strip()
+            if text:
+                onsets.append(float(onset))
+                durations.append(float(duration) if duration else np.nan)
+                texts.append(text)
+    return pd.DataFrame({"onset": onsets, "duration": durations, "description": texts})
