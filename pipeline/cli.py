@@ -322,7 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="ingest source files into a cohort store")
     p.add_argument("source", help="file or folder to ingest ('demo' for the synthetic demo)")
-    p.add_argument("--format", "-f", required=True, help="reader: uci-emg, edf, csv, synthetic")
+    p.add_argument(
+        "--format",
+        "-f",
+        required=True,
+        help="reader: uci-emg, edf, mne, bids (-O datatype=eeg), wfdb, csv, synthetic",
+    )
     p.add_argument("--out", "-o", required=True, help="cohort store (created if missing)")
     p.add_argument("--pattern", help=r"file-name regex, e.g. 'Subject(?P<subject>\d+)_(?P<run>\d)'")
     p.add_argument("--label-from", help="pattern group giving a per-recording label, e.g. run")

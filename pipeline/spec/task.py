@@ -34,7 +34,9 @@ class DataSpec(_Strict):
     """Where the recordings come from and how to read them."""
 
     source: StrictStr = Field(description="file or folder; 'demo' for the synthetic demo cohort")
-    format: StrictStr = Field(description="reader name: uci-emg, edf, csv, synthetic")
+    format: StrictStr = Field(
+        description="reader name: uci-emg, edf, mne, bids, wfdb, csv, synthetic"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="reader options")
     chunk_samples: Integer | None = Field(default=None, gt=0)
     allow_mixed_channels: StrictBool = False
