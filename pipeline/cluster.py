@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -449,6 +450,19 @@ def quiet_sizeof() -> None:
 
 
 def _scale(cluster: Any, client: Any, prof: Mapping[str, Any]) -> None:
+    """Request the profile's jobs and wait for their workers; stop at a failed submission."""
+    watch = _SubmitFailures()
+    tornado_log = logging.getLogger("tornado.application")
+    tornado_log.addFilter(watch)
+    try:
+        _scale_and_wait(cluster, client, prof, watch)
+    finally:
+        tornado_log.removeFilter(watch)
+
+
+def _scale_and_wait(
+    cluster: Any, client: Any, prof: Mapping[str, Any], watch: _SubmitFailures
+) -> None:
     scale = prof["scale"]
     per_job = int(cluster._dummy_job.worker_processes)
     if "minimum-jobs" in scale or "maximum-jobs" in scale:
@@ -468,17 +482,89 @@ def _scale(cluster: Any, client: Any, prof: Mapping[str, Any]) -> None:
         return
     timeout = float(scale.get("wait-timeout", _DEFAULT_WAIT_TIMEOUT))
     logger.info("waiting up to %.0f s for %d worker(s) to start", timeout, expected)
+    submit = cluster.job_cls.submit_command.split()[0]
+    deadline = time.monotonic() + timeout
+    while (arrived := len(client.scheduler_info(n_workers=-1)["workers"])) < expected:
+        failure = watch.pop()
+        if failure is not None or time.monotonic() > deadline:
+            jobs = [getattr(j, "job_id", None) for j in cluster.workers.values()]
+            client.close()
+            with contextlib.suppress(Exception):  # jobs that never started cannot be closed
+                cluster.close(timeout=10)
+            if failure is not None:
+                message = (
+                    f"Job submission failed (profile {prof['source']}): {submit} said: "
+                    f"{failure}; check the profile's queue, account and walltime, and that "
+                    f"the scheduler answers (sinfo / qstat -B)"
+                )
+            else:
+                message = (
+                    f"Only {arrived} of {expected} worker(s) arrived within {timeout:.0f} s "
+                    f"(profile {prof['source']}); {_queue_state(kind_of(cluster), jobs)}; "
+                    f"check the job logs, or raise scale.wait-timeout"
+                )
+            raise ClusterError(message)
+        time.sleep(0.25)
+
+
+def kind_of(cluster: Any) -> str:
+    """Return the batch system of a dask-jobqueue cluster (``slurm``, ``pbs``, ...)."""
+    return type(cluster).__name__.removesuffix("Cluster").lower()
+
+
+def _queue_state(kind: str, job_ids: list[str | None]) -> str:
+    """Return what the batch system says of ``job_ids``: their states and reasons."""
+    import subprocess
+
+    ids = [str(j) for j in job_ids if j]
+    if not ids:
+        return "no job was submitted"
+    if kind != "slurm" or shutil.which("squeue") is None:
+        return f"jobs {', '.join(ids)} submitted (check them with qstat)"
     try:
-        client.wait_for_workers(expected, timeout=timeout)
-    except TimeoutError as exc:
-        client.close()
-        cluster.close()
-        message = (
-            f"Only {len(client.scheduler_info(n_workers=-1)['workers'])} of {expected} "
-            f"worker(s) arrived within {timeout:.0f} s (profile {prof['source']}); check the "
-            f"queue (e.g. squeue/qstat) and the job logs, or raise scale.wait-timeout."
-        )
-        raise ClusterError(message) from exc
+        out = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(ids), "-o", "%i %T %r"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"squeue failed ({exc})"
+    states = [line.split(None, 2) for line in out if line.strip()]
+    pending = [s for s in states if len(s) > 1 and s[1] == "PENDING"]
+    reasons = sorted({s[2] for s in pending if len(s) > 2})
+    return (
+        f"{len(pending)} of {len(ids)} job(s) pending (squeue reason: "
+        f"{', '.join(reasons) or 'none given'}), {len(states) - len(pending)} in another state"
+    )
+
+
+class _SubmitFailures(logging.Filter):
+    """Catch the job-submission errors dask-jobqueue raises in its event loop.
+
+    A failed ``sbatch``/``qsub`` raises inside a background task, which tornado logs as a
+    traceback while the cluster waits on for workers that will never come. This filter on
+    tornado's logger keeps the scheduler's own words (the command's stderr) for
+    :func:`_scale` to stop at once with, and drops the traceback.
+    """
+
+    _MARK = "Command exited with non-zero exit code"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._errors: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or self._MARK not in str(exc):
+            return True
+        text = str(exc)
+        stderr = text.split("stderr:", 1)[-1]
+        self._errors.append("; ".join(x.strip() for x in stderr.splitlines() if x.strip()))
+        return False
+
+    def pop(self) -> str | None:
+        return self._errors.pop(0) if self._errors else None
 
 
 def _worker_identity() -> dict[str, Any]:

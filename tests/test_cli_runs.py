@@ -179,3 +179,43 @@ def test_workers_is_for_a_local_cluster() -> None:
     assert with_workers(load_profile(None), 3)["options"]["n-workers"] == 3
     with pytest.raises(SpecError, match=r"--workers: expected a local cluster profile; found"):
         with_workers(load_profile("tcp://127.0.0.1:8786"), 3)
+
+
+def test_submit_failure_is_kept_and_its_traceback_dropped() -> None:
+    import logging
+
+    from pipeline.cluster import _SubmitFailures
+
+    watch = _SubmitFailures()
+    err = RuntimeError(
+        "Command exited with non-zero exit code.\nExit code: 1\nCommand:\nsbatch /tmp/x.sh\n"
+        "stdout:\n\nstderr:\nsbatch: error: Unable to contact slurm controller (connect "
+        "failure)\n\n"
+    )
+    record = logging.LogRecord(
+        "tornado.application", 40, "", 0, "cb", (), (RuntimeError, err, None)
+    )
+    assert watch.filter(record) is False  # dropped: no traceback block
+    other = logging.LogRecord("tornado.application", 40, "", 0, "other", (), None)
+    assert watch.filter(other) is True
+    assert watch.pop() == "sbatch: error: Unable to contact slurm controller (connect failure)"
+    assert watch.pop() is None
+
+
+@pytest.mark.slurm
+def test_failed_sbatch_stops_the_run_at_once(tmp_path: Path) -> None:
+    profile = tmp_path / "bad.yaml"
+    profile.write_text(
+        "jobqueue:\n  slurm:\n    queue: no-such-partition\n    cores: 1\n    memory: 1GB\n"
+        "    walltime: '00:05:00'\nscale:\n  jobs: 1\n  wait-timeout: 300\n"
+    )
+    t0 = time.monotonic()
+    proc = _cohort("run", _task(tmp_path), "--out", tmp_path / "out", "--cluster", profile)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 2
+    assert time.monotonic() - t0 < 60  # not the 300 s wait-timeout
+    assert re.fullmatch(
+        r"error: Job submission failed \(profile .*bad\.yaml\): sbatch said: sbatch: error: "
+        r".*[Pp]artition.*; check the profile's queue, account and walltime.*",
+        stderr.strip(),
+    ), stderr
