@@ -34,9 +34,10 @@ def _data(k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+@pytest.mark.parametrize("solver", ["lsqr", "eigen"])
 @pytest.mark.parametrize("k", [2, 4])
 @pytest.mark.parametrize("shrinkage", ["auto", 0.3, None])
-def test_lda_from_moments_equals_sklearn_fit(k, shrinkage):
+def test_lda_from_moments_equals_sklearn_fit(k, shrinkage, solver):
     X, y = _data(k, seed=k)
     # moments of two halves summed: what the partitions of a table give
     halves = [slice(0, 200), slice(200, None)]
@@ -49,13 +50,17 @@ def test_lda_from_moments_equals_sklearn_fit(k, shrinkage):
     ref_scaler = StandardScaler().fit(X)
     np.testing.assert_allclose(scaler.scale_, ref_scaler.scale_, rtol=1e-12)
     Xs = ref_scaler.transform(X)
-    lda = lda_from_moments(stats, scaler, {"shrinkage": shrinkage})
-    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=shrinkage).fit(Xs, y)
+    lda = lda_from_moments(stats, scaler, {"solver": solver, "shrinkage": shrinkage})
+    ref = LinearDiscriminantAnalysis(solver=solver, shrinkage=shrinkage).fit(Xs, y)
     np.testing.assert_allclose(lda.covariance_, ref.covariance_, atol=1e-12)
     np.testing.assert_allclose(lda.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(lda.intercept_, ref.intercept_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(lda.predict_proba(Xs), ref.predict_proba(Xs), atol=1e-12)
     assert list(lda.classes_) == list(ref.classes_)
+    if solver == "eigen":
+        np.testing.assert_allclose(
+            lda.explained_variance_ratio_, ref.explained_variance_ratio_, rtol=1e-9
+        )
 
 
 def test_gaussian_nb_from_moments_equals_sklearn_fit():
@@ -72,7 +77,7 @@ def test_gaussian_nb_from_moments_equals_sklearn_fit():
 def test_lda_refuses_what_it_does_not_reproduce():
     X, y = _data(2, seed=1)
     stats = {c: class_moments(X[y == c], fourth=False) for c in np.unique(y)}
-    with pytest.raises(SpecError, match=r"solver 'lsqr'.*got solver 'svd'.*engine: memory"):
+    with pytest.raises(SpecError, match=r"'lsqr' or 'eigen'.*got solver 'svd'.*engine: memory"):
         lda_from_moments(stats, scaler_from_moments(stats), {"solver": "svd"})
     with pytest.raises(SpecError, match=r"shrinkage='auto' needs the fourth moments"):
         lda_from_moments(stats, scaler_from_moments(stats), {"shrinkage": "auto"})
@@ -113,6 +118,7 @@ def test_statistics_of_the_normalised_features_equal_the_pandas_zscore(table):
         ("lda", {"solver": "lsqr", "shrinkage": "auto"}, {"scheme": "group_kfold", "n_splits": 3}),
         ("lda", {"shrinkage": 0.2}, {"scheme": "within_subject"}),
         ("gaussian_nb", None, {"scheme": "loso"}),
+        ("lda", {"solver": "eigen", "shrinkage": "auto"}, {"scheme": "loso"}),
     ],
 )
 def test_distributed_engine_equals_memory_engine(table, name, params, validation):

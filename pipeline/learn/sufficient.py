@@ -206,10 +206,26 @@ def _ledoit_wolf_cov(m: Moments, scaler: StandardScaler) -> np.ndarray:
     return s[:, None] * shrunk * s[None, :]
 
 
+def _shrunk_cov(m: Moments, scaler: StandardScaler, shrinkage: Any) -> np.ndarray:
+    """Return ``discriminant_analysis._cov(X_scaled, shrinkage)`` of the windows of ``m``."""
+    if shrinkage == "auto":
+        return _ledoit_wolf_cov(m, scaler)
+    _, cov = _scaled_class(m, scaler)
+    if isinstance(shrinkage, Real) and not isinstance(shrinkage, bool):
+        p = len(cov)
+        mu = np.trace(cov) / p
+        cov = (1.0 - shrinkage) * cov
+        cov.flat[:: p + 1] += shrinkage * mu
+    elif shrinkage not in (None, "empirical"):
+        msg = f"model.params.shrinkage: None, 'auto' or a float in [0, 1], got {shrinkage!r}"
+        raise SpecError(msg)
+    return cov
+
+
 def lda_from_moments(
     stats: Mapping[str, Moments], scaler: StandardScaler, params: Mapping[str, Any] | None
 ) -> LinearDiscriminantAnalysis:
-    """Return a fitted ``LinearDiscriminantAnalysis(solver="lsqr")`` from class moments.
+    """Return a fitted ``LinearDiscriminantAnalysis`` (``lsqr`` or ``eigen``) from moments.
 
     Parameters
     ----------
@@ -219,8 +235,8 @@ def lda_from_moments(
     scaler : StandardScaler
         From :func:`scaler_from_moments` of the same ``stats``.
     params : mapping or None
-        ``shrinkage`` (None, ``"auto"`` or a float in [0, 1]), ``priors``; ``solver`` must
-        be ``"lsqr"`` (the default here).
+        ``shrinkage`` (None, ``"auto"`` or a float in [0, 1]), ``priors``; ``solver``
+        ``"lsqr"`` (the default here) or ``"eigen"``.
 
     Raises
     ------
@@ -229,10 +245,10 @@ def lda_from_moments(
     """
     params = {"solver": "lsqr"} | dict(params or {})
     unknown = sorted(set(params) - {"solver", "shrinkage", "priors", "tol"})
-    if params["solver"] != "lsqr" or unknown:
+    if params["solver"] not in ("lsqr", "eigen") or unknown:
         msg = (
             f"model.params {dict(params)!r}: the distributed engine fits LDA with "
-            f"solver 'lsqr' and parameters shrinkage, priors; got solver "
+            f"solver 'lsqr' or 'eigen' and parameters shrinkage, priors; got solver "
             f"{params['solver']!r}{f' and {unknown}' if unknown else ''}; use "
             "model.engine: memory for the others"
         )
@@ -245,29 +261,25 @@ def lda_from_moments(
         if params.get("priors") is None
         else np.asarray(params["priors"], dtype=float)
     )
-    means, covs = [], []
-    for c in classes:
-        mean, cov = _scaled_class(stats[c], scaler)
-        means.append(mean)
-        if shrinkage == "auto":
-            cov = _ledoit_wolf_cov(stats[c], scaler)
-        elif isinstance(shrinkage, Real) and not isinstance(shrinkage, bool):
-            p = len(mean)
-            mu = np.trace(cov) / p
-            cov = (1.0 - shrinkage) * cov
-            cov.flat[:: p + 1] += shrinkage * mu
-        elif shrinkage not in (None, "empirical"):
-            msg = f"model.params.shrinkage: None, 'auto' or a float in [0, 1], got {shrinkage!r}"
-            raise SpecError(msg)
-        covs.append(cov)
-    means_ = np.asarray(means)
+    means_ = np.asarray([_scaled_class(stats[c], scaler)[0] for c in classes])
+    covs = [_shrunk_cov(stats[c], scaler, shrinkage) for c in classes]
     covariance = sum(w * c for w, c in zip(priors, covs, strict=True))
     lda = LinearDiscriminantAnalysis(**params)
     lda.classes_ = np.asarray(classes)
     lda.priors_ = priors
     lda.means_ = means_
     lda.covariance_ = covariance
-    coef = linalg.lstsq(covariance, means_.T)[0].T
+    n_comp = min(len(classes) - 1, means_.shape[1])
+    if params["solver"] == "eigen":
+        # discriminant_analysis._solve_eigen: total scatter from every window's moments
+        total = _shrunk_cov(_total({c: stats[c] for c in classes}), scaler, shrinkage)
+        evals, evecs = linalg.eigh(total - covariance, covariance)
+        lda.explained_variance_ratio_ = np.sort(evals / np.sum(evals))[::-1][:n_comp]
+        evecs = evecs[:, np.argsort(evals)[::-1]]
+        lda.scalings_ = evecs
+        coef = means_ @ evecs @ evecs.T
+    else:
+        coef = linalg.lstsq(covariance, means_.T)[0].T
     intercept = -0.5 * np.diag(means_ @ coef.T) + np.log(priors)
     if len(classes) == 2:
         coef = (coef[1, :] - coef[0, :]).reshape(1, -1)
@@ -275,7 +287,7 @@ def lda_from_moments(
     lda.coef_ = coef
     lda.intercept_ = intercept
     lda.n_features_in_ = means_.shape[1]
-    lda._max_components = min(len(classes) - 1, means_.shape[1])
+    lda._max_components = n_comp
     lda._n_features_out = lda._max_components
     return lda
 
