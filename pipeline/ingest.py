@@ -91,6 +91,8 @@ def _ingest_one(
         src = reader.read(sf, **options)
         if reference_channels is not None and list(src.channels) != list(reference_channels):
             raise _mismatch(sf.path, reference_channels, src.channels)
+        ranges = _RangeTracker(src.blocks)
+        src.blocks = ranges
         row = write_recording(
             store,
             sf,
@@ -109,7 +111,43 @@ def _ingest_one(
             raise  # the store's disk is full or read-only: not the source file's fault
         msg = f"{sf.path}: cannot be read as {fmt!r}: {type(exc).__name__}: {exc}"
         raise InputError(msg, path=str(sf.path)) from exc
-    return {"status": "written", "recording": sf.recording_id, "row": row}
+    flat = ranges.flat(src.channels)
+    return {"status": "written", "recording": sf.recording_id, "row": row, "flat": flat}
+
+
+class _RangeTracker:
+    """Wrap a reader's ``blocks`` and keep each channel's minimum and maximum as it streams.
+
+    A flat channel (every sample equal: a disconnected electrode, a zero-filled channel) is
+    legal data, so it is written; the client warns about it, naming the file and channel.
+    """
+
+    def __init__(self, blocks: Any) -> None:
+        self._blocks = blocks
+        self.low: Any = None
+        self.high: Any = None
+
+    def __call__(self) -> Any:
+        import numpy as np
+
+        self.low = self.high = None
+        for block in self._blocks():
+            b = np.asarray(block)
+            if len(b):
+                lo, hi = b.min(axis=0), b.max(axis=0)
+                self.low = lo if self.low is None else np.minimum(self.low, lo)
+                self.high = hi if self.high is None else np.maximum(self.high, hi)
+            yield block
+
+    def flat(self, channels: list[str]) -> list[tuple[str, float]]:
+        """Return ``(channel, value)`` of every channel whose samples are all equal."""
+        if self.low is None:
+            return []
+        return [
+            (c, float(lo))
+            for c, lo, hi in zip(channels, self.low, self.high, strict=True)
+            if lo == hi
+        ]
 
 
 def _fingerprints(reader: Any, sf: SourceFile, options: dict[str, Any]) -> tuple[str, str]:
@@ -237,6 +275,15 @@ def ingest(
             result.unchanged.append(rid)
             return
         row = outcome["row"]
+        flat = outcome.get("flat", [])
+        if flat:
+            listed = ", ".join(f"{c!r} (every sample is {v:g})" for c, v in flat)
+            msg = (
+                f"{by_id[rid].path}: flat channel(s) {listed}; ingested, and the report's "
+                "quality flags (flat_fraction) will mark them"
+            )
+            log.warning("%s", msg)
+            warnings.warn(msg, stacklevel=3)
         staging = Path(row.pop("_staging"))
         replacing = rid in known
         commit_recording(store, rid, staging)

@@ -126,3 +126,14 @@ def test_unreadable_folder_is_reported_not_dropped(tmp_path: Path) -> None:
             get_reader("csv").discover(tmp_path, sampling_rate=100.0)
     finally:
         locked.chmod(0o755)
+
+
+def test_flat_channel_is_ingested_with_a_warning_naming_file_and_channel(tmp_path: Path) -> None:
+    src = tmp_path / "csv"
+    src.mkdir()
+    (src / "a.csv").write_text("x,y\n" + "".join(f"{k % 7},0\n" for k in range(50)))
+    with pytest.warns(
+        UserWarning, match=r"a\.csv: flat channel\(s\) 'y' \(every sample is 0\); ingested"
+    ):
+        result = ingest(src, "csv", tmp_path / "s.zarr", progress=False, sampling_rate=100.0)
+    assert result.added == ["sub-a"]
