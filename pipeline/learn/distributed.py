@@ -257,8 +257,11 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
 
 
 def prediction_pass(
-    df: pd.DataFrame, models: list[Bundle], tested_by: Mapping[str, list[int]]
-) -> pd.DataFrame:
+    df: pd.DataFrame,
+    models: list[Bundle],
+    tested_by: Mapping[str, list[int]],
+    subjects: Sequence[str],
+) -> dict[str, np.ndarray]:
     """Return the held-out class probabilities of one partition's labeled windows.
 
     Parameters
@@ -266,19 +269,22 @@ def prediction_pass(
     df : pandas.DataFrame of shape (n_windows, n_columns)
         Whole recordings.
     models : list of Bundle
-        One per fold.
+        One per fold (every one with the same ``classes``).
     tested_by : mapping
         Recording -> indices of the folds that test it.
+    subjects : sequence of str
+        Every subject of the table, sorted (the ``subject`` codes index it).
 
     Returns
     -------
-    pandas.DataFrame
-        ``fold, recording, subject, label`` and one ``proba__<class>`` column per class,
-        one row per labeled window and fold testing it.
+    dict
+        One entry per labeled window and fold testing it: ``fold`` (int32), ``subject`` and
+        ``label`` (int32 codes into ``subjects`` and the classes), ``proba`` (float64,
+        shape (n, n_classes)); compact, since the client receives every partition's.
     """
-    frames = []
     rec = df["recording"].astype(str).to_numpy()
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
+    out: dict[str, list[np.ndarray]] = {"fold": [], "subject": [], "label": [], "proba": []}
     # every fold shares the label-free prep: prepare the partition once
     X = models[folds[0]].model["prep"].transform(df) if folds else None
     for f in folds:
@@ -289,20 +295,15 @@ def prediction_pass(
         model = models[f]
         proba = _fold_proba(model, X[rows], sub)
         lab = sub["label"].notna().to_numpy()
-        out = pd.DataFrame(
-            {
-                "fold": f,
-                "recording": sub["recording"].astype(str).to_numpy()[lab],
-                "subject": sub["subject"].astype(str).to_numpy()[lab],
-                "label": sub["label"].astype(str).to_numpy()[lab],
-            }
-        )
-        for j, c in enumerate(model.classes):
-            out[f"proba__{c}"] = proba[lab, j]
-        frames.append(out)
-    if not frames:
-        return pd.DataFrame({"fold": np.array([], dtype=int)})
-    return pd.concat(frames, ignore_index=True)
+        out["fold"].append(np.full(int(lab.sum()), f, dtype=np.int32))
+        subj = sub["subject"].astype(str).to_numpy()[lab]
+        out["subject"].append(np.searchsorted(subjects, subj).astype(np.int32))
+        label = sub["label"].astype(str).to_numpy()[lab]
+        out["label"].append(np.searchsorted(model.classes, label).astype(np.int32))
+        out["proba"].append(proba[lab])
+    if not folds:
+        return {}
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray:
@@ -501,19 +502,27 @@ def fit_and_validate_distributed(
 
     t0 = time.perf_counter()
     models_d = dask.delayed(models, traverse=False)
-    pred_parts = [dask.delayed(prediction_pass, pure=True)(p, models_d, tested_by) for p in parts]
-    pred = pd.concat([p for p in dask.compute(*pred_parts) if len(p)], ignore_index=True)
+    subject_names = sorted(map(str, counts["subject"].unique()))
+    pred_parts = [
+        dask.delayed(prediction_pass, pure=True)(p, models_d, tested_by, subject_names)
+        for p in parts
+    ]
+    got = [p for p in dask.compute(*pred_parts) if p]
+    pred = {k: np.concatenate([p[k] for p in got]) for k in ("fold", "subject", "label", "proba")}
     passes.append({"name": "prediction", "seconds": round(time.perf_counter() - t0, 3)})
     t_cv = time.perf_counter() - t_start
 
-    proba_cols = [f"proba__{c}" for c in classes]
-    proba_all = pred[proba_cols].to_numpy(dtype=float)
-    y_all = pred["label"].to_numpy(dtype=object)
+    proba_all = pred["proba"]
+    y_all = np.asarray(classes, dtype=object)[pred["label"]]
     pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
     per_subject, summary = per_subject_metrics(
-        pred["subject"].to_numpy(), y_all, pred_all, proba_all, classes
+        np.asarray(subject_names, dtype=object)[pred["subject"]],
+        y_all,
+        pred_all,
+        proba_all,
+        classes,
     )
-    fold_of = pred["fold"].to_numpy()
+    fold_of = pred["fold"]
     for i, desc in enumerate(fold_reports):
         m = fold_of == i
         if not m.any():
