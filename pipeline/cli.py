@@ -310,6 +310,19 @@ def output_error(exc: OSError, out: str | None = None) -> str:
     )
 
 
+#: One example per subcommand, shown at the end of its ``--help``.
+EXAMPLES = {
+    "ingest": "cohort ingest ../data/emg-gestures --format uci-emg --out emg.zarr",
+    "info": "cohort info emg.zarr",
+    "features": "cohort features emg.zarr --spec tasks/emg_gestures.yaml --out emg-features",
+    "run": "cohort run tasks/emg_gestures.yaml --out runs/emg --workers 2",
+    "demo": "cohort demo --out demo-out",
+    "predict": "cohort predict runs/emg/latest/model.skops --store new.zarr --out pred.csv",
+    "status": "cohort status runs/emg",
+    "clean": "cohort clean runs/emg --keep-runs 1 --dry-run",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``cohort`` command."""
     parser = argparse.ArgumentParser(
@@ -359,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("info", help="print a cohort store's index")
-    p.add_argument("store")
+    p.add_argument("store", help="cohort store (folder written by cohort ingest or run)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("features", help="compute a cohort's feature table (Parquet)")
@@ -416,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.set_defaults(func=cmd_clean)
+    for name, subparser in sub.choices.items():
+        subparser.epilog = f"example:\n  {EXAMPLES[name]}"
+        subparser.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 

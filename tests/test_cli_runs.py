@@ -219,3 +219,21 @@ def test_failed_sbatch_stops_the_run_at_once(tmp_path: Path) -> None:
         r".*[Pp]artition.*; check the profile's queue, account and walltime.*",
         stderr.strip(),
     ), stderr
+
+
+def test_every_argument_has_help_and_every_subcommand_an_example() -> None:
+    import argparse
+
+    from pipeline.cli import EXAMPLES, build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(EXAMPLES)
+    for name, p in sub.choices.items():
+        missing = [a.dest for a in p._actions if not a.help]
+        assert not missing, f"cohort {name}: arguments without help: {missing}"
+        assert p.format_help().rstrip().endswith(f"example:\n  {EXAMPLES[name]}")
+        assert EXAMPLES[name].startswith(f"cohort {name}")
+        # the example parses (its files need not exist to be parsed)
+        args = parser.parse_args(EXAMPLES[name].split()[1:])
+        assert args.command == name
