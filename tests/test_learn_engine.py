@@ -156,7 +156,11 @@ def test_distributed_bad_input(table):
     halves = dd.from_pandas(table, npartitions=3, sort=False)
     with pytest.raises(SpecError, match=r"spans 2 partitions; the distributed engine needs"):
         fit_and_validate(halves, cfg, {"scheme": "loso"})
-    with pytest.raises(SpecError, match=r"'random_forest' with model.engine 'distributed'"):
+    with pytest.raises(
+        SpecError,
+        match=r"key 'model.engine': expected 'memory' or 'auto' for model.name 'random_forest'"
+        r": the distributed engine fits \['lda', 'gaussian_nb', 'sgd'\] only; found 'distributed'",
+    ):
         fit_and_validate(table, cfg | {"name": "random_forest"}, {"scheme": "loso"})
 
 

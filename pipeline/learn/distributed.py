@@ -62,7 +62,7 @@ from pipeline.learn.sufficient import (
     scaler_from_moments,
 )
 from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds, validation_spec
-from pipeline.spec.learn import ModelSpec, ValidationSpec
+from pipeline.spec.learn import DISTRIBUTED_ESTIMATORS, ModelSpec, ValidationSpec
 
 __all__ = [
     "DISTRIBUTED_ESTIMATORS",
@@ -74,8 +74,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DISTRIBUTED_ESTIMATORS = (*SUFFICIENT_ESTIMATORS, *OUT_OF_CORE_ESTIMATORS)
-"""Model names the distributed engine fits."""
 
 _Key = tuple[str, str]  # (fold unit, class)
 

@@ -19,6 +19,7 @@ from pipeline.spec.types import Integer, Number
 
 __all__ = [
     "BUILTIN_ESTIMATORS",
+    "DISTRIBUTED_ESTIMATORS",
     "SCHEMES",
     "MemberSpec",
     "ModelSpec",
@@ -129,6 +130,10 @@ class MemberSpec(Strict):
         return self.model_dump(exclude_none=True, include={"name", "params", "estimators"})
 
 
+DISTRIBUTED_ESTIMATORS: tuple[str, ...] = ("lda", "gaussian_nb", "sgd")
+"""Model names ``model.engine: distributed`` fits without collecting the table."""
+
+
 class ModelSpec(MemberSpec):
     """The estimator, its feature preparation and post-processing (``model`` in a task spec).
 
@@ -151,6 +156,18 @@ class ModelSpec(MemberSpec):
     smooth: Integer | None = Field(default=None, ge=1)
     engine: Literal["auto", "memory", "distributed"] = "auto"
     memory_budget: Integer | str | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_fits_the_model(cls, value: str, info: ValidationInfo) -> str:
+        name = info.data.get("name")
+        if value == "distributed" and name is not None and name not in DISTRIBUTED_ESTIMATORS:
+            msg = (
+                f"'memory' or 'auto' for model.name {name!r}: the distributed engine fits "
+                f"{list(DISTRIBUTED_ESTIMATORS)} only"
+            )
+            raise ValueError(msg)
+        return value
 
     @field_validator("memory_budget")
     @classmethod
