@@ -319,6 +319,27 @@ def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray
     return proba
 
 
+def _memory_mb() -> dict[str, Any]:
+    """Return the client's RSS now and its lifetime peak, and each worker's RSS now (MB)."""
+    import resource
+
+    import psutil
+
+    out: dict[str, Any] = {
+        "client_rss_mb": round(psutil.Process().memory_info().rss / 1e6, 1),
+        # ru_maxrss is in kB on Linux: the peak over the client process's whole life
+        "client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
+    }
+    try:
+        from distributed import default_client
+
+        rss = default_client().run(lambda: psutil.Process().memory_info().rss)
+        out["worker_rss_mb"] = {w: round(v / 1e6, 1) for w, v in sorted(rss.items())}
+    except (ImportError, ValueError):
+        pass
+    return out
+
+
 def _fold_model(
     spec: ModelSpec, prep: FeaturePrep, stats: Mapping[str, Moments], classes: list[str]
 ) -> Bundle:
@@ -424,6 +445,7 @@ def fit_and_validate_distributed(
     fourth = spec.name == "lda" and needs_fourth_moments(spec.name, spec.params)
     passes: list[dict[str, Any]] = []
 
+    memory_start = _memory_mb()
     t0 = time.perf_counter()
     parts = _batches(ddf.to_delayed())
     stat_parts = [dask.delayed(statistics_pass, pure=True)(p, prep, unit, fourth) for p in parts]
@@ -564,6 +586,7 @@ def fit_and_validate_distributed(
         "unit": unit,
         "passes": passes,
         "fold_models_s": round(algebra_s, 3),
+        "memory": {"start": memory_start, "end": _memory_mb()},
     }
     report["feature_names"] = final.feature_names
     report["prep"] = final.metadata["prep"]
