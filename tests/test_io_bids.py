@@ -56,6 +56,8 @@ def test_bids_eeg_dataset_ingests_with_entities_events_participants(
     index = cohort.index.set_index("recording")
     assert index["count_quality"].tolist() == [1, 1, 0, 0]
     assert index["run"].tolist() == ["1", "2", "1", "2"]
+    assert index["task"].tolist() == ["arith"] * 4  # the BIDS task entity is in the index
+    assert index["acquisition"].isna().all()
     ds = cohort.recording("sub-01_task-arith_run-2")
     assert ds.attrs["task"] == "arith" and ds.attrs["line_frequency"] == 50
     assert ds.event_description.values.tolist() == ["count", "blink"]
