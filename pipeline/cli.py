@@ -84,7 +84,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipeline.ingest import ingest
 
     options = dict(args.option or [])
-    for key in ("pattern", "label_from", "label_map", "metadata", "metadata_key"):
+    keys = ("pattern", "label_from", "label_map", "metadata", "metadata_key")
+    for key in (*keys, "datatype", "task", "subjects"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -347,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", type=_parse_label_map, help="e.g. 1=rest,2=task")
     p.add_argument("--metadata", help="per-subject table (CSV) joined to the recordings")
     p.add_argument("--metadata-key", help="column of the metadata table naming the subject")
+    p.add_argument("--datatype", help="bids: the datatype to read (eeg, emg, ieeg)")
+    p.add_argument("--task", help="bids: only this task, e.g. rest")
+    p.add_argument(
+        "--subjects",
+        type=lambda s: [v.strip() for v in s.split(",") if v.strip()],
+        help="bids: only these subjects, comma-separated labels without 'sub-', e.g. 01,02",
+    )
     p.add_argument(
         "--option",
         "-O",

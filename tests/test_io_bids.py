@@ -91,6 +91,19 @@ def test_task_subject_selection_and_keep_bad(bids_root: Path) -> None:
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="bids-examples not found")
+def test_cli_selects_datatype_task_and_subjects(bids_root: Path, tmp_path: Path, capsys) -> None:
+    from pipeline.cli import main
+
+    store = tmp_path / "s.zarr"
+    argv = ["ingest", str(bids_root), "--format", "bids", "--out", str(store)]
+    assert main([*argv, "--datatype", "eeg", "--task", "arith", "--subjects", "01"]) == 0
+    index = open_cohort(store).index
+    assert index["recording"].tolist() == ["sub-01_task-arith_run-1", "sub-01_task-arith_run-2"]
+    capsys.readouterr()
+    assert main([*argv, "--datatype", "eeg", "--task", "rest"]) == 2
+    assert "no eeg data files match (task='rest'" in capsys.readouterr().err
+
+
 def test_bids_examples_ingest_or_are_refused_by_name() -> None:
     """Every BIDS-EMG example reads with MNE's values; placeholders and bad EDFs are refused."""
     reader = get_reader("bids")
