@@ -158,10 +158,11 @@ def test_distributed_bad_input(table):
         fit_and_validate(halves, cfg, {"scheme": "loso"})
     with pytest.raises(
         SpecError,
-        match=r"key 'model.engine': expected 'memory' or 'auto' for model.name 'random_forest'"
-        r": the distributed engine fits \['lda', 'gaussian_nb', 'sgd'\] only; found 'distributed'",
+        match=r"key 'model.engine': expected 'memory' or 'auto' for model.name 'logreg': the "
+        r"distributed engine fits \['lda', 'gaussian_nb', 'sgd', 'random_forest', "
+        r"'gradient_boosting', 'soft_vote'\] only; found 'distributed'",
     ):
-        fit_and_validate(table, cfg | {"name": "random_forest"}, {"scheme": "loso"})
+        fit_and_validate(table, cfg | {"name": "logreg"}, {"scheme": "loso"})
 
 
 def test_a_class_absent_from_a_training_fold_is_reported(table):
@@ -183,10 +184,63 @@ def test_engine_choice_by_memory_budget():
     assert resolve_engine(spec, 999_999) == "memory"
     assert resolve_engine(spec, 2_000_000) == "distributed"
     assert resolve_engine(model_spec({"name": "lda", "engine": "memory"}), 10**12) == "memory"
-    forest = model_spec({"name": "random_forest", "memory_budget": 1000})
+    logreg = model_spec({"name": "logreg", "memory_budget": 1000})
     with pytest.raises(
-        SpecError, match=r"above model.memory_budget 0.00 GB, and model.name 'random_forest'"
+        SpecError, match=r"above model.memory_budget 0.00 GB, and model.name 'logreg'"
     ):
-        resolve_engine(forest, 10**9)
+        resolve_engine(logreg, 10**9)
     with pytest.raises(SpecError, match=r"model.memory_budget.*a positive size.*'lots'"):
         model_spec({"name": "lda", "memory_budget": "lots"})
+
+
+def test_random_forest_fits_on_a_reproducible_capped_subsample(table):
+    cfg = {
+        "name": "random_forest",
+        "params": {"n_estimators": 20},
+        "prep": PREP,
+        "engine": "distributed",
+        "max_train_windows": 300,
+    }
+    ddf = _per_recording(table)
+    model, report = fit_and_validate(ddf, cfg, {"scheme": "loso"}, seed=3)
+    _, again = fit_and_validate(ddf, cfg, {"scheme": "loso"}, seed=3)
+    sub = report["engine"]["subsample"]
+    assert sub == again["engine"]["subsample"]
+    assert report["overall"] == again["overall"]
+    assert sub["n_windows"] <= 300
+    assert sum(n for per in sub["windows"].values() for n in per.values()) == sub["n_windows"]
+    assert sorted(sub["windows"]) == sorted(table["subject"].unique())
+    labeled = table["label"].notna().sum()
+    # proportional by recording x class: every cell gets its share, floored
+    for subject, per in sub["windows"].items():
+        for cls, n in per.items():
+            cells = table[(table["subject"] == subject) & (table["label"] == cls)]
+            share = sum(len(g) * 300 // labeled for _, g in cells.groupby("recording"))
+            assert n == share
+    _, other = fit_and_validate(ddf, cfg, {"scheme": "loso"}, seed=4)
+    assert other["engine"]["subsample"]["windows"] == sub["windows"]  # counts, not rows
+    assert report["overall"]["balanced_accuracy"] > 0.5
+    assert type(model.model[-1]).__name__ == "RandomForestClassifier"
+    assert [p["name"] for p in report["engine"]["passes"]] == [
+        "statistics",
+        "subsample",
+        "prediction",
+    ]
+
+
+def test_a_subsample_above_the_memory_budget_says_what_cap_fits(table):
+    cfg = {
+        "name": "random_forest",
+        "prep": PREP,
+        "engine": "distributed",
+        "max_train_windows": 10_000,
+        "memory_budget": 48_000,
+    }
+    # 4 features x 8 bytes x 3 copies = 96 bytes a window: 500 windows fit in 48 000 bytes
+    n_features = len(FeaturePrep(**PREP).fit(table).columns_)
+    with pytest.raises(
+        SpecError,
+        match=rf"max_train_windows 10000: a subsample .* of {n_features} features .* a cap of "
+        rf"{48_000 // (24 * n_features)} windows would fit",
+    ):
+        fit_and_validate(_per_recording(table), cfg, {"scheme": "loso"})

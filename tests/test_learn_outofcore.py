@@ -74,9 +74,9 @@ def test_out_of_core_refusals(client, table):
     ddf = dd.from_pandas(table, npartitions=2)
     with pytest.raises(
         SpecError,
-        match=r"model.name 'random_forest' with model.engine 'distributed': expected one of "
-        r"\['lda', 'gaussian_nb', 'sgd'\]",
+        match=r"model.name 'logreg' with model.engine 'distributed': expected one of "
+        r"\['lda', 'gaussian_nb', 'sgd', 'random_forest', 'gradient_boosting', 'soft_vote'\]",
     ):
-        fit_and_validate(ddf, {"name": "random_forest"}, {"scheme": "loso"})
+        fit_and_validate(ddf, {"name": "logreg"}, {"scheme": "loso"})
     with pytest.raises(LeakageError, match="allow_window_leakage"):
         fit_and_validate(ddf, {"name": "sgd"}, {"scheme": "random"})

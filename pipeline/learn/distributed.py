@@ -21,9 +21,16 @@ Two passes over it, each one task per partition (named ``statistics_pass`` and
    windows' identifiers and class probabilities. Metrics are computed from those (one
    row of probabilities per labeled window, not the feature columns).
 
-The final model is built from the total statistics. Both engines return the same report
-schema and the same :class:`~pipeline.learn.model.Bundle` (a plain scikit-learn
-``Pipeline``). ``sgd`` goes to the dask-ml stream of :mod:`pipeline.learn.outofcore`.
+Models that need their data in memory (``random_forest``, ``gradient_boosting``,
+``soft_vote``) fit on a subsample drawn in one more pass: per (recording, class), a share of
+``model.max_train_windows`` proportional to its windows, drawn with a generator seeded by
+the task seed and the recording name (reproducible whatever the partitioning); the report
+lists the windows drawn per subject and class. They predict every held-out window in the
+prediction pass like the others.
+
+The final model is built from the total statistics (or the whole subsample). Both engines
+return the same report schema and the same :class:`~pipeline.learn.model.Bundle` (a plain
+scikit-learn ``Pipeline``). ``sgd`` goes to the dask-ml stream of :mod:`pipeline.learn.outofcore`.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from pipeline.exceptions import LeakageError, SpecError
-from pipeline.learn.estimators import model_spec
+from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
     per_subject_metrics,
@@ -319,6 +326,124 @@ def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray
     return proba
 
 
+def subsample_pass(
+    df: pd.DataFrame, prep: FeaturePrep, quota: Mapping[tuple[str, str], int], seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return a seeded sample of one partition's prepared labeled windows.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Whole recordings (prepared here, so a sampled window is normalised with its whole
+        recording, as in the memory engine).
+    prep : FeaturePrep
+    quota : mapping
+        ``(recording, class) -> windows to draw``.
+    seed : int
+        With the recording's name, seeds the draw: the sample does not depend on the
+        partitioning or on the order of the tasks.
+
+    Returns
+    -------
+    ids : pandas.DataFrame
+        ``recording, subject, label`` of the sampled windows.
+    X : numpy.ndarray of shape (n_sampled, n_features)
+    """
+    import zlib
+
+    X = prep.transform(df)
+    rec = df["recording"].astype(str).to_numpy()
+    labels = df["label"].astype(object).where(df["label"].notna(), "").astype(str).to_numpy()
+    picked = []
+    for r in np.unique(rec):
+        rng = np.random.default_rng([seed, zlib.crc32(r.encode())])
+        for c in sorted(set(labels[rec == r]) - {""}):
+            rows = np.flatnonzero((rec == r) & (labels == c))
+            k = min(len(rows), int(quota.get((r, c), 0)))
+            picked.append(np.sort(rng.choice(rows, size=k, replace=False)))
+    rows = np.concatenate(picked) if picked else np.array([], dtype=int)
+    ids = pd.DataFrame(
+        {
+            "recording": rec[rows],
+            "subject": df["subject"].astype(str).to_numpy()[rows],
+            "label": labels[rows],
+        }
+    )
+    return ids, X[rows]
+
+
+def _quota(counts: pd.DataFrame, cap: int) -> dict[tuple[str, str], int]:
+    """Return windows to draw per (recording, class): proportional, in all at most ``cap``."""
+    lab = counts[counts["label"] != ""]
+    total = int(lab["n"].sum())
+    if total <= cap:
+        return {(r, c): int(n) for r, c, n in lab[["recording", "label", "n"]].itertuples(False)}
+    return {
+        (r, c): int(n) * cap // total
+        for r, c, n in lab[["recording", "label", "n"]].itertuples(index=False)
+    }
+
+
+def _sample_model(
+    spec: ModelSpec,
+    prep: FeaturePrep,
+    ids: pd.DataFrame,
+    X: np.ndarray,
+    rows: np.ndarray,
+    classes: list[str],
+    seed: int,
+) -> Bundle:
+    """Fit the scaler and classifier of ``spec`` on the sampled rows ``rows``."""
+    pipe = make_estimator(spec, seed)
+    Xt, y = X[rows], ids["label"].to_numpy()[rows].astype(str)
+    for _, step in pipe.steps[1:-1]:
+        Xt = step.fit_transform(Xt, y)
+    pipe.steps[-1][1].fit(Xt, y)
+    pipe.steps[0] = ("prep", prep)
+    return Bundle(pipe, model_metadata(pipe, spec.smooth or 1, classes))
+
+
+def _draw(
+    parts: list[Any], prep: FeaturePrep, counts: pd.DataFrame, spec: ModelSpec, seed: int
+) -> dict[str, Any]:
+    """Draw the training subsample of a model that needs its data in memory (one pass)."""
+    cap = int(spec.max_train_windows)
+    budget = spec.memory_budget or default_memory_budget()
+    # the sample, the scaled copy and the estimator's own copy
+    per_window = 3 * 8 * len(prep.columns_)
+    if cap * per_window > budget:
+        msg = (
+            f"model.max_train_windows {cap}: a subsample of that many windows of "
+            f"{len(prep.columns_)} features takes about {cap * per_window / 1e9:.2f} GB, above "
+            f"model.memory_budget {budget / 1e9:.2f} GB; a cap of {budget // per_window} "
+            "windows would fit"
+        )
+        raise SpecError(msg)
+    quota = _quota(counts, cap)
+    t0 = time.perf_counter()
+    drawn = dask.compute(
+        *[dask.delayed(subsample_pass, pure=True)(p, prep, quota, seed) for p in parts]
+    )
+    ids = pd.concat([d[0] for d in drawn], ignore_index=True)
+    X = np.concatenate([d[1] for d in drawn]) if drawn else np.zeros((0, len(prep.columns_)))
+    per = ids.groupby(["subject", "label"]).size()
+    windows = {str(s): {} for s in per.index.get_level_values(0)}
+    for (subj, c), n in per.items():
+        windows[str(subj)][str(c)] = int(n)
+    return {
+        "ids": ids,
+        "X": X,
+        "pass": {"name": "subsample", "seconds": round(time.perf_counter() - t0, 3)},
+        "report": {
+            "max_train_windows": cap,
+            "seed": int(seed),
+            "stratified_by": ["recording", "label"],
+            "n_windows": len(ids),
+            "windows": windows,
+        },
+    }
+
+
 def _memory_mb() -> dict[str, Any]:
     """Return the client's RSS now and its lifetime peak, and each worker's RSS now (MB)."""
     import resource
@@ -420,7 +545,8 @@ def fit_and_validate_distributed(
     vspec = validation_spec(validation_cfg)
     if spec.name in OUT_OF_CORE_ESTIMATORS:
         return fit_and_validate_dask(ddf, spec, vspec, seed, specificity=specificity)
-    if spec.name not in SUFFICIENT_ESTIMATORS:
+    subsampled = spec.name not in SUFFICIENT_ESTIMATORS
+    if spec.name not in DISTRIBUTED_ESTIMATORS:
         msg = (
             f"model.name {spec.name!r} with model.engine 'distributed': expected one of "
             f"{list(DISTRIBUTED_ESTIMATORS)} (fitted without collecting the table); use "
@@ -473,6 +599,10 @@ def fit_and_validate_distributed(
         msg = "feature table: every window has label None; nothing to fit"
         raise SpecError(msg)
 
+    sample: dict[str, Any] | None = None
+    if subsampled:
+        sample = _draw(parts, prep, counts, spec, seed)
+        passes.append(sample.pop("pass"))
     t0 = time.perf_counter()
     ids = _fold_ids(counts, vspec.scheme)
     folds = make_folds(ids, vspec, seed)
@@ -491,14 +621,23 @@ def fit_and_validate_distributed(
             stats = _minus(total, _by_class(moments, test_units))
         else:
             stats = _by_class(moments, train_units)
-        present = sorted(c for c, m in stats.items() if m.n > 0)
+        if sample is not None:
+            train_rows = np.flatnonzero(sample["ids"]["recording"].isin(train_recs).to_numpy())
+            present = sorted(set(sample["ids"]["label"].to_numpy()[train_rows]))
+        else:
+            present = sorted(c for c, m in stats.items() if m.n > 0)
         if len(present) < 2:
             msg = (
                 f"fold {fold.name!r}: the training side has classes {present}; expected at "
                 "least 2 to fit a classifier"
             )
             raise SpecError(msg)
-        models.append(_fold_model(spec, prep, stats, classes))
+        if sample is not None:
+            models.append(
+                _sample_model(spec, prep, sample["ids"], sample["X"], train_rows, classes, seed)
+            )
+        else:
+            models.append(_fold_model(spec, prep, stats, classes))
         for r in test_recs:
             tested_by.setdefault(r, []).append(i)
         tr = counts[counts["recording"].isin(train_recs)]
@@ -556,7 +695,11 @@ def fit_and_validate_distributed(
             k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
         }
     t0 = time.perf_counter()
-    final = _fold_model(spec, prep, total, classes)
+    if sample is not None:
+        every = np.arange(len(sample["ids"]))
+        final = _sample_model(spec, prep, sample["ids"], sample["X"], every, classes, seed)
+    else:
+        final = _fold_model(spec, prep, total, classes)
     report: dict[str, Any] = {
         "model": config_json(model_cfg),
         "validation": config_json(validation_cfg),
@@ -588,6 +731,8 @@ def fit_and_validate_distributed(
         "fold_models_s": round(algebra_s, 3),
         "memory": {"start": memory_start, "end": _memory_mb()},
     }
+    if sample is not None:
+        report["engine"]["subsample"] = sample["report"]
     report["feature_names"] = final.feature_names
     report["prep"] = final.metadata["prep"]
     logger.info(

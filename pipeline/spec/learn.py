@@ -130,7 +130,14 @@ class MemberSpec(Strict):
         return self.model_dump(exclude_none=True, include={"name", "params", "estimators"})
 
 
-DISTRIBUTED_ESTIMATORS: tuple[str, ...] = ("lda", "gaussian_nb", "sgd")
+DISTRIBUTED_ESTIMATORS: tuple[str, ...] = (
+    "lda",
+    "gaussian_nb",
+    "sgd",
+    "random_forest",
+    "gradient_boosting",
+    "soft_vote",
+)
 """Model names ``model.engine: distributed`` fits without collecting the table."""
 
 
@@ -149,13 +156,16 @@ class ModelSpec(MemberSpec):
     (:mod:`pipeline.learn.distributed`); ``auto`` (default) picks ``distributed`` when
     the table's in-memory size exceeds ``memory_budget``. ``memory_budget`` is bytes or a
     size string (``"4GB"``, ``"512MiB"``); unset, it is half the smallest worker's
-    ``memory_limit`` (half of the machine's memory without a cluster).
+    ``memory_limit`` (half of the machine's memory without a cluster). The distributed
+    engine fits ``random_forest``, ``gradient_boosting`` and ``soft_vote`` on a seeded
+    subsample stratified by recording x class of at most ``max_train_windows`` windows.
     """
 
     prep: PrepSpec | None = None
     smooth: Integer | None = Field(default=None, ge=1)
     engine: Literal["auto", "memory", "distributed"] = "auto"
     memory_budget: Integer | str | None = None
+    max_train_windows: Integer = Field(default=200_000, ge=1)
 
     @field_validator("engine")
     @classmethod
