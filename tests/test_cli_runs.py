@@ -136,6 +136,9 @@ def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
     import socket
 
     taken = socket.socket()
+    # a dashboard closed by an earlier test leaves 8787 in TIME_WAIT: without SO_REUSEADDR the
+    # bind fails although nobody listens, and the run rightly takes the free port
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         taken.bind(("", 8787))  # as another cluster's dashboard would
         taken.listen()
