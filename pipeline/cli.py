@@ -375,7 +375,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept recordings whose channels differ from the cohort's",
     )
-    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    p.add_argument(
+        "--cluster",
+        help="cluster profile: YAML file, shipped name (local, slurm, pbs) or tcp://host:port",
+    )
     _add_workers(p)
     p.set_defaults(func=cmd_ingest)
 
@@ -393,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recording", action="append", help="only this recording (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing table")
-    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    p.add_argument(
+        "--cluster",
+        help="cluster profile: YAML file, shipped name (local, slurm, pbs) or tcp://host:port",
+    )
     _add_workers(p)
     p.set_defaults(func=cmd_features)
 
@@ -419,7 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", required=True, help="cohort store holding the recordings")
     p.add_argument("--recording", action="append", help="recording id (repeatable; default all)")
     p.add_argument("--out", "-o", required=True, help="predictions file (.csv or .parquet)")
-    p.add_argument("--cluster", help="cluster profile: YAML file, name in cluster/, or tcp://...")
+    p.add_argument(
+        "--cluster",
+        help="cluster profile: YAML file, shipped name (local, slurm, pbs) or tcp://host:port",
+    )
     _add_workers(p)
     p.set_defaults(func=cmd_predict)
 

@@ -3,7 +3,7 @@
 Layout of a store directory::
 
     <store>/zarr.json                      root group (attributes: format version)
-    <store>/recordings/<recording_id>/     one group per recording, written by xarray
+    <store>/recordings/<recording_id>/     one group per recording, as xarray.to_zarr writes it
     <store>/index.json                     cached cohort index (rebuilt if stale)
     <store>/.staging/                      recordings being written (never trusted)
     <store>/.trash/                        recordings being replaced (never trusted)
