@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exceptions import InputError, SpecError
+from pipeline.io.base import SourceFile
 
 ENTITY_GROUPS = ("subject", "session", "run")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
@@ -124,6 +125,25 @@ def check_unique_ids(files: Iterable[Any]) -> None:
             )
             raise InputError(msg, path=str(f.path))
         seen[rid] = f.path
+
+
+def source_files(paths: Iterable[Path], pattern: re.Pattern[str] | None) -> list[SourceFile]:
+    """Return one :class:`SourceFile` per path, its entities parsed from the file name.
+
+    Raises
+    ------
+    InputError
+        A name the pattern does not match (:func:`match_entities`), or two files that map to
+        one recording id (:func:`check_unique_ids`).
+    """
+    files = []
+    for path in paths:
+        g = match_entities(path, pattern)
+        files.append(
+            SourceFile(path=path, subject=str(g["subject"]), session=g["session"], run=g["run"])
+        )
+    check_unique_ids(files)
+    return files
 
 
 def snake_case(name: str) -> str:

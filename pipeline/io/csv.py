@@ -43,11 +43,10 @@ import pyarrow.csv as pacsv
 from pipeline.exceptions import InputError, SpecError
 from pipeline.io._options import (
     check_options,
-    check_unique_ids,
     compile_pattern,
     list_files,
-    match_entities,
     per_channel,
+    source_files,
 )
 from pipeline.io._text import convert_options, locate_error, read_header
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
@@ -184,14 +183,7 @@ class CsvReader:
         if not paths:
             msg = f"{source}: no files matching {o.get('glob', list(DEFAULT_GLOBS))!r}"
             raise InputError(msg, path=str(source))
-        files = []
-        for path in paths:
-            g = match_entities(path, pattern)
-            files.append(
-                SourceFile(path=path, subject=str(g["subject"]), session=g["session"], run=g["run"])
-            )
-        check_unique_ids(files)
-        return files
+        return source_files(paths, pattern)
 
     def read(self, file: SourceFile, **options: Any) -> RecordingSource:
         """Validate one file in a streaming pass and return it with a block iterator.

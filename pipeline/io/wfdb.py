@@ -31,10 +31,9 @@ import pandas as pd
 from pipeline.exceptions import InputError, SpecError
 from pipeline.io._options import (
     check_options,
-    check_unique_ids,
     compile_pattern,
     list_files,
-    match_entities,
+    source_files,
 )
 from pipeline.io._units import to_store_unit
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
@@ -83,14 +82,7 @@ class WfdbReader:
         if not paths:
             msg = f"{source}: no .hea files found: expected WFDB records (reader 'wfdb')"
             raise InputError(msg, path=str(source))
-        files = []
-        for path in paths:
-            g = match_entities(path, pattern)
-            files.append(
-                SourceFile(path=path, subject=str(g["subject"]), session=g["session"], run=g["run"])
-            )
-        check_unique_ids(files)
-        return files
+        return source_files(paths, pattern)
 
     def read(self, file: SourceFile, **options: Any) -> RecordingSource:
         """Open one record and return its metadata, annotations as events, and blocks.
