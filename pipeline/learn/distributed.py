@@ -48,7 +48,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from pipeline.exceptions import LeakageError, SpecError
+from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
@@ -68,7 +68,7 @@ from pipeline.learn.sufficient import (
     needs_fourth_moments,
     scaler_from_moments,
 )
-from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds, validation_spec
+from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
 from pipeline.spec.learn import DISTRIBUTED_ESTIMATORS, ModelSpec, ValidationSpec
 
 __all__ = [
@@ -553,15 +553,7 @@ def fit_and_validate_distributed(
             "model.engine: memory for the others"
         )
         raise SpecError(msg)
-    if vspec.scheme == "random":
-        if vspec.allow_window_leakage is not True:
-            raise LeakageError(RANDOM_SPLIT_MESSAGE)
-        msg = "validation scheme 'random' is not supported by the distributed engine"
-        raise SpecError(msg)
-    missing = [c for c in ID_COLUMNS if c not in ddf.columns]
-    if missing:
-        msg = f"feature table: missing identifier columns {missing}; expected {list(ID_COLUMNS)}"
-        raise SpecError(msg)
+    check_dask_table(ddf, vspec, "by the distributed engine")
     prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
     group = "subject" if (spec.prep and spec.prep.normalize == "subject") else "recording"
     if group == "subject":  # a subject's recordings must share a partition to be z-scored

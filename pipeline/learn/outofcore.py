@@ -27,7 +27,7 @@ from dask_ml.wrappers import Incremental, ParallelPostFit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.exceptions import LeakageError, SpecError
+from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_classifier, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
@@ -37,7 +37,7 @@ from pipeline.learn.metrics import (
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
-from pipeline.learn.validation import RANDOM_SPLIT_MESSAGE, make_folds, validation_spec
+from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
 from pipeline.spec.learn import ModelSpec, ValidationSpec
 
 __all__ = ["OUT_OF_CORE_ESTIMATORS", "fit_and_validate_dask", "fit_incremental"]
@@ -152,15 +152,7 @@ def fit_and_validate_dask(
             'e.g. {"name": "sgd"}; or pass a pandas table (table.compute()) if it fits in memory'
         )
         raise SpecError(msg)
-    if vspec.scheme == "random":
-        if vspec.allow_window_leakage is not True:
-            raise LeakageError(RANDOM_SPLIT_MESSAGE)
-        msg = "validation scheme 'random' is not supported out of core; use a subject-level scheme"
-        raise SpecError(msg)
-    missing = [c for c in ID_COLUMNS if c not in ddf.columns]
-    if missing:
-        msg = f"feature table: missing identifier columns {missing}; expected {list(ID_COLUMNS)}"
-        raise SpecError(msg)
+    check_dask_table(ddf, vspec, "out of core")
     index = (
         ddf[["recording", "subject", "session", "run"]]
         .drop_duplicates()

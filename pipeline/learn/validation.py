@@ -38,6 +38,7 @@ from sklearn.model_selection import BaseCrossValidator, GroupKFold, KFold
 from pipeline.exceptions import LeakageError, SpecError
 from pipeline.spec.errors import parse
 from pipeline.spec.learn import ValidationSpec
+from pipeline.table import ID_COLUMNS
 
 __all__ = [
     "RANDOM_SPLIT_MESSAGE",
@@ -407,3 +408,32 @@ def check_fold(table: pd.DataFrame | None, fold: Fold) -> None:
             "windows in both training and test; a test unit must never reach training"
         )
         raise LeakageError(msg)
+
+
+def check_dask_table(ddf: Any, vspec: ValidationSpec, where: str) -> None:
+    """Refuse what a lazy (dask) feature table cannot be validated with.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        The feature table; its identifier columns are checked on its metadata only.
+    vspec : ValidationSpec
+    where : str
+        The engine, for the message (``"out of core"``, ``"by the distributed engine"``).
+
+    Raises
+    ------
+    LeakageError
+        A random window split without ``allow_window_leakage``.
+    SpecError
+        A random split (not supported on a lazy table), or missing identifier columns.
+    """
+    if vspec.scheme == "random":
+        if vspec.allow_window_leakage is not True:
+            raise LeakageError(RANDOM_SPLIT_MESSAGE)
+        msg = f"validation scheme 'random' is not supported {where}; use a subject-level scheme"
+        raise SpecError(msg)
+    missing = [c for c in ID_COLUMNS if c not in ddf.columns]
+    if missing:
+        msg = f"feature table: missing identifier columns {missing}; expected {list(ID_COLUMNS)}"
+        raise SpecError(msg)
