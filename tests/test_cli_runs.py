@@ -139,11 +139,16 @@ def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
     # a dashboard closed by an earlier test leaves 8787 in TIME_WAIT: without SO_REUSEADDR the
     # bind fails although nobody listens, and the run rightly takes the free port
     taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        taken.bind(("", 8787))  # as another cluster's dashboard would
-        taken.listen()
-    except OSError:
-        pass  # someone else holds it already: the same situation
+    deadline = time.monotonic() + 30
+    while True:  # a killed run of an earlier test may still be releasing the port
+        try:
+            taken.bind(("", 8787))  # as another cluster's dashboard would
+            taken.listen()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                break  # someone else holds it for good: the same situation
+            time.sleep(0.5)
     try:
         argv = [sys.executable, "-m", "pipeline.cli", "run", str(_task(tmp_path)), "--out"]
         done = subprocess.run(
