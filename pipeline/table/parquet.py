@@ -34,7 +34,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from pipeline._fs import atomic_path
+from pipeline._fs import atomic_path, jsonable
 from pipeline.exceptions import StoreError
 from pipeline.table.build import (
     _MAX_PARTITION_BYTES,
@@ -86,7 +86,7 @@ def table_schema(columns: Sequence[str], metadata: Mapping[str, Any]) -> pa.Sche
         JSON-serialisable, see the module docstring.
     """
     schema = pa.Schema.from_pandas(_empty_frame(columns), preserve_index=False)
-    payload = json.dumps(dict(metadata), sort_keys=True, default=str).encode()
+    payload = json.dumps(jsonable(dict(metadata), default=str), sort_keys=True).encode()
     return schema.with_metadata({**(schema.metadata or {}), METADATA_KEY: payload})
 
 
