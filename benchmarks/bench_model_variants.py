@@ -43,12 +43,12 @@ VARIANTS = {
         "logistic regression, log features": {
             "name": "logreg",
             "params": {"C": 0.1},
-            "prep": {"log": EEG_LOG},
+            "prep": {"log": EEG_LOG, "log_offset": 1e-24},  # V^2 band powers: 1e-12 uV^2
         },
         "logistic regression, z-scored per subject": {
             "name": "logreg",
             "params": {"C": 0.1},
-            "prep": {"log": EEG_LOG, "normalize": "subject"},
+            "prep": {"log": EEG_LOG, "log_offset": 1e-24, "normalize": "subject"},
         },
     },
 }

@@ -97,8 +97,10 @@ def test_all_eeg_files_ingested(eeg_store: Path, eeg_dir: Path):
     types = list(ds.channel_type.values)
     assert types.count("eeg") == 19 and "ecg" in types and len(types) == 21
     with pyedflib.EdfReader(str(eeg_dir / "Subject03_2.edf")) as f:
-        for i in (0, 18, 20):
-            np.testing.assert_array_equal(ds.signal.values[:, i], f.readSignal(i).astype("f4"))
+        for i, to_volts in ((0, 1e-6), (18, 1e-6), (20, 1e-3)):  # the store holds volts
+            expected = (f.readSignal(i) * to_volts).astype("f4")
+            np.testing.assert_array_equal(ds.signal.values[:, i], expected)
+    assert set(ds.unit.values) == {"V"} and ds.source_unit.values[20] == "mV"
     info = pd.read_csv(eeg_dir / "subject-info.csv")
     age = info.loc[info["Subject"] == "Subject03", "Age"].item()
     # participant metadata: each column an attribute, and all of them as JSON text

@@ -54,13 +54,14 @@ def test_time_column_labels_units_types(tmp_path: Path) -> None:
     src = reader.read(file, **options)
     assert src.sampling_rate == 250.0 and src.n_samples == 500
     assert src.channels == ["Fz", "Cz", "EMG1"]
-    assert src.units == ["uV", "V", "mV"] and src.channel_types == ["eeg", "eeg", "emg"]
+    # one unit convention: voltages in volts, the declared unit kept per channel
+    assert src.units == ["V", "V", "V"] and src.channel_types == ["eeg", "eeg", "emg"]
+    assert src.channel_attrs == {"source_unit": ["uV", "V", "mV"]}
     assert src.modality == "eeg"
     blocks = list(src.blocks())
     assert len(blocks) > 1 and all(b.dtype == np.float32 for b in blocks)
-    np.testing.assert_array_equal(
-        np.concatenate(blocks), df[["Fz", "Cz", "EMG1"]].to_numpy(np.float32)
-    )
+    volts = df[["Fz", "Cz", "EMG1"]].to_numpy(np.float64) * [1e-6, 1.0, 1e-3]
+    np.testing.assert_array_equal(np.concatenate(blocks), volts.astype(np.float32))
     assert src.label_names == {0: "move", 1: "rest", 2: "task"}
     names = np.array([src.label_names[c] for c in src.labels])
     np.testing.assert_array_equal(names, df["state"].to_numpy())

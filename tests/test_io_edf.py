@@ -93,7 +93,8 @@ def test_eeg_arithmetic_all_files(eeg_dir: Path) -> None:
         assert src.sampling_rate == 500.0
         assert src.channels == [*EEG_NAMES, "A2-A1", "ECG"]
         assert src.channel_types == ["eeg"] * 19 + ["ref", "ecg"]
-        assert src.units == ["uV"] * 20 + ["mV"]
+        assert src.units == ["V"] * 21
+        assert src.channel_attrs["source_unit"] == ["uV"] * 20 + ["mV"]
         assert src.modality == "eeg" and src.label == file.extra["label"]
         assert src.attrs["age"] == meta["age"] and src.attrs["gender"] == meta["gender"]
         signal = concat(src)
@@ -102,8 +103,23 @@ def test_eeg_arithmetic_all_files(eeg_dir: Path) -> None:
             assert src.channel_attrs["prefilter"] == prefilters
             assert src.start_time == edf.getStartdatetime().isoformat()
             assert signal.shape == (edf.getNSamples()[0], 21) == (src.n_samples, 21)
-            for c in (0, 7, 19, 20):
-                np.testing.assert_array_equal(signal[:, c], edf.readSignal(c).astype(np.float32))
+            for c, factor in ((0, 1e-6), (7, 1e-6), (19, 1e-6), (20, 1e-3)):
+                expected = (edf.readSignal(c) * factor).astype(np.float32)
+                np.testing.assert_array_equal(signal[:, c], expected)
+
+
+def test_eeg_arithmetic_volts_equal_mne_within_float32_rounding(eeg_dir: Path) -> None:
+    """The store's volts are MNE's volts to float32 rounding: one unit for every reader."""
+    import mne
+
+    reader = get_reader("edf")
+    path = eeg_dir / "Subject03_2.edf"
+    got = concat(reader.read(reader.discover(path)[0]))
+    expected = mne.io.read_raw_edf(path, verbose="error").get_data().T
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    # float32 keeps 24 bits: a relative error of 2**-24, plus the value next to zero.
+    np.testing.assert_allclose(got, expected, rtol=2**-23, atol=1e-12)
+    assert np.abs(expected).max() > 1e-5  # volts, not microvolts
 
 
 def test_blocks_stream_in_requested_size(eeg_dir: Path) -> None:
@@ -186,9 +202,10 @@ def test_edf_plus_annotations(tmp_path: Path) -> None:
     np.testing.assert_allclose(events["duration"], [1.0, 0.0, np.nan])
     assert list(events["description"]) == ["stim A", "blink", "note"]
     signal = concat(src)
-    # 16-bit digitisation of +-200 uV: one step is 400 / 65535 uV.
+    assert src.units == ["V"] * 3 and src.channel_attrs["source_unit"] == ["uV"] * 3
+    # 16-bit digitisation of +-200 uV: one step is 400 / 65535 uV, stored in volts.
     for c in range(3):
-        np.testing.assert_allclose(signal[:, c], signals[c], atol=400 / 65535)
+        np.testing.assert_allclose(signal[:, c], signals[c] * 1e-6, atol=400 / 65535 * 1e-6)
 
 
 def test_bdf(tmp_path: Path) -> None:
@@ -199,7 +216,7 @@ def test_bdf(tmp_path: Path) -> None:
     src = get_reader("edf").read(file)
     assert src.attrs["file_type"] == "BDF" and src.n_samples == 512 * 4
     signal = concat(src)
-    np.testing.assert_allclose(signal[:, 1], signals[1], atol=400 / 2**24 + 1e-5)
+    np.testing.assert_allclose(signal[:, 1], signals[1] * 1e-6, atol=(400 / 2**24 + 1e-5) * 1e-6)
 
 
 def test_multi_rate_refused_unless_selected(tmp_path: Path) -> None:
@@ -216,7 +233,7 @@ def test_multi_rate_refused_unless_selected(tmp_path: Path) -> None:
     assert src.attrs["dropped_channels"] == ["I"]
     src = reader.read(file, channels=["I"])
     assert src.channels == ["I"] and src.sampling_rate == 128 and src.modality == "ecg"
-    np.testing.assert_allclose(concat(src)[:, 0], signals[2], atol=400 / 65535)
+    np.testing.assert_allclose(concat(src)[:, 0], signals[2] * 1e-6, atol=400 / 65535 * 1e-6)
     with pytest.raises(InputError, match=r"different sampling rates \(C3=256 Hz, I=128 Hz\)"):
         reader.read(file, channels=["C3", "ECG I"])
     with pytest.raises(InputError, match=r"'channels' names \['Oz'\], not in the file"):
@@ -240,7 +257,7 @@ def test_multi_rate_resampled_to_one_rate_on_request(tmp_path: Path) -> None:
     assert src.n_samples == 1024 and src.attrs["original_rates"] == [256.0, 256.0, 128.0]
     got = concat(src)
     with pyedflib.EdfReader(str(path)) as edf:
-        c3, ecg = edf.readSignal(0), edf.readSignal(2)
+        c3, ecg = edf.readSignal(0) * 1e-6, edf.readSignal(2) * 1e-6
     np.testing.assert_array_equal(got[:, 0], c3.astype(np.float32))
     np.testing.assert_array_equal(got[:, 2], resample_poly(ecg, 2, 1).astype(np.float32))
     down = reader.read(file, resample=128)
@@ -323,8 +340,8 @@ def test_duplicate_labels_renamed_as_mne_does() -> None:
     assert raw.ch_names == ["EEG F1-Ref-0", "EEG F2-Ref", "EEG F1-Ref-1"]
     assert src.channel_attrs["original_label"] == ["EEG F1-Ref", "EEG F2-Ref", "EEG F1-Ref"]
     got = np.concatenate(list(src.blocks()))
-    # pyedflib's physical values in the file's unit (uV) against MNE's volts
-    np.testing.assert_allclose(got * 1e-6, raw.get_data().T, rtol=1e-6, atol=1e-12)
+    # both in volts: pyedflib's physical uV scaled in float64, then cast to float32
+    np.testing.assert_allclose(got, raw.get_data().T, rtol=2**-23, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["mne-python/edf/test_bdf_stim_channel.bdf", "edfio/mne_test.bdf"])
@@ -368,6 +385,4 @@ def test_plain_edf_annotation_signal_kept_as_events() -> None:
     assert "EDF Annotations" not in src.channels and src.channels == raw.ch_names
     assert src.events["description"].tolist() == list(raw.annotations.description)
     np.testing.assert_allclose(src.events["onset"], raw.annotations.onset)
-    with pyedflib.EdfReader(str(path)) as edf:
-        first = edf.readSignal(0)
-    np.testing.assert_array_equal(concat(src)[:, 0], first.astype(np.float32))
+    np.testing.assert_allclose(concat(src), raw.get_data().T, rtol=2**-23, atol=1e-12)

@@ -177,7 +177,9 @@ def test_eeg_recording_labels_and_band_power() -> None:
     for f in files:
         src = reader.read(f)
         x = concat(src).astype(np.float64)
-        assert src.sampling_rate == 250.0 and src.units == ["uV"] * 16 and src.modality == "eeg"
+        assert src.sampling_rate == 250.0 and src.units == ["V"] * 16 and src.modality == "eeg"
+        # volts: scalp EEG is tens of microvolts
+        assert 2e-6 < float(np.sqrt(np.mean(x**2))) < 1e-4
         assert src.channels[:3] == ["Fp1", "Fp2", "F7"] and "O1" in src.channels
         assert not {"Fz", "Cz", "Pz"} & set(src.channels)
         assert src.labels is None and src.label == f.extra["label"]

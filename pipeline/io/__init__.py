@@ -2,12 +2,12 @@
 
 Units
 -----
-The store keeps each channel's samples in the unit its ``unit`` coordinate names. The
-convention for electrophysiological channels (EEG, EMG, ECG, EOG, iEEG) is volts
-(``"V"``, SI, as MNE and BIDS-EMG use): the ``uci-emg``, ``mne`` and ``wfdb`` readers store
-volts. Not yet every reader: ``edf`` keeps the unit of the file's header (``"uV"`` for the
-eeg-arithmetic data) and ``csv`` the unit its ``units`` option declares; both say which
-in ``unit``.
+One convention, stated in :mod:`pipeline.io._units`: every reader stores a voltage channel
+(EEG, EMG, ECG, EOG, iEEG) in volts (``"V"``, SI, as MNE and BIDS use), whatever multiple
+of the volt the source wrote (an EDF header's ``uV``, a CSV's declared ``mV``); the
+source's unit stays in the ``source_unit`` channel coordinate where the reader knows it
+(``edf``, ``csv``, ``wfdb``). Other units (``mmHg``, ``a.u.``) are stored as written. The
+``unit`` coordinate always names the stored unit.
 
 Untidy input
 ------------

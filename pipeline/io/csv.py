@@ -11,7 +11,9 @@ Line 1 holds the column names. Options:
 - ``label_column``: per-sample class, integer codes (named by ``label_names``, a
   ``{code: name}`` dict) or strings (coded 0, 1, ... in sorted order of the names);
 - ``units``, ``channel_types``: one string, a list (one per signal column) or a
-  ``{column: value}`` dict (defaults ``"a.u."`` and ``modality`` or ``"misc"``);
+  ``{column: value}`` dict (defaults ``"a.u."`` and ``modality`` or ``"misc"``); a voltage
+  unit (``mV``, ``uV``...) is converted to volts (:mod:`pipeline.io._units`) and kept as the
+  channel's ``source_unit``;
   ``modality`` (default: the most common channel type);
 - ``pattern``: a regex with named groups subject/session/run matched against the file stem
   (default: subject = the stem without non-alphanumeric characters);
@@ -49,6 +51,7 @@ from pipeline.io._options import (
     source_files,
 )
 from pipeline.io._text import convert_options, locate_error, read_header
+from pipeline.io._units import store_units
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
 
 __all__ = ["CsvReader"]
@@ -166,7 +169,7 @@ class CsvReader:
     """Read generic delimited text files (see the module docstring for the options)."""
 
     name = "csv"
-    version = "1.0"
+    version = "2.0"  # 2.0: voltages in volts (1.0 kept the declared unit)
 
     def discover(self, source: Path, **options: Any) -> list[SourceFile]:
         """List the delimited files of ``source`` (a file or a folder, recursively).
@@ -237,10 +240,14 @@ class CsvReader:
                     raise _BlockTooSmall from exc
                 raise locate_error(path, delimiter, header, kinds, cause=exc) from exc
 
+        source_units = per_channel(o.get("units"), signal_cols, "units", self.name, "a.u.")
+        units, factors = store_units(source_units)
+
         def to_block(batch: pa.RecordBatch) -> np.ndarray:
             out = np.empty((batch.num_rows, len(signal_cols)), dtype=np.float32)
             for j, c in enumerate(signal_cols):
-                out[:, j] = batch.column(c).to_numpy()
+                # to volts in float64, then the one cast to float32
+                out[:, j] = batch.column(c).to_numpy() * factors[j]
             return out
 
         cache = path.stat().st_size <= int(o["cache_bytes"])
@@ -334,7 +341,7 @@ class CsvReader:
             n_samples=n,
             sampling_rate=rate,
             channels=list(signal_cols),
-            units=per_channel(o.get("units"), signal_cols, "units", self.name, "a.u."),
+            units=units,
             channel_types=channel_types,
             modality=modality,
             blocks=blocks,
@@ -344,4 +351,5 @@ class CsvReader:
             events=None,
             start_time=None,
             attrs=attrs,
+            channel_attrs={"source_unit": source_units},
         )

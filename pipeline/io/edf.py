@@ -4,7 +4,9 @@ Streaming
 ---------
 ``blocks()`` reads ``block_samples`` samples of every selected channel at a time with
 ``pyedflib.EdfReader.readSignal(chn, start, n)`` (physical values, cast to float32), so a
-file larger than memory never has to fit in RAM.
+file larger than memory never has to fit in RAM. Voltages are stored in volts
+(:mod:`pipeline.io._units`): a header's ``uV``/``mV`` is converted, and kept as the
+channel's ``source_unit``.
 
 Channels
 --------
@@ -69,6 +71,7 @@ from pipeline.io._options import (
     match_entities,
     snake_case,
 )
+from pipeline.io._units import store_units
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
 
 __all__ = ["EdfReader", "channel_name_and_type", "read_raw_header"]
@@ -329,7 +332,9 @@ class EdfReader:
     """Read EDF, EDF+ and BDF files (see the module docstring for the options)."""
 
     name = "edf"
-    version = "1.0"
+    # 2.0: voltages in volts (1.0 kept the header's unit, uV for most EEG), so that a store
+    # ingested by 1.0 is re-ingested rather than mixing the two scales.
+    version = "2.0"
 
     def discover(self, source: Path, **options: Any) -> list[SourceFile]:
         """List the ``.edf``/``.bdf`` files of ``source`` with their ids, labels, metadata.
@@ -489,6 +494,8 @@ class EdfReader:
             frames = [f for f in (events, *extra) if f is not None]
             events = pd.concat(frames, ignore_index=True).sort_values("onset", kind="stable")
             events = events.reset_index(drop=True)
+        source_units = [_normalise_unit(str(h.get("dimension", ""))) for h in headers]
+        units, factors = store_units(source_units)
         channel_types = [types[i] for i in selected]
         counts = Counter(channel_types)
         modality = max(counts, key=lambda t: (counts[t], -channel_types.index(t)))
@@ -509,7 +516,7 @@ class EdfReader:
             try:
                 out = np.empty((n_samples, len(selected)), dtype=np.float32)
                 for j, (chn, (up, down)) in enumerate(zip(selected, ratios, strict=True)):
-                    x = edf.readSignal(chn)
+                    x = edf.readSignal(chn) * factors[j]
                     out[:, j] = x if up == down else resample_poly(x, up, down)[:n_samples]
             finally:
                 edf.close()
@@ -526,7 +533,8 @@ class EdfReader:
                     n = min(block_samples, n_samples - start)
                     out = np.empty((n, len(selected)), dtype=np.float32)
                     for j, chn in enumerate(selected):
-                        out[:, j] = edf.readSignal(chn, start, n)
+                        # Scaled in float64, then cast: MNE's volts within float32 rounding.
+                        out[:, j] = edf.readSignal(chn, start, n) * factors[j]
                     yield out
             finally:
                 edf.close()
@@ -540,7 +548,7 @@ class EdfReader:
             n_samples=n_samples,
             sampling_rate=float(target) if ratios else rates[selected[0]],
             channels=[names[i] for i in selected],
-            units=[_normalise_unit(str(h.get("dimension", ""))) for h in headers],
+            units=units,
             channel_types=channel_types,
             modality=modality,
             blocks=blocks,
@@ -552,6 +560,7 @@ class EdfReader:
             attrs=attrs,
             channel_attrs={
                 "original_label": [labels[i] for i in selected],
+                "source_unit": source_units,
                 "prefilter": [str(h.get("prefilter", "")).strip() for h in headers],
                 "transducer": [str(h.get("transducer", "")).strip() for h in headers],
             },

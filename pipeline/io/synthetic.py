@@ -37,7 +37,7 @@ suppress alpha and raise beta and theta. Subjects differ in band powers and chan
 so a cross-subject classifier is well above chance but far from perfect. Labels are per
 recording (``label_mode="recording"``: class = (run - 1) mod n_classes, i.e. run 1 rest, run 2
 task...) or per sample (``label_mode="sample"``: alternating blocks of ``trial_duration``
-s). Units uV.
+s). Modelled in microvolts, stored in volts (the store's convention, :mod:`pipeline.io._units`).
 """
 
 from __future__ import annotations
@@ -435,7 +435,8 @@ def _eeg_segments(p: dict[str, Any], subject: int, run: int, n: int) -> Iterator
         out = _mix(mixing, sources)
         out *= gains
         out += 0.5 * rng.standard_normal((c, m))
-        yield np.ascontiguousarray(out.T, dtype=np.float32)
+        # The model is written in microvolts; the store's unit is the volt (io._units).
+        yield np.ascontiguousarray(out.T * 1e-6, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- reader
@@ -488,7 +489,7 @@ class SyntheticReader:
     """
 
     name = "synthetic"
-    version = "1.0"
+    version = "1.1"  # 1.1: EEG in volts (1.0 stored microvolts); in every fingerprint
 
     def discover(self, source: Path | str, **options: Any) -> list[SourceFile]:
         """Return one virtual SourceFile per (subject, run) of the cohort.
@@ -552,7 +553,7 @@ class SyntheticReader:
             labels = _labels_from_schedule(_emg_schedule(p, s, r, n), n)
         else:
             channels, _ = _eeg_montage(p)
-            units, types = ["uV"] * len(channels), ["eeg"] * len(channels)
+            units, types = ["V"] * len(channels), ["eeg"] * len(channels)
             if p["label_mode"] == "sample":
                 labels = np.empty(n, dtype=np.int16)
                 for a in range(0, n, SEGMENT):

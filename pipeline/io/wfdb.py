@@ -147,6 +147,7 @@ class WfdbReader:
             events=events,
             start_time=start,
             attrs={"wfdb_units": [str(u) for u in head.units], "comments": list(head.comments)},
+            channel_attrs={"source_unit": [str(u) for u in head.units]},
         )
 
 
