@@ -37,7 +37,7 @@ SPECS: list = [
     {"name": "wamp", "threshold": 0.1},
     {"name": "log", "eps": 0.01},
     "hjorth_activity", "hjorth_mobility", "hjorth_complexity",
-    "skewness", "kurtosis",
+    "skewness", "kurtosis", "excess_kurtosis",
     {"name": "ar", "order": 3},
     "logvar",
     "mnf", "mdf", "peak_freq",
@@ -61,7 +61,7 @@ def _assert_match(got: np.ndarray, ref: np.ndarray, names: list[str], scale: flo
 
 def test_every_registered_feature_is_tested() -> None:
     tested = {FeatureSpec.coerce(s).name for s in SPECS}
-    assert len(feature_names(SPECS)) == 36
+    assert len(feature_names(SPECS)) == 37
     assert tested == set(FEATURES)
 
 

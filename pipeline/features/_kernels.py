@@ -50,8 +50,8 @@ N_TD = 9
 HJ_ACTIVITY, HJ_MOBILITY, HJ_COMPLEXITY = range(3)
 N_HJ = 3
 # Slots of the moments kernel.
-MO_SKEW, MO_KURT = range(2)
-N_MO = 2
+MO_SKEW, MO_KURT, MO_XKURT = range(3)
+N_MO = 3
 # Slots of the spectral statistics kernel.
 SP_MNF, SP_MDF, SP_PEAK, SP_ENTROPY = range(4)
 N_SP = 4
@@ -132,9 +132,11 @@ def _compact(flags, m, pos):
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _td_basic(xt, length, step, zc_thr, ssc_thr, wamp_thr, logvar_eps, cols, out):
+def _td_basic(xt, length, step, zc_thr, ssc_thr, wamp_thr, logvar_eps, var_ddof, cols, out):
     """Fill MAV, IAV, RMS, VAR, WL, ZC, SSC, WAMP and log-variance columns (``cols`` by slot)
     of a channel-major float64 block ``xt`` of shape (n_channels, n_samples).
+
+    VAR divides by ``length - var_ddof``; the log-variance always uses ``ddof=0``.
 
     Per channel: one vectorised pass of per-segment sums that also stores the change flags
     ``x[i] != x[i-1]``; for SSC, the flags are compacted into change positions and the runs
@@ -151,6 +153,7 @@ def _td_basic(xt, length, step, zc_thr, ssc_thr, wamp_thr, logvar_eps, cols, out
     m = (nw - 1) * step + length
     nseg = m // g
     L = np.float64(length)
+    var_scale = L / (L - var_ddof) if length > var_ddof else 0.0
     want_ssc = cols[TD_SSC] >= 0
     pos = np.empty(m, np.int64) if want_ssc else np.empty(0, np.int64)
     cind = np.zeros(m + 1 if want_ssc else 1, np.int64)
@@ -260,7 +263,7 @@ def _td_basic(xt, length, step, zc_thr, ssc_thr, wamp_thr, logvar_eps, cols, out
             if cols[TD_RMS] >= 0:
                 out[k, c, cols[TD_RMS]] = np.sqrt(max(d_x2, 0.0) / L)
             if cols[TD_VAR] >= 0:
-                out[k, c, cols[TD_VAR]] = var
+                out[k, c, cols[TD_VAR]] = var * var_scale
             if cols[TD_WL] >= 0:
                 out[k, c, cols[TD_WL]] = d_adx
             if cols[TD_ZC] >= 0:
@@ -369,8 +372,25 @@ def _td_hjorth(x, length, step, cols, out):
 
 
 @njit(cache=True, nogil=True)
-def _td_log(x, length, step, eps, col, out):
-    """Fill the log detector ``exp(mean(log(|x| + eps)))``; a zero of ``|x| + eps`` gives 0."""
+def _window_step(buf, a, length):
+    """Smallest nonzero ``|x_i - x_(i-1)|`` of the window ``buf[a:a + length]`` (0 if none)."""
+    q = np.inf
+    for i in range(a + 1, a + length):
+        d = abs(buf[i] - buf[i - 1])
+        if d > 0.0 and d < q:
+            q = d
+    return q if q < np.inf else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _td_log(x, length, step, eps, use_step, col, out):
+    """Fill the log detector ``exp(mean(log(|x| + eps)))``; a zero of ``|x| + eps`` gives 0.
+
+    With ``use_step``, ``eps`` of each window is its smallest nonzero step (`_window_step`).
+    The log sums are prefix sums for the block's most common offset, the smallest nonzero
+    step of the whole block (the quantisation step of quantised data, so nearly every window
+    has it); a window whose own step differs is summed directly, O(length).
+    """
     n, nch = x.shape
     nw = n_windows(n, length, step)
     if nw == 0:
@@ -383,12 +403,13 @@ def _td_log(x, length, step, eps, col, out):
     S = np.zeros((2, nseg + 1))
     for c in range(nch):
         _load_channel(x, c, m, buf)
+        e0 = _window_step(buf, 0, m) if use_step else eps
         S[:] = 0.0
         for s in range(nseg):
             s_log = 0.0
             s_zero = 0.0
             for i in range(s * g, s * g + g):
-                v = abs(buf[i]) + eps
+                v = abs(buf[i]) + e0
                 if v > 0.0:
                     s_log += np.log(v)
                 else:
@@ -398,17 +419,55 @@ def _td_log(x, length, step, eps, col, out):
         _prefix(S, nseg)
         for k in range(nw):
             a = k * step
-            sa = a // g
-            sb = (a + length) // g
-            if S[1, sb] - S[1, sa] > 0.0:
-                out[k, c, col] = 0.0
+            e = _window_step(buf, a, length) if use_step else eps
+            if e == e0:
+                sa = a // g
+                sb = (a + length) // g
+                nzero = S[1, sb] - S[1, sa]
+                s_log = S[0, sb] - S[0, sa]
             else:
-                out[k, c, col] = np.exp((S[0, sb] - S[0, sa]) / L)
+                nzero = 0.0
+                s_log = 0.0
+                for i in range(a, a + length):
+                    v = abs(buf[i]) + e
+                    if v > 0.0:
+                        s_log += np.log(v)
+                    else:
+                        nzero += 1.0
+            out[k, c, col] = 0.0 if nzero > 0.0 else np.exp(s_log / L)
+
+
+@njit(cache=True, nogil=True)
+def _td_ssc_hudgins(x, length, step, thr, col, out):
+    """Fill SSC as Hudgins (1993) and libemg count it: interior samples of the window with
+    ``(x_i - x_(i-1)) * (x_i - x_(i+1)) >= thr`` on the raw samples (at ``thr = 0`` every
+    sample of a flat run counts). Integer prefix counts, so each window is O(1)."""
+    n, nch = x.shape
+    nw = n_windows(n, length, step)
+    if nw == 0:
+        return
+    m = (nw - 1) * step + length
+    buf = np.empty(m)
+    cnt = np.zeros(m + 1, np.int64)  # cnt[i + 1]: indicators of samples 1 .. i
+    for c in range(nch):
+        _load_channel(x, c, m, buf)
+        cnt[0] = 0
+        cnt[1] = 0
+        for i in range(1, m - 1):
+            v = buf[i]
+            cnt[i + 1] = cnt[i] + ((v - buf[i - 1]) * (v - buf[i + 1]) >= thr)
+        cnt[m] = cnt[m - 1]
+        for k in range(nw):
+            a = k * step
+            # interior samples a + 1 .. a + length - 2
+            out[k, c, col] = np.float64(cnt[a + length - 1] - cnt[a + 1]) if length > 2 else 0.0
 
 
 @njit(cache=True, nogil=True)
 def _td_moments(x, length, step, cols, out):
-    """Fill skewness and excess kurtosis (biased, as ``scipy.stats`` defaults) per window."""
+    """Fill skewness, Pearson kurtosis ``m4 / m2**2`` and excess kurtosis (``- 3``) per
+    window: biased moments, as ``scipy.stats.skew`` and ``scipy.stats.kurtosis`` (the latter
+    with ``fisher=False`` for Pearson); constant windows give 0 for all three."""
     n, nch = x.shape
     nw = n_windows(n, length, step)
     if nw == 0:
@@ -428,6 +487,7 @@ def _td_moments(x, length, step, cols, out):
                     constant = False
             skew = 0.0
             kurt = 0.0
+            xkurt = 0.0
             if not constant:
                 mu /= L
                 m2 = 0.0
@@ -444,19 +504,24 @@ def _td_moments(x, length, step, cols, out):
                 m4 /= L
                 if m2 > 0.0:
                     skew = m3 / m2**1.5
-                    kurt = m4 / (m2 * m2) - 3.0
+                    kurt = m4 / (m2 * m2)
+                    xkurt = kurt - 3.0
             if cols[MO_SKEW] >= 0:
                 out[k, c, cols[MO_SKEW]] = skew
             if cols[MO_KURT] >= 0:
                 out[k, c, cols[MO_KURT]] = kurt
+            if cols[MO_XKURT] >= 0:
+                out[k, c, cols[MO_XKURT]] = xkurt
 
 
 @njit(cache=True, nogil=True)
-def _td_ar(x, length, step, order, col0, out):
+def _td_ar(x, length, step, order, demean, lpc_sign, col0, out):
     """Fill Yule-Walker AR coefficients ``a_1..a_p`` (``x_t = sum a_k x_{t-k} + e_t``).
 
-    Biased autocovariance of the mean-removed window (divided by ``length``) from running
-    sums of lagged products, then Levinson-Durbin.
+    Biased autocovariance (divided by ``length``) of the mean-removed window, or of the raw
+    window if not ``demean``, from running sums of lagged products, then Levinson-Durbin.
+    With ``lpc_sign`` the coefficients are negated: the prediction-error filter
+    ``1 + a_1 z^-1 + ...`` that MATLAB ``lpc`` returns (which with ``demean=False`` it equals).
     """
     n, nch = x.shape
     nw = n_windows(n, length, step)
@@ -500,7 +565,8 @@ def _td_ar(x, length, step, order, col0, out):
                     out[k, c, col0 + j] = 0.0
                 continue
             sx = S[p + 1, sb] - S[p + 1, sa]
-            mu = sx / L
+            # The lag sums are of x - cen; the raw window's products are those about -cen.
+            mu = sx / L if demean else -cen
             head = 0.0  # sum of x_a .. x_{a+lag-1}
             tail_s = 0.0  # sum of x_{b-lag} .. x_{b-1}
             for lag in range(p + 1):
@@ -531,8 +597,9 @@ def _td_ar(x, length, step, order, col0, out):
                     err *= 1.0 - kap * kap
                     if err <= 0.0:
                         break
+            sgn = -1.0 if lpc_sign else 1.0
             for j in range(p):
-                out[k, c, col0 + j] = phi[j]
+                out[k, c, col0 + j] = sgn * phi[j]
 
 
 @njit(cache=True, nogil=True, fastmath=_FASTMATH)

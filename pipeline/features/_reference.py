@@ -46,14 +46,24 @@ def _ssc(w: np.ndarray, thr: float) -> np.ndarray:
     return res
 
 
-def _ar(w: np.ndarray, order: int) -> np.ndarray:
+def _ssc_hudgins(w: np.ndarray, thr: float) -> np.ndarray:
+    mid, left, right = w[..., 1:-1], w[..., :-2], w[..., 2:]
+    return np.sum((mid - left) * (mid - right) >= thr, axis=-1).astype(float)
+
+
+def _window_step(w: np.ndarray) -> np.ndarray:
+    d = np.abs(np.diff(w, axis=-1))
+    return np.where(d > 0, d, np.inf).min(axis=-1, initial=np.inf)
+
+
+def _ar(w: np.ndarray, order: int, demean: bool = True) -> np.ndarray:
     n_win, n_ch, length = w.shape
     res = np.zeros((n_win, n_ch, order))
     for k in range(n_win):
         for c in range(n_ch):
             if np.ptp(w[k, c]) == 0:
                 continue
-            xm = w[k, c] - w[k, c].mean()
+            xm = w[k, c] - w[k, c].mean() if demean else w[k, c]
             r = np.array(
                 [np.dot(xm[lag:], xm[: length - lag]) / length for lag in range(order + 1)]
             )
@@ -114,7 +124,9 @@ def _one(w: np.ndarray, spec: FeatureSpec, fs: float) -> np.ndarray:
         out = np.sum(np.abs(w), axis=-1)
     elif name == "rms":
         out = np.sqrt(np.mean(w**2, axis=-1))
-    elif name in ("var", "hjorth_activity"):
+    elif name == "var":
+        out = np.where(constant, 0.0, np.var(w, axis=-1, ddof=p["ddof"]))
+    elif name == "hjorth_activity":
         out = var
     elif name == "wl":
         out = np.sum(np.abs(d), axis=-1)
@@ -124,10 +136,17 @@ def _one(w: np.ndarray, spec: FeatureSpec, fs: float) -> np.ndarray:
         out = np.sum(cross & (np.abs(d) >= p["threshold"]), axis=-1).astype(float)
     elif name == "wamp":
         out = np.sum(np.abs(d) > p["threshold"], axis=-1).astype(float)
+    elif name == "ssc" and p["convention"] == "hudgins":
+        out = _ssc_hudgins(w, p["threshold"])
     elif name == "ssc":
         out = _ssc(w, p["threshold"])
     elif name == "log":
-        a = np.abs(w) + p["eps"]
+        if p["eps"] == "step":
+            q = _window_step(w)
+            eps = np.where(np.isfinite(q), q, 0.0)[..., None]
+        else:
+            eps = p["eps"]
+        a = np.abs(w) + eps
         with np.errstate(divide="ignore"):
             out = np.where((a == 0).any(axis=-1), 0.0, np.exp(np.mean(np.log(a), axis=-1)))
     elif name == "logvar":
@@ -140,13 +159,18 @@ def _one(w: np.ndarray, spec: FeatureSpec, fs: float) -> np.ndarray:
             mob = np.sqrt(vd / var)
             out = mob if name == "hjorth_mobility" else np.sqrt(vdd / vd) / mob
         out = np.where(constant, 0.0, out)
-    elif name in ("skewness", "kurtosis"):
-        func = scipy.stats.skew if name == "skewness" else scipy.stats.kurtosis
+    elif name in ("skewness", "kurtosis", "excess_kurtosis"):
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant windows, zeroed below
-            out = np.where(constant, 0.0, func(w, axis=-1))
+            if name == "skewness":
+                val = scipy.stats.skew(w, axis=-1)
+            else:
+                val = scipy.stats.kurtosis(w, axis=-1, fisher=name == "excess_kurtosis")
+            out = np.where(constant, 0.0, val)
     elif name == "ar":
-        res = _ar(w, p["order"])
+        res = _ar(w, p["order"], p["demean"])
+        if p["sign"] == "lpc":
+            res = -res
         return np.where(constant[..., None], 0.0, res)
     else:
         return _spectral(w, spec, fs, constant)

@@ -32,7 +32,7 @@ _HJ_SLOTS = {
     "hjorth_mobility": K.HJ_MOBILITY,
     "hjorth_complexity": K.HJ_COMPLEXITY,
 }
-_MO_SLOTS = {"skewness": K.MO_SKEW, "kurtosis": K.MO_KURT}
+_MO_SLOTS = {"skewness": K.MO_SKEW, "kurtosis": K.MO_KURT, "excess_kurtosis": K.MO_XKURT}
 _SP_SLOTS = {"mnf": K.SP_MNF, "mdf": K.SP_MDF, "peak_freq": K.SP_PEAK,
              "spectral_entropy": K.SP_ENTROPY}  # fmt: skip
 _BATCH_BYTES = 2**20  # complex spectra per numpy FFT batch: stays in cache
@@ -68,7 +68,7 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
     names = feature_names(specs)
     calls: list[Callable] = []
     td_cols = np.full(K.N_TD, -1, np.int64)
-    td_par = {"zc": 0.0, "ssc": 0.0, "wamp": 0.0, "logvar": 0.0}
+    td_par = {"zc": 0.0, "ssc": 0.0, "wamp": 0.0, "logvar": 0.0, "var_ddof": 0}
     hj_cols = np.full(K.N_HJ, -1, np.int64)
     mo_cols = np.full(K.N_MO, -1, np.int64)
     groups: dict[tuple, _SpectralGroup] = {}
@@ -78,21 +78,29 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
         p = spec.params
         ncols = len(spec.columns())
         group = spec.info.group
-        if group == "td":
+        if spec.name == "ssc" and p["convention"] == "hudgins":
+            calls.append(_bind(K._td_ssc_hudgins, float(p["threshold"]), col))
+            limits["min_length"] = max(limits["min_length"], 3)
+        elif group == "td":
             td_cols[_TD_SLOTS[spec.name]] = col
             if spec.name in ("zc", "ssc", "wamp"):
                 td_par[spec.name] = p["threshold"]
             elif spec.name == "logvar":
                 td_par["logvar"] = p["eps"]
+            elif spec.name == "var":
+                td_par["var_ddof"] = int(p["ddof"])
+                limits["min_length"] = max(limits["min_length"], int(p["ddof"]) + 1)
         elif group == "hjorth":
             hj_cols[_HJ_SLOTS[spec.name]] = col
             limits["min_length"] = max(limits["min_length"], 3)
         elif group == "moments":
             mo_cols[_MO_SLOTS[spec.name]] = col
         elif group == "log":
-            calls.append(_bind(K._td_log, float(p["eps"]), col))
+            step_eps = p["eps"] == "step"
+            calls.append(_bind(K._td_log, 0.0 if step_eps else float(p["eps"]), step_eps, col))
         elif group == "ar":
-            calls.append(_bind(K._td_ar, int(p["order"]), col))
+            lpc = p["sign"] == "lpc"
+            calls.append(_bind(K._td_ar, int(p["order"]), bool(p["demean"]), lpc, col))
             limits["min_length"] = max(limits["min_length"], int(p["order"]) + 1)
         elif group == "spectral":
             key = (p["window"], p["nfft"], p["detrend"], p["fmin"], p["fmax"])
@@ -126,7 +134,8 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
         col += ncols
     if (td_cols >= 0).any():
         calls.insert(0, _bind(K._td_basic, td_par["zc"], td_par["ssc"], td_par["wamp"],
-                              td_par["logvar"], td_cols, channel_major=True))  # fmt: skip
+                              td_par["logvar"], td_par["var_ddof"], td_cols,
+                              channel_major=True))  # fmt: skip
     if (hj_cols >= 0).any():
         calls.append(_bind(K._td_hjorth, hj_cols))
     if (mo_cols >= 0).any():
@@ -223,7 +232,8 @@ def _check_window(length: int, step: int, min_length: int) -> None:
     if length < min_length:
         msg = (
             f"Window length: expected at least {min_length} samples for the requested "
-            f"features (Hjorth needs 3, AR of order p needs p + 1), found {length!r}"
+            "features (Hjorth and Hudgins SSC need 3, AR of order p needs p + 1, var with "
+            f"ddof=1 needs 2), found {length!r}"
         )
         raise SpecError(msg)
 

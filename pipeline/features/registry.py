@@ -4,32 +4,52 @@ Definitions (window ``x_0 .. x_{L-1}`` of one channel, ``dx_i = x_i - x_{i-1}``)
 
 EMG time domain (family ``"emg"``)
     ``mav`` mean of ``|x|``; ``iav`` sum of ``|x|``; ``rms`` ``sqrt(mean(x**2))``;
-    ``var`` population variance (``ddof=0``, as libemg and mne-features);
+    ``var`` variance about the window mean, ``sum (x - mean)**2 / (L - ddof)``: ``ddof=0``
+    (default) as libemg's VAR (``numpy.var``), ``ddof=1`` as mne-features' ``variance``; the
+    MATLAB reference of libemg's tests computes ``mean(x**2)`` instead (no mean removed),
+    which is ``rms**2`` here;
     ``wl`` waveform length ``sum |dx_i|`` over the ``L-1`` pairs inside the window;
     ``zc`` zero crossings: pairs with ``x_{i-1} < 0 < x_i`` or ``x_{i-1} > 0 > x_i`` (strict, so
     passing through an exact 0 is not a crossing) and ``|dx_i| >= threshold`` (Hudgins 1993);
-    ``ssc`` slope sign changes on the window's sequence with consecutive repeated values
-    collapsed, ``y``: interior ``y_j`` with ``y_j > max(y_{j-1}, y_{j+1})`` or
-    ``y_j < min(y_{j-1}, y_{j+1})`` and ``max(|y_j - y_{j-1}|, |y_j - y_{j+1}|) >= threshold``
-    (Hudgins 1993); a flat-topped peak counts once, a plateau never;
+    ``ssc`` slope sign changes. ``convention="collapsed"`` (default): on the window's
+    sequence with consecutive repeated values collapsed, ``y``: interior ``y_j`` with
+    ``y_j > max(y_{j-1}, y_{j+1})`` or ``y_j < min(y_{j-1}, y_{j+1})`` and
+    ``max(|y_j - y_{j-1}|, |y_j - y_{j+1}|) >= threshold`` (signal units); a flat-topped
+    peak counts once, a plateau never. ``convention="hudgins"``: the interior samples with
+    ``(x_i - x_{i-1}) * (x_i - x_{i+1}) >= threshold`` on the raw samples, the threshold in
+    squared signal units (Hudgins 1993, libemg and its MATLAB reference); at threshold 0
+    every sample of a flat run counts, so quantised data give many more counts;
     ``wamp`` Willison amplitude: pairs with ``|dx_i| > threshold`` (strict: a flat pair never
     counts, even at threshold 0);
     ``log`` log detector ``exp(mean(log(|x| + eps)))``, 0 if ``|x| + eps`` is 0 anywhere;
+    ``eps="step"`` (default) is the window's smallest nonzero ``|dx_i|``, one quantisation
+    step of quantised data (1 on integer ADC counts: libemg's LD, ``log(|x| + 1)``), 0 on a
+    constant window; a number is an offset in signal units (``eps=0`` is the textbook
+    ``exp(mean(log|x|))``, 0 on any window holding an exact zero sample);
     ``hjorth_activity`` ``var(x)``; ``hjorth_mobility`` ``sqrt(var(dx) / var(x))``;
     ``hjorth_complexity`` ``mobility(dx) / mobility(x)`` (variances with ``ddof=0`` over the
     ``L``, ``L-1`` and ``L-2`` values of ``x``, ``dx`` and the second difference);
-    ``skewness`` and ``kurtosis`` (excess), biased moments as ``scipy.stats`` defaults;
-    ``ar`` Yule-Walker AR coefficients ``a_1 .. a_p`` of the mean-removed window, model
-    ``x_t = a_1 x_{t-1} + ... + a_p x_{t-p} + e_t``, biased autocovariance (divided by ``L``),
-    Levinson-Durbin.
+    ``skewness`` ``m3 / m2**1.5``, ``kurtosis`` Pearson ``m4 / m2**2`` (3 for a Gaussian; as
+    libemg's KURT and mne-features' ``kurtosis``) and ``excess_kurtosis`` ``m4 / m2**2 - 3``
+    (``scipy.stats.kurtosis`` default), biased central moments ``m_k = mean((x - mean)**k)``;
+    ``ar`` Yule-Walker AR coefficients ``a_1 .. a_p``, model
+    ``x_t = a_1 x_{t-1} + ... + a_p x_{t-p} + e_t``, biased autocovariance (divided by ``L``)
+    of the mean-removed window (``demean=False``: of the raw window), Levinson-Durbin.
+    ``sign="lpc"`` returns ``-a_1 .. -a_p``, the coefficients of the prediction-error filter
+    ``1 + c_1 z^-1 + ... + c_p z^-p`` as MATLAB ``lpc`` returns them (``lpc`` uses the raw
+    window: ``demean=False, sign="lpc"`` reproduces it); libemg's AR is Burg's estimate in
+    the ``lpc`` sign, a different estimator.
 
 Spectral (family ``"spectral"``): a per-window periodogram, as
 ``scipy.signal.periodogram(x, fs, window, nfft, detrend, scaling="density")``: detrend, taper
 with ``window``, FFT of ``nfft`` points (zero padding when ``nfft > L``), one-sided PSD.
 ``mnf`` ``sum f P / sum P``; ``mdf`` the lowest bin frequency where the cumulative power
 reaches half the total; ``peak_freq`` the bin of maximum power; ``spectral_entropy`` Shannon
-entropy of ``P / sum P`` (divided by ``log(n_bins)`` when ``normalize``) - all over the bins with
-``fmin <= f <= fmax``; ``band_power`` ``sum P df`` over the bins with ``lo <= f < hi``;
+entropy of ``P / sum P`` in nats (natural log), divided by ``log(n_bins)`` when ``normalize``
+(default; then in ``[0, 1]`` and free of the base; mne-features' ``spect_entropy`` is
+unnormalised in bits, ``log2``, over the bins above 0 Hz: ours with ``normalize=False`` and
+``fmin`` above 0, divided by ``log(2)``) - all over the bins with ``fmin <= f <= fmax``;
+``band_power`` ``sum P df`` over the bins with ``lo <= f < hi``;
 ``rel_band_power`` band power over the total power in ``[fmin, fmax]``.
 
 EEG (family ``"eeg"``): ``logvar`` ``log(var(x) + eps)``; ``eeg_band_power`` and
@@ -37,7 +57,7 @@ EEG (family ``"eeg"``): ``logvar`` ``log(var(x) + eps)``; ``eeg_band_power`` and
 beta (13-30) and gamma (30-45), relative to the total power in 1-45 Hz.
 
 Constant windows (all samples equal) give 0 for every ratio feature (variance, Hjorth mobility
-and complexity, skewness, kurtosis, AR coefficients, MNF, MDF, peak frequency, entropy,
+and complexity, skewness, both kurtoses, AR coefficients, MNF, MDF, peak frequency, entropy,
 relative band powers), never NaN.
 """
 
@@ -109,17 +129,18 @@ def _registry() -> dict[str, FeatureInfo]:
         FeatureInfo("mav", "emg", "td", "mean absolute value"),
         FeatureInfo("iav", "emg", "td", "integral of absolute value"),
         FeatureInfo("rms", "emg", "td", "root mean square"),
-        FeatureInfo("var", "emg", "td", "variance (ddof=0)"),
+        FeatureInfo("var", "emg", "td", "variance about the window mean (ddof 0 or 1)"),
         FeatureInfo("wl", "emg", "td", "waveform length"),
         FeatureInfo("zc", "emg", "td", "zero crossings"),
-        FeatureInfo("ssc", "emg", "td", "slope sign changes (repeated values collapsed)"),
+        FeatureInfo("ssc", "emg", "td", "slope sign changes (collapsed or Hudgins counts)"),
         FeatureInfo("wamp", "emg", "td", "Willison amplitude"),
         FeatureInfo("log", "emg", "log", "log detector"),
         FeatureInfo("hjorth_activity", "emg", "hjorth", "Hjorth activity (variance)"),
         FeatureInfo("hjorth_mobility", "emg", "hjorth", "Hjorth mobility"),
         FeatureInfo("hjorth_complexity", "emg", "hjorth", "Hjorth complexity"),
         FeatureInfo("skewness", "emg", "moments", "skewness (biased)"),
-        FeatureInfo("kurtosis", "emg", "moments", "excess kurtosis (biased)"),
+        FeatureInfo("kurtosis", "emg", "moments", "Pearson kurtosis (biased, 3 if Gaussian)"),
+        FeatureInfo("excess_kurtosis", "emg", "moments", "excess kurtosis (biased, Pearson - 3)"),
         FeatureInfo(
             "ar",
             "emg",

@@ -98,8 +98,56 @@ class _Eps(Strict):
     eps: Number = Field(0.0, ge=0, description="signal units: added before the log")
 
 
+class _LogDetector(Strict):
+    # A number is an offset in signal units; "step" is the window's quantisation step, so the
+    # default neither returns 0 on a window holding an exact zero sample (most windows of
+    # quantised EMG) nor depends on the signal's units. On integer ADC counts it is 1, the
+    # offset libemg's LD adds.
+    eps: Number | Literal["step"] = Field(
+        "step",
+        description=(
+            "signal units added to |x| before the log, or 'step': the smallest nonzero "
+            "|x_i - x_(i-1)| of the window (one quantisation step of quantised data)"
+        ),
+    )
+
+    @_model_validator(mode="after")
+    def _eps_sign(self) -> _LogDetector:
+        if not isinstance(self.eps, str) and self.eps < 0:
+            raise ValueError(f"eps >= 0 or 'step', found {self.eps!r}")
+        return self
+
+
+class _SSC(_Threshold):
+    convention: Annotated[Literal["collapsed", "hudgins"], BeforeValidator(to_lower)] = Field(
+        "collapsed",
+        description=(
+            "'collapsed': turning points of the window with repeated values collapsed, "
+            "threshold on the larger step (signal units); 'hudgins': samples with "
+            "(x_i - x_(i-1)) (x_i - x_(i+1)) >= threshold on the raw samples, threshold in "
+            "squared signal units (libemg, Hudgins 1993)"
+        ),
+    )
+
+
+class _Var(Strict):
+    ddof: Integer = Field(
+        0, ge=0, le=1, description="delta degrees of freedom: 0 (libemg, NumPy) or 1 (mne-features)"
+    )
+
+
 class _AR(Strict):
     order: Integer = Field(4, ge=1, description="autoregressive model order p")
+    sign: Annotated[Literal["ar", "lpc"], BeforeValidator(to_lower)] = Field(
+        "ar",
+        description=(
+            "'ar': a_k of x_t = sum a_k x_(t-k) + e_t; 'lpc': the prediction-error filter "
+            "1 + a_1 z^-1 + ... as MATLAB lpc returns it (the negated coefficients)"
+        ),
+    )
+    demean: StrictBool = Field(
+        True, description="remove the window mean first (MATLAB lpc does not: false)"
+    )
 
 
 class _Spectral(Strict):
@@ -134,11 +182,13 @@ class _Bands(_Spectral):
 
 
 _PARAMS: dict[str, type[Strict]] = {
-    **dict.fromkeys(("mav", "iav", "rms", "var", "wl"), _NoParams),
-    **dict.fromkeys(("zc", "ssc", "wamp"), _Threshold),
-    "log": _Eps,
+    **dict.fromkeys(("mav", "iav", "rms", "wl"), _NoParams),
+    "var": _Var,
+    **dict.fromkeys(("zc", "wamp"), _Threshold),
+    "ssc": _SSC,
+    "log": _LogDetector,
     **dict.fromkeys(("hjorth_activity", "hjorth_mobility", "hjorth_complexity"), _NoParams),
-    **dict.fromkeys(("skewness", "kurtosis"), _NoParams),
+    **dict.fromkeys(("skewness", "kurtosis", "excess_kurtosis"), _NoParams),
     "ar": _AR,
     **dict.fromkeys(("mnf", "mdf", "peak_freq"), _Spectral),
     "spectral_entropy": _Entropy,
