@@ -190,9 +190,19 @@ def test_option_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"give option 'time_column' .* or 'sampling_rate'"):
         reader.discover(path)
     with pytest.raises(
-        SpecError, match=r"unknown option\(s\) 'sep'; accepted options: .*delimiter"
+        SpecError, match=r"reader 'csv' options: unknown key 'sep' \(valid keys here: .*delimiter"
     ):
         reader.discover(path, sep=";", sampling_rate=10)
+    with pytest.raises(
+        SpecError,
+        match=r"reader 'csv' options: key 'time_unit': expected 's', 'ms' or 'us'; found 'min'",
+    ):
+        reader.discover(path, sampling_rate=10, time_unit="min")
+    with pytest.raises(
+        SpecError,
+        match=r"key 'delimiter': expected string should have at most 1 character; found ';;'",
+    ):
+        reader.discover(path, sampling_rate=10, delimiter=";;")
     with pytest.raises(SpecError, match=r"'units' has 2 values, expected one per channel \(3"):
         read_one(path, time_column="t", label_column="state", units=["V", "V"])
     with pytest.raises(InputError, match=r"o.csv: file name stem 'o' does not match pattern"):

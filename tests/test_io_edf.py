@@ -159,8 +159,26 @@ def test_pattern_not_matching(eeg_dir: Path) -> None:
 
 
 def test_unknown_option(eeg_dir: Path) -> None:
-    with pytest.raises(SpecError, match=r"unknown option\(s\) 'sep'; accepted options: .*pattern"):
+    with pytest.raises(
+        SpecError, match=r"reader 'edf' options: unknown key 'sep' \(valid keys here: .*pattern"
+    ):
         get_reader("edf").discover(eeg_dir, sep=",")
+    # the closest valid option is named: rat= for rate=
+    with pytest.raises(
+        SpecError,
+        match=r"reader 'edf' options: unknown key 'rat'; did you mean 'rate'\? \(valid keys here: "
+        r"block_samples, channels, label_from, .*, rate, resample, status_events\)",
+    ):
+        get_reader("edf").discover(eeg_dir, rat=256)
+    with pytest.raises(
+        SpecError,
+        match=r"reader 'edf' options: key 'rate': expected a value greater than 0; found -1",
+    ):
+        get_reader("edf").discover(eeg_dir, rate=-1)
+    with pytest.raises(
+        SpecError, match=r"key 'status_events': expected a valid boolean, .*; found 'maybe'"
+    ):
+        get_reader("edf").read(get_reader("edf").discover(eeg_dir)[0], status_events="maybe")
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ def test_folder_discovery_and_options(tmp_path: Path) -> None:
     folder = FOREIGN / "mne-python" / "brainvision"
     headers = sorted(p for p in folder.iterdir() if p.suffix in (".vhdr", ".fif"))
     assert [f.path for f in files] == headers and len(headers) == 14  # no .eeg, .vmrk
-    with pytest.raises(SpecError, match=r"reader 'mne': unknown option\(s\) 'rate'"):
+    with pytest.raises(SpecError, match=r"reader 'mne' options: unknown key 'rate'"):
         reader.discover(FOREIGN / "mne-python" / "brainvision", rate=100)
     with pytest.raises(InputError, match=r"option 'channels' names \['Nope'\], not in the file"):
         reader.read(files[0], channels=["Nope"])

@@ -234,7 +234,8 @@ def test_bad_options() -> None:
     ):
         reader.discover("demo", duration=-1)
     with pytest.raises(
-        SpecError, match=r"unknown option\(s\) 'subjects'; accepted options: .*n_subjects"
+        SpecError,
+        match=r"reader 'synthetic' options: unknown key 'subjects'; did you mean 'n_subjects'\?",
     ):
         reader.discover("demo", subjects=3)
 

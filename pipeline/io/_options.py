@@ -1,8 +1,8 @@
 """Option checking and file-name entity parsing shared by the readers.
 
 Private: the readers validate their options once, at their public boundary, with
-:func:`check_options`, and derive subject/session/run from a file name with
-:func:`match_entities`.
+:func:`check_options` (against the reader's model in :mod:`pipeline.spec.io`), and derive
+subject/session/run from a file name with :func:`match_entities`.
 """
 
 from __future__ import annotations
@@ -16,32 +16,27 @@ from typing import Any
 
 from pipeline.exceptions import InputError, SpecError
 from pipeline.io.base import SourceFile
+from pipeline.spec.io import parse_reader_options
 
 ENTITY_GROUPS = ("subject", "session", "run")
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 
 
-def check_options(reader: str, options: Mapping[str, Any], accepted: Iterable[str]) -> None:
-    """Raise :class:`SpecError` if ``options`` holds a key the reader does not accept.
+def check_options(reader: str, options: Mapping[str, Any]) -> None:
+    """Raise :class:`SpecError` unless ``options`` are valid options of ``reader``.
+
+    Validated through the one schema layer, :func:`pipeline.spec.io.parse_reader_options`:
+    the message names the option, what was expected and what was found, and for an unknown
+    option the closest valid one (``rat`` -> ``rate``).
 
     Parameters
     ----------
     reader : str
-        Reader name, for the message.
+        Reader name (a key of :data:`pipeline.spec.io.READER_OPTIONS`).
     options : mapping
         The keyword options given to ``discover``/``read``.
-    accepted : iterable of str
-        Option names the reader accepts.
     """
-    accepted = sorted(accepted)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        allowed = ", ".join(accepted) if accepted else "(none)"
-        msg = (
-            f"reader {reader!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"accepted options: {allowed}"
-        )
-        raise SpecError(msg)
+    parse_reader_options(reader, options)
 
 
 def compile_pattern(pattern: str | re.Pattern[str] | None, reader: str) -> re.Pattern[str] | None:

@@ -40,16 +40,6 @@ __all__ = ["DATATYPES", "BidsReader"]
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = (
-    "datatype",
-    "task",
-    "subjects",
-    "sessions",
-    "keep_bad",
-    "channels",
-    "stim_events",
-    "block_samples",
-)
 DATATYPES = ("eeg", "emg", "ieeg")
 EXTENSIONS = (".vhdr", ".edf", ".bdf", ".set", ".fif", ".eeg", ".mef", ".nwb")
 RESERVED = {"recording", "subject", "session", "run", "task", "acquisition", "modality"}
@@ -112,7 +102,7 @@ class BidsReader:
         """
         import mne_bids
 
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         root = Path(source)
         if not (root / "dataset_description.json").is_file():
             msg = (
@@ -182,7 +172,7 @@ class BidsReader:
         InputError
             A file mne-bids cannot read (the reason given), or one with no samples.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         path = Path(file.path)
         root = Path(file.extra["bids_root"])
         datatype = file.extra["datatype"]

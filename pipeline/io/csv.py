@@ -58,30 +58,13 @@ __all__ = ["CsvReader"]
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = (
-    "delimiter",
-    "time_column",
-    "sampling_rate",
-    "time_unit",
-    "time_tolerance",
-    "signal_columns",
-    "label_column",
-    "label_names",
-    "units",
-    "channel_types",
-    "modality",
-    "pattern",
-    "glob",
-    "block_size",
-    "cache_bytes",
-)
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 DEFAULT_GLOBS = ("*.csv", "*.tsv", "*.txt")
 
 
 def _spec(options: dict[str, Any]) -> dict[str, Any]:
     """Validate the options once; return them with defaults filled in."""
-    check_options("csv", options, OPTIONS)
+    check_options("csv", options)
     o = {
         "delimiter": ",",
         "time_unit": "s",

@@ -78,18 +78,6 @@ __all__ = ["EdfReader", "channel_name_and_type", "read_raw_header"]
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = (
-    "pattern",
-    "label_from",
-    "label_map",
-    "metadata",
-    "metadata_key",
-    "channels",
-    "rate",
-    "resample",
-    "status_events",
-    "block_samples",
-)
 SUFFIXES = (".edf", ".bdf")
 BLOCK_SAMPLES = 1 << 20
 TYPE_PREFIXES = {
@@ -352,7 +340,7 @@ class EdfReader:
         list of SourceFile
             Sorted by path; ``extra`` holds ``label`` (str or None) and ``metadata`` (dict).
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         pattern = compile_pattern(options.get("pattern"), self.name)
         label_from = options.get("label_from")
         label_map = options.get("label_map")
@@ -423,7 +411,7 @@ class EdfReader:
             Empty, truncated, non-EDF or EDF+D file; several sampling rates without a
             selection; unknown channel; a selection with several rates.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         path = Path(file.path)
         raw = read_raw_header(path)
         if raw["reserved"].startswith("EDF+D") or raw["reserved"].startswith("BDF+D"):

@@ -60,7 +60,6 @@ __all__ = ["SUFFIXES", "MneReader", "from_mne", "open_raw", "source_from_raw", "
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = ("pattern", "channels", "stim_events", "block_samples", "suffixes")
 # Header files only: a BrainVision .eeg/.vmrk or an EEGLAB .fdt is read through its header.
 SUFFIXES = (".vhdr", ".ahdr", ".set", ".gdf", ".cnt", ".fif", ".fif.gz", ".edf", ".bdf")
 BLOCK_SAMPLES = 1 << 18
@@ -197,7 +196,7 @@ class MneReader:
         list of SourceFile
             Sorted by path.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         pattern = compile_pattern(options.get("pattern"), self.name)
         suffixes = options.get("suffixes") or SUFFIXES
         if isinstance(suffixes, str):
@@ -226,7 +225,7 @@ class MneReader:
         InputError
             A file MNE cannot read, with no channels or no samples; an unknown channel.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         path = Path(file.path)
         return source_from_raw(open_raw(path), path, file, options, lambda: open_raw(path))
 
@@ -420,5 +419,5 @@ def from_mne(raw: Any, file: SourceFile, **options: Any) -> RecordingSource:
     The inverse of :func:`to_mne`: write the result with
     :func:`pipeline.store.write_recording`. Options as for the ``mne`` reader's ``read``.
     """
-    check_options("mne", options, OPTIONS)
+    check_options("mne", options)
     return source_from_raw(raw, Path(file.path), file, options, lambda: raw)

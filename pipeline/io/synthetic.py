@@ -85,7 +85,6 @@ DEMO: dict[str, Any] = {
     "duration": 60.0,
     "modality": "emg",  # 8 channels at 1 kHz by default; modality="eeg" gives 16 at 250 Hz
 }
-READ_OPTIONS = ("block_samples",)
 # Cohort-level keys: they do not change a recording, so they stay out of its fingerprint
 # (growing a cohort from 6 to 60 subjects re-ingests nothing already there).
 COHORT_KEYS = ("n_subjects", "n_runs", "name")
@@ -500,7 +499,7 @@ class SyntheticReader:
             ``path`` is ``synthetic:<name>/<recording id>``; ``extra["params"]`` holds the
             resolved generator parameters with ``subject_index`` and ``run_index``.
         """
-        check_options(self.name, options, (*DEFAULTS, *READ_OPTIONS))
+        check_options(self.name, options)
         p = resolve_params(source, options)
         width = max(2, len(str(p["n_subjects"])))
         files = []
@@ -531,7 +530,7 @@ class SyntheticReader:
 
     def read(self, file: SourceFile, **options: Any) -> RecordingSource:
         """Return the recording of ``file``; its signal is generated lazily by ``blocks()``."""
-        check_options(self.name, options, (*DEFAULTS, *READ_OPTIONS))
+        check_options(self.name, options)
         try:
             p = dict(file.extra["params"])
         except KeyError as exc:

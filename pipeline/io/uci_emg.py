@@ -40,7 +40,6 @@ __all__ = ["COLUMNS", "LABEL_NAMES", "UciEmgReader"]
 logger = logging.getLogger(__name__)
 
 CHANNELS = [f"channel{i}" for i in range(1, 9)]
-OPTIONS = ("max_gap_ms",)
 MAX_GAP_MS = 1000.0
 COLUMNS = ["time", *CHANNELS, "class"]
 LABEL_NAMES = {
@@ -237,7 +236,7 @@ class UciEmgReader:
         list of SourceFile
             Sorted by path: subject from the folder, run = series, start time from the name.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         source = Path(source)
         paths = list_files(source, ["*.txt"], self.name)
         if source.is_dir():
@@ -256,7 +255,7 @@ class UciEmgReader:
         The whole file is parsed (the archive's files are a few MB); ``blocks()`` yields
         float32 slices of at most 2**20 rows.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         max_gap = float(options.get("max_gap_ms", MAX_GAP_MS))
         if not max_gap > 0:
             msg = f"reader 'uci-emg': option 'max_gap_ms' must be > 0, found {max_gap!r}"

@@ -43,7 +43,6 @@ __all__ = ["ANNOTATORS", "WfdbReader"]
 
 logger = logging.getLogger(__name__)
 
-OPTIONS = ("pattern", "annotations", "block_samples")
 ANNOTATORS = ("atr", "ann", "qrs", "ecg", "apn", "st", "arousal")
 BLOCK_SAMPLES = 1 << 20
 
@@ -73,7 +72,7 @@ class WfdbReader:
         list of SourceFile
             Sorted by path; ``pattern`` as for the other readers.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         pattern = compile_pattern(options.get("pattern"), self.name)
         source = Path(source)
         if source.is_file() and source.suffix.lower() != ".hea":
@@ -93,7 +92,7 @@ class WfdbReader:
             An unreadable header, a multi-segment or multi-frequency record, a record with
             no signals or samples, a named annotator with no file.
         """
-        check_options(self.name, options, OPTIONS)
+        check_options(self.name, options)
         block_samples = int(options.get("block_samples") or BLOCK_SAMPLES)
         if block_samples <= 0:
             msg = f"reader 'wfdb': option 'block_samples' must be positive, found {block_samples!r}"
