@@ -404,3 +404,68 @@ def test_plain_edf_annotation_signal_kept_as_events() -> None:
     assert src.events["description"].tolist() == list(raw.annotations.description)
     np.testing.assert_allclose(src.events["onset"], raw.annotations.onset)
     np.testing.assert_allclose(concat(src), raw.get_data().T, rtol=2**-23, atol=1e-12)
+
+
+def _as_discontinuous(path: Path, out: Path, onsets: dict[int, bytes] | None = None) -> Path:
+    """Copy an EDF+C/BDF+C file as EDF+D/BDF+D, rewriting record onsets given as bytes."""
+    data = bytearray(path.read_bytes())
+    data[192:197] = data[192:197].replace(b"+C", b"+D")
+    header = int(data[184:192])
+    for record, (old, new) in (onsets or {}).items():
+        # the time-keeping TAL of each record: "+<onset>\x14\x14"
+        start = data.index(b"+" + old + b"\x14\x14", header)
+        assert len(old) == len(new) and start > header + record  # past earlier records
+        data[start + 1 : start + 1 + len(old)] = new
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("file_type", [pyedflib.FILETYPE_EDFPLUS, pyedflib.FILETYPE_BDFPLUS])
+def test_discontinuous_file_with_contiguous_records_is_read(tmp_path: Path, file_type) -> None:
+    """EDF+D/BDF+D whose records follow each other: the samples and events of the +C file."""
+    import mne
+
+    suffix = ".bdf" if file_type == pyedflib.FILETYPE_BDFPLUS else ".edf"
+    plain = tmp_path / f"c{suffix}"
+    notes = [(0.5, 1.0, "stim A"), (2.25, 0.0, "blink")]
+    write_edf(
+        plain,
+        ["EEG Cz", "EEG Pz", "ECG I"],
+        [256, 256, 128],
+        file_type=file_type,
+        annotations=notes,
+    )
+    disc = _as_discontinuous(plain, tmp_path / f"d{suffix}")
+    with pytest.raises(OSError, match="discontinuous"):
+        pyedflib.EdfReader(str(disc))  # why the reader reads these bytes itself
+    reader = get_reader("edf")
+    a = reader.read(reader.discover(plain)[0], rate=256, block_samples=300)
+    b = reader.read(reader.discover(disc)[0], rate=256, block_samples=300)
+    assert b.channels == a.channels == ["Cz", "Pz"] and b.n_samples == a.n_samples == 1024
+    assert b.units == ["V", "V"] and b.sampling_rate == 256.0
+    assert b.channel_attrs == a.channel_attrs and b.start_time == a.start_time
+    np.testing.assert_array_equal(concat(b), concat(a))
+    pd.testing.assert_frame_equal(b.events, a.events)
+    ecg = reader.read(reader.discover(disc)[0], channels=["I"], block_samples=77)
+    np.testing.assert_array_equal(
+        concat(ecg), concat(reader.read(reader.discover(plain)[0], channels=["I"]))
+    )
+    # and MNE's volts (MNE reads an EDF+D as continuous), to float32 rounding
+    read_raw = mne.io.read_raw_bdf if suffix == ".bdf" else mne.io.read_raw_edf
+    raw = read_raw(disc, verbose="error")
+    np.testing.assert_allclose(concat(b), raw.get_data(picks=[0, 1]).T, rtol=2**-23, atol=1e-12)
+
+
+def test_discontinuous_file_with_a_gap_is_refused_with_its_position(tmp_path: Path) -> None:
+    plain = tmp_path / "c.edf"
+    write_edf(plain, ["EEG Cz", "EEG Pz"], [256, 256], seconds=5)
+    disc = _as_discontinuous(plain, tmp_path / "d.edf", {3: (b"3", b"7")})
+    reader = get_reader("edf")
+    (file,) = reader.discover(disc)
+    with pytest.raises(
+        InputError,
+        match=r"d\.edf: discontinuous recording: data record 3 starts at 7 s, expected 3 s "
+        r"\(record 2 at 2 s \+ 1 s\): a gap of 4 s \(1 record\(s\) off the contiguous grid\); "
+        r"expected contiguous records",
+    ):
+        reader.read(file)

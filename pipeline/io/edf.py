@@ -33,8 +33,11 @@ resampled whole, so the recording is held in memory as float32 while it is writt
 A plain EDF/BDF carrying an ``EDF Annotations`` signal keeps its annotations as events.
 A BDF ``Status`` channel is not stored as signal: its trigger codes become events (one per
 change, see :func:`_status_events`; ``status_events=False`` keeps it as a ``misc`` channel).
-EDF+D (discontinuous) files are refused, since their samples do not lie
-on one uniform grid.
+An EDF+D/BDF+D (discontinuous) file is read if its data records are contiguous (each
+record's onset, in the ``EDF Annotations`` signal, is the previous one's plus the record
+duration: :mod:`pipeline.io._edfplus_d`, as pyedflib opens no EDF+D file); one with a gap
+is refused with the record index and its onset in seconds, since its samples do not lie on
+one uniform grid.
 
 Identifiers and labels
 ----------------------
@@ -63,6 +66,7 @@ import pyedflib
 
 from pipeline._fs import jsonable
 from pipeline.exceptions import InputError, SpecError
+from pipeline.io._edfplus_d import ContiguousEdf
 from pipeline.io._options import (
     check_options,
     check_unique_ids,
@@ -307,7 +311,13 @@ class _MetadataTable:
         raise InputError(msg, path=str(file))
 
 
-def _open(path: Path) -> pyedflib.EdfReader:
+def _open(path: Path) -> pyedflib.EdfReader | ContiguousEdf:
+    with open(path, "rb") as f:
+        reserved = f.read(197)[192:197]
+    if reserved in (b"EDF+D", b"BDF+D"):
+        # pyedflib refuses every EDF+D file; one with contiguous records is read from its
+        # bytes, one with a gap is refused naming it (ContiguousEdf).
+        return ContiguousEdf(path)
     try:
         return pyedflib.EdfReader(str(path))
     except OSError as exc:
@@ -408,18 +418,13 @@ class EdfReader:
         Raises
         ------
         InputError
-            Empty, truncated, non-EDF or EDF+D file; several sampling rates without a
-            selection; unknown channel; a selection with several rates.
+            Empty, truncated or non-EDF file; EDF+D with a gap between records; several
+            sampling rates without a selection; unknown channel; a selection with several
+            rates.
         """
         check_options(self.name, options)
         path = Path(file.path)
         raw = read_raw_header(path)
-        if raw["reserved"].startswith("EDF+D") or raw["reserved"].startswith("BDF+D"):
-            msg = (
-                f"{path}: discontinuous recording ({raw['reserved'][:5]}): expected a "
-                "continuous EDF+C/BDF+C or plain EDF/BDF file; split it into continuous parts"
-            )
-            raise InputError(msg, path=str(path))
         block_samples = int(options.get("block_samples") or BLOCK_SAMPLES)
         if block_samples <= 0:
             msg = f"reader 'edf': option 'block_samples' must be positive, found {block_samples!r}"
