@@ -30,6 +30,7 @@ from pipeline.exceptions import SpecError, UnknownFormatError
 from pipeline.io import READERS, get_reader
 from pipeline.spec import TaskSpec, load_task
 from pipeline.spec.errors import closest, key_error
+from pipeline.spec.io import READER_OPTIONS, parse_reader_options
 from pipeline.spec.learn import MemberSpec
 from pipeline.table import FeatureTableSpec
 
@@ -70,6 +71,10 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
         raise key_error(
             source, "data.format", f"a reader name ({known})", spec.data.format
         ) from None
+    # A misspelt reader option in the task file stops here, before any cluster starts
+    # (a reader registered by a plug-in without a model checks its own).
+    if spec.data.format in READER_OPTIONS:
+        parse_reader_options(spec.data.format, spec.data.options, source, "data.options")
     table = FeatureTableSpec.from_task(spec)
     check_model(spec.model, source)
     return table

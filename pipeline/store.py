@@ -29,6 +29,10 @@ A recording (:meth:`Cohort.recording`) is what xarray users expect:
 - ``label`` carries its names as CF ``flag_values`` / ``flag_meanings``; the exact names are
   also the ``label_names`` attribute (JSON text; :func:`label_names` reads either).
 - ``channel``, ``channel_type`` and ``unit`` are the per-channel coordinates (the only copy).
+  Every reader stores a voltage in volts (``unit`` ``"V"``; the convention is stated once, in
+  :mod:`pipeline.io._units`); the source's unit, where the reader knows it, is the
+  ``source_unit`` coordinate. Reader versions are part of each recording's ingest key, so a
+  recording stored under an earlier convention (``edf`` 1.0 kept microvolts) is re-ingested.
 - attributes are netCDF-safe (:func:`netcdf_attrs`): ``ds.to_netcdf(path)`` works.
 """
 

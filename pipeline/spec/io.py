@@ -162,7 +162,9 @@ READER_OPTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-def parse_reader_options(reader: str, options: Mapping[str, Any]) -> BaseModel:
+def parse_reader_options(
+    reader: str, options: Mapping[str, Any], source: str | None = None, prefix: str = ""
+) -> BaseModel:
     """Validate the keyword options of ``reader``; return them as its model.
 
     Parameters
@@ -172,6 +174,11 @@ def parse_reader_options(reader: str, options: Mapping[str, Any]) -> BaseModel:
     options : mapping of str to any
         The options given to the reader's ``discover``/``read``; None values count as not
         given (a task file's ``rate: null``).
+    source : str, optional
+        Where the options came from (a task file), first on every line; default
+        ``"reader '<name>' options"``.
+    prefix : str
+        Key path of the options in ``source`` (``data.options``).
 
     Returns
     -------
@@ -188,4 +195,5 @@ def parse_reader_options(reader: str, options: Mapping[str, Any]) -> BaseModel:
     if model is None:
         raise key_error("reader options", "reader", f"one of {sorted(READER_OPTIONS)}", reader)
     given = {k: v for k, v in options.items() if v is not None}
-    return parse(model, given, f"reader {reader!r} options", error=SpecError)
+    where = f"reader {reader!r} options" if source is None else source
+    return parse(model, given, where, prefix, error=SpecError)
