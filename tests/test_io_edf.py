@@ -469,3 +469,27 @@ def test_discontinuous_file_with_a_gap_is_refused_with_its_position(tmp_path: Pa
         r"expected contiguous records",
     ):
         reader.read(file)
+
+
+def test_a_store_of_the_microvolt_reader_is_re_ingested_in_volts(tmp_path, monkeypatch) -> None:
+    """edf 1.0 stored uV; its recordings' ingest keys differ from 2.0's, so none is kept."""
+    from pipeline.ingest import ingest
+    from pipeline.io import edf as edf_module
+    from pipeline.store import open_cohort
+
+    src = tmp_path / "src"
+    src.mkdir()
+    signals = write_edf(src / "s1.edf", ["EEG Cz", "EEG Pz"], [128, 128])
+    store = tmp_path / "s.zarr"
+    with monkeypatch.context() as m:  # the 1.0 reader: the header's unit, samples as read
+        m.setattr(edf_module.EdfReader, "version", "1.0")
+        m.setattr(edf_module, "store_units", lambda u: (list(u), np.ones(len(u))))
+        first = ingest(src, "edf", store, progress=False)
+    assert first.added == ["sub-s1"]
+    assert list(open_cohort(store).recording("sub-s1").unit.values) == ["uV", "uV"]
+    again = ingest(src, "edf", store, progress=False)
+    assert again.replaced == ["sub-s1"] and again.unchanged == []
+    ds = open_cohort(store).recording("sub-s1")
+    assert list(ds.unit.values) == ["V", "V"] and list(ds.source_unit.values) == ["uV", "uV"]
+    np.testing.assert_allclose(ds.signal.values[:, 0], signals[0] * 1e-6, atol=400 / 65535 * 1e-6)
+    assert ingest(src, "edf", store, progress=False).unchanged == ["sub-s1"]
