@@ -373,23 +373,37 @@ def _td_hjorth(x, length, step, cols, out):
 
 @njit(cache=True, nogil=True)
 def _window_step(buf, a, length):
-    """Smallest nonzero ``|x_i - x_(i-1)|`` of the window ``buf[a:a + length]`` (0 if none)."""
-    q = np.inf
+    """Quantisation step of the window ``buf[a:a + length]``: the greatest common divisor
+    of its nonzero steps ``|x_i - x_(i-1)|`` (Euclid on floats, residues below ``1e-9``
+    times the largest step taken as 0); 0 for a constant window.
+
+    The smallest step alone is not enough: sEMG held at a lower device rate (the UCI Myo
+    data repeat each sample about 5 times) often moves by 2 or more steps between changes.
+    """
+    dmax = 0.0
+    for i in range(a + 1, a + length):
+        dmax = max(dmax, abs(buf[i] - buf[i - 1]))
+    tol = 1e-9 * dmax
+    g = 0.0
     for i in range(a + 1, a + length):
         d = abs(buf[i] - buf[i - 1])
-        if d > 0.0 and d < q:
-            q = d
-    return q if q < np.inf else 0.0
+        if d > tol:
+            hi = max(g, d)
+            lo = min(g, d)
+            while lo > tol:
+                hi, lo = lo, np.fmod(hi, lo)
+            g = hi
+    return g
 
 
 @njit(cache=True, nogil=True)
 def _td_log(x, length, step, eps, use_step, col, out):
     """Fill the log detector ``exp(mean(log(|x| + eps)))``; a zero of ``|x| + eps`` gives 0.
 
-    With ``use_step``, ``eps`` of each window is its smallest nonzero step (`_window_step`).
-    The log sums are prefix sums for the block's most common offset, the smallest nonzero
-    step of the whole block (the quantisation step of quantised data, so nearly every window
-    has it); a window whose own step differs is summed directly, O(length).
+    With ``use_step``, ``eps`` of each window is its quantisation step (`_window_step`). The
+    log sums are prefix sums for the step of the whole block (that of quantised data, which
+    nearly every window shares: 99.99 % of the UCI EMG windows); a window whose own step
+    differs by more than 1e-9 relative is summed directly, O(length).
     """
     n, nch = x.shape
     nw = n_windows(n, length, step)
@@ -420,7 +434,7 @@ def _td_log(x, length, step, eps, use_step, col, out):
         for k in range(nw):
             a = k * step
             e = _window_step(buf, a, length) if use_step else eps
-            if e == e0:
+            if abs(e - e0) <= 1e-9 * e0:
                 sa = a // g
                 sb = (a + length) // g
                 nzero = S[1, sb] - S[1, sa]

@@ -52,8 +52,20 @@ def _ssc_hudgins(w: np.ndarray, thr: float) -> np.ndarray:
 
 
 def _window_step(w: np.ndarray) -> np.ndarray:
+    """Greatest common divisor of each window's nonzero ``|dx|`` (0 if constant)."""
     d = np.abs(np.diff(w, axis=-1))
-    return np.where(d > 0, d, np.inf).min(axis=-1, initial=np.inf)
+    out = np.zeros(w.shape[:-1])
+    for idx in np.ndindex(out.shape):
+        row = d[idx]
+        tol = 1e-9 * row.max(initial=0.0)
+        g = 0.0
+        for v in row[row > tol]:
+            hi, lo = max(g, v), min(g, v)
+            while lo > tol:
+                hi, lo = lo, np.fmod(hi, lo)
+            g = hi
+        out[idx] = g
+    return out
 
 
 def _ar(w: np.ndarray, order: int, demean: bool = True) -> np.ndarray:
@@ -142,8 +154,7 @@ def _one(w: np.ndarray, spec: FeatureSpec, fs: float) -> np.ndarray:
         out = _ssc(w, p["threshold"])
     elif name == "log":
         if p["eps"] == "step":
-            q = _window_step(w)
-            eps = np.where(np.isfinite(q), q, 0.0)[..., None]
+            eps = _window_step(w)[..., None]
         else:
             eps = p["eps"]
         a = np.abs(w) + eps

@@ -106,8 +106,8 @@ class _LogDetector(Strict):
     eps: Number | Literal["step"] = Field(
         "step",
         description=(
-            "signal units added to |x| before the log, or 'step': the smallest nonzero "
-            "|x_i - x_(i-1)| of the window (one quantisation step of quantised data)"
+            "signal units added to |x| before the log, or 'step': the window's "
+            "quantisation step, the greatest common divisor of its nonzero |x_i - x_(i-1)|"
         ),
     )
 
