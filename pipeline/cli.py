@@ -150,6 +150,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     path = write_predictions(frame, args.out)
     n_rec = frame["recording"].nunique()
     print(f"predictions: {len(frame)} windows of {n_rec} recording(s) -> {path.resolve()}")
+    meta = frame.attrs.get("predict", {})
+    policy = meta.get("label_policy", {})
+    left_out = sum(r["windows_dropped"] or 0 for r in meta.get("recordings", {}).values())
+    print(
+        f"scored the windows validation scored (mixed windows: {policy.get('mixed')}, "
+        f"excluded labels: {policy.get('exclude')}); {left_out} window(s) left out; "
+        "what was scored is in the predictions' metadata"
+    )
     known = frame["label"].isin(bundle.classes)
     if known.any():
         acc = (frame.loc[known, "label"] == frame.loc[known, "prediction"]).mean()

@@ -30,6 +30,7 @@ __all__ = [
     "prediction_timeline",
     "projection",
     "quality_heatmap",
+    "reliability_diagram",
     "roc_curves",
     "subject_metrics",
 ]
@@ -464,6 +465,49 @@ def roc_curves(report: Mapping[str, Any]) -> Figure:
     ax.set_ylabel("sensitivity")
     ax.set_title("ROC (one vs rest, out-of-fold)")
     ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def reliability_diagram(report: Mapping[str, Any]) -> Figure:
+    """Return the reliability diagram of a validation report's out-of-fold probabilities.
+
+    Parameters
+    ----------
+    report : mapping
+        With ``calibration`` from :func:`pipeline.learn.metrics.calibration_metrics`:
+        ``reliability`` bins (``low, high, n, confidence, accuracy``), ``ece``, ``brier``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Accuracy against mean top-label confidence per bin (bars span the bin, their width
+        is the bin's; the diagonal is perfect calibration), and a histogram of the windows
+        per bin below.
+    """
+    cal = report.get("calibration") or {}
+    bins = cal.get("reliability") or []
+    if not bins:
+        msg = "reliability_diagram: report has no 'calibration.reliability' bins"
+        raise SpecError(msg)
+    fig = Figure(figsize=(4.8, 5.2), layout="constrained")
+    ax, hx = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    lows = np.array([b["low"] for b in bins])
+    widths = np.array([b["high"] - b["low"] for b in bins])
+    acc = np.array([b["accuracy"] for b in bins])
+    conf = np.array([b["confidence"] for b in bins])
+    ax.bar(
+        lows, acc, width=widths, align="edge", color="#4c72b0", edgecolor="white", label="accuracy"
+    )
+    ax.plot(conf, acc, "ko", ms=3, label="mean confidence")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(f"Reliability (ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f})")
+    ax.legend(fontsize=7, loc="upper left")
+    hx.bar(lows, [b["n"] for b in bins], width=widths, align="edge", color="#999999")
+    hx.set_xlim(0, 1)
+    hx.set_xlabel("top-label confidence")
+    hx.set_ylabel("windows")
     return fig
 
 

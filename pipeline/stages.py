@@ -126,10 +126,14 @@ _LEARN_MODULES = (
     "pipeline.learn.metrics",
     "pipeline.learn.model",
     "pipeline.learn.outofcore",
+    "pipeline.learn.permutation",
     "pipeline.learn.prep",
     "pipeline.learn.presets",
+    "pipeline.learn.report",
     "pipeline.learn.sufficient",
+    "pipeline.learn.trust",
     "pipeline.learn.validation",
+    "pipeline.quality",
     "pipeline.spec.learn",
 )
 
@@ -288,6 +292,7 @@ def _stage_fit(
 ) -> StageOutcome:
     from pipeline.learn import bundle_metadata, fit_and_validate, save_bundle
     from pipeline.learn.distributed import resolve_engine, table_nbytes
+    from pipeline.learn.report import attach_quality, cohort_quality, provenance
     from pipeline.store import open_cohort
 
     params = {"model": _model_cfg(task), "validation": _validation_cfg(task), "seed": task.seed}
@@ -323,6 +328,15 @@ def _stage_fit(
             units=list(first["units"]),
             store_fingerprint=cohort.fingerprint,
         )
+        report["provenance"] = provenance(
+            task.model_dump(),
+            preprocessing=spec.steps(),
+            windows=spec.window.to_dict(),
+            features=[dict(f) for f in spec.features],
+            store_fingerprint=cohort.fingerprint,
+            cohort_index=cohort.index,
+        )
+        attach_quality(report, cohort_quality(cohort, spec.steps(), spec.channels))
         save_bundle(tmp / BUNDLE_FILE, model, meta)
         atomic_write_json(tmp / "report.json", report)
         return {"metrics": _headline(report)}

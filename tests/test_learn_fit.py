@@ -122,7 +122,7 @@ def test_write_report_json_and_self_contained_html(tmp_path, loso):
     assert json.loads(jpath.read_text())["overall"] == report["overall"]
     page = hpath.read_text()
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(imgs) == 3  # confusion matrix, per subject, ROC
+    assert len(imgs) == 4  # confusion matrix, per subject, ROC, reliability
     for b in imgs:
         assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<script" not in page and 'src="http' not in page and "<link" not in page

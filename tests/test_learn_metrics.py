@@ -12,6 +12,8 @@ from pipeline.learn.metrics import (
     threshold_at_specificity,
 )
 
+SUMMARY = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+
 
 def test_hand_computed_binary_case():
     y = ["a", "a", "a", "b", "b"]
@@ -125,3 +127,107 @@ def test_threshold_errors(y, spec, match):
 def test_empty_input_is_an_error():
     with pytest.raises(SpecError, match="no window to score"):
         classification_metrics([], [], None, ["a"])
+
+
+# --- baselines, calibration, bootstrap intervals, inverted subjects (issue 13 item 5) ---
+
+
+def test_baselines_are_the_majority_and_chance_scores():
+    from pipeline.learn.metrics import baseline_scores
+
+    y = ["a"] * 6 + ["b"] * 3 + ["c"] * 1
+    out = baseline_scores(y, ["a", "b", "c"])
+    assert out["majority_class"] == "a"
+    assert out["majority"]["accuracy"] == pytest.approx(0.6, abs=1e-15)
+    assert out["majority"]["balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-15)
+    # F1 of "a": precision 0.6, recall 1 -> 0.75; the others 0
+    assert out["majority"]["f1_macro"] == pytest.approx(0.25, abs=1e-15)
+    assert out["majority"]["roc_auc"] == 0.5
+    assert out["chance"]["accuracy"] == pytest.approx(0.36 + 0.09 + 0.01, abs=1e-15)
+    assert out["chance"]["balanced_accuracy"] == pytest.approx(1 / 3, abs=1e-15)
+
+
+def test_brier_and_ece_agree_with_sklearn_and_a_hand_computation():
+    from sklearn.metrics import brier_score_loss
+
+    from pipeline.learn.metrics import calibration_metrics
+
+    rng = np.random.default_rng(3)
+    p1 = rng.uniform(size=200)
+    y = np.where(rng.uniform(size=200) < p1, "pos", "neg")
+    proba = np.column_stack([1 - p1, p1])
+    cal = calibration_metrics(y, proba, ["neg", "pos"], n_bins=10)
+    assert cal["brier"] == pytest.approx(brier_score_loss(y == "pos", p1), abs=1e-15)
+    conf = proba.max(1)
+    correct = np.where(p1 >= 0.5, "pos", "neg") == y
+    ece = 0.0
+    for b in range(10):  # bins (b/10, (b+1)/10], top-label confidence
+        m = (conf > b / 10) & (conf <= (b + 1) / 10)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    assert cal["ece"] == pytest.approx(ece, abs=1e-12)
+    assert sum(b["n"] for b in cal["reliability"]) == 200
+    # three classes, by hand: mean over windows of sum_k (p_k - y_k)^2
+    p3 = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.5, 0.5, 0.0]])
+    y3 = ["a", "b", "a"]
+    hand = ((0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.9**2 + 0.8**2) + (0.5**2 + 0.5**2)) / 3
+    cal3 = calibration_metrics(y3, p3, ["a", "b", "c"], n_bins=10)
+    assert cal3["brier"] == pytest.approx(hand, abs=1e-12)
+    # confidences 0.7 (right), 0.8 (wrong), 0.5 (right: argmax ties to "a")
+    assert cal3["ece"] == pytest.approx((abs(1 - 0.7) + abs(0 - 0.8) + abs(1 - 0.5)) / 3)
+
+
+def test_calibration_refuses_a_mismatched_shape():
+    from pipeline.learn.metrics import calibration_metrics
+
+    with pytest.raises(SpecError, match=r"proba expected shape \(2, 2\), found \(2, 3\)"):
+        calibration_metrics(["a", "b"], np.ones((2, 3)) / 3, ["a", "b"])
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_bootstrap_ci_equals_a_hand_computed_subject_bootstrap(k):
+    from pipeline.learn.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(11)
+    classes = [f"c{i}" for i in range(k)]
+    n_subj, n_per = 7, 30
+    subjects = np.repeat([f"s{i}" for i in range(n_subj)], n_per)
+    y = rng.choice(classes, size=len(subjects))
+    raw = rng.uniform(size=(len(subjects), k)) + 0.8 * (y[:, None] == np.array(classes))
+    proba = np.round(raw / raw.sum(1, keepdims=True), 2)  # rounding makes ties
+    pred = np.asarray(classes, dtype=object)[proba.argmax(1)]
+    got = bootstrap_ci(subjects, y, pred, proba, classes, n_boot=200, seed=5)
+    names = np.unique(subjects)
+    draws = np.random.default_rng(5).integers(0, n_subj, size=(200, n_subj))
+    vals: dict[str, list[float]] = {m: [] for m in SUMMARY}
+    for d in draws:
+        rows = np.concatenate([np.flatnonzero(subjects == names[i]) for i in d])
+        m = classification_metrics(y[rows], pred[rows], proba[rows], classes)
+        for name in SUMMARY:
+            vals[name].append(m[name])
+    for name in SUMMARY:
+        v = np.array(vals[name], dtype=float)
+        assert got[name]["low"] == pytest.approx(np.quantile(v, 0.025), abs=1e-12), name
+        assert got[name]["high"] == pytest.approx(np.quantile(v, 0.975), abs=1e-12), name
+    assert got["n_subjects"] == n_subj and got["unit"] == "subject"
+
+
+def test_a_subject_predicted_the_wrong_way_round_is_flagged_inverted():
+    from pipeline.learn.metrics import inverted_subjects, per_subject_metrics
+
+    rng = np.random.default_rng(0)
+    subjects = np.repeat(["good", "flipped"], 40)
+    y = np.tile(np.repeat(["rest", "task"], 20), 2)
+    p_task = np.clip((y == "task") * 0.6 + rng.uniform(0, 0.4, size=80), 0, 1)
+    flipped = subjects == "flipped"
+    p_task[flipped] = 1 - p_task[flipped]
+    proba = np.column_stack([1 - p_task, p_task])
+    pred = np.where(p_task >= 0.5, "task", "rest")
+    per, _ = per_subject_metrics(subjects, y, pred, proba, ["rest", "task"])
+    inv = inverted_subjects(per)
+    assert list(inv) == ["flipped"]
+    assert inv["flipped"]["roc_auc"] == pytest.approx(0.0)
+    assert inv["flipped"]["reasons"] == [
+        "balanced accuracy 0.000 < chance 0.500",
+        "ROC AUC 0.000 < 0.5",
+    ]

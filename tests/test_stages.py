@@ -157,7 +157,8 @@ def test_predict_cli_matches_bundle_and_refuses_mismatch(tmp_path: Path, client,
     frame = pd.read_csv(pred)
     assert set(frame["recording"]) == {"sub-01_run-1"}
     assert {"prediction", "start", "label"} <= set(frame.columns)
-    assert all(c.startswith("proba__") for c in frame.columns[7:])
+    assert all(c.startswith("proba__") for c in frame.columns[7:-1])
+    assert frame.columns[-1] == "subject_in_training"
     other = make_store([{"subject": "09", "n_channels": 3, "sampling_rate": 500.0}])
     from pipeline.exceptions import BundleError
     from pipeline.predict import predict_recordings

@@ -58,6 +58,7 @@ from pipeline.learn.metrics import (
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
+from pipeline.learn.permutation import skipped as skipped_permutation
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep, trailing_mean
 from pipeline.learn.sufficient import (
     SUFFICIENT_ESTIMATORS,
@@ -68,6 +69,7 @@ from pipeline.learn.sufficient import (
     needs_fourth_moments,
     scaler_from_moments,
 )
+from pipeline.learn.trust import trust_sections
 from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
 from pipeline.spec.learn import DISTRIBUTED_ESTIMATORS, ModelSpec, ValidationSpec
 
@@ -710,6 +712,23 @@ def fit_and_validate_distributed(
         report["threshold"] = threshold_at_specificity(
             y_all == classes[1], proba_all[:, 1], specificity
         )
+    report.update(
+        trust_sections(
+            np.asarray(subject_names, dtype=object)[pred["subject"]],
+            y_all,
+            pred_all,
+            proba_all,
+            classes,
+            per_subject,
+            vspec,
+            spec.prep,
+            seed,
+        )
+    )
+    # refitting per permutation would need a statistics pass per relabelling; not built yet
+    report["permutation"] = skipped_permutation(
+        "not computed by the distributed engine (model.engine: memory computes it)"
+    )
     report["timing"] = {
         "cross_validation_s": round(t_cv, 3),
         "final_fit_s": round(time.perf_counter() - t0, 3),

@@ -36,7 +36,9 @@ from pipeline.learn.metrics import (
     threshold_at_specificity,
 )
 from pipeline.learn.model import Bundle, check_table, config_json, model_metadata, predict_proba
+from pipeline.learn.permutation import DEFAULT_PERMUTATIONS, permutation_test
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
+from pipeline.learn.trust import trust_sections
 from pipeline.learn.validation import Fold, make_folds, validation_spec
 from pipeline.spec.learn import ModelSpec, ValidationSpec
 
@@ -219,13 +221,29 @@ def fit_and_validate(
     t_cv = time.perf_counter() - t_start
     report = _build_report(table, folds, results, classes, seed)
     report = {"model": config_json(model_cfg), "validation": config_json(validation_cfg), **report}
+    oof = report.pop("_oof")
     if len(classes) == 2:
-        oof = report.pop("_oof")
         report["threshold"] = threshold_at_specificity(
             oof["y"] == classes[1], oof["proba"][:, 1], specificity
         )
-    else:
-        report.pop("_oof")
+    report.update(
+        trust_sections(
+            oof["subjects"],
+            oof["y"],
+            oof["pred"],
+            oof["proba"],
+            classes,
+            report["per_subject"],
+            vspec,
+            spec.prep,
+            seed,
+        )
+    )
+    n_perm = DEFAULT_PERMUTATIONS if vspec.n_permutations is None else vspec.n_permutations
+    with _parallel_backend(backend if backend != "loky" else "local"):
+        report["permutation"] = permutation_test(
+            table, folds, spec, seed, classes, report["overall"], n_perm, n_jobs=n_jobs
+        )
     t0 = time.perf_counter()
     model = _fit(table, spec, seed, classes)
     report["timing"] = {
@@ -291,5 +309,5 @@ def _build_report(
         "per_subject": per_subject,
         "per_subject_summary": summary,
         "roc": roc_curves(y_all, proba_all, classes),
-        "_oof": {"y": y_all, "proba": proba_all},
+        "_oof": {"y": y_all, "proba": proba_all, "subjects": subjects, "pred": pred_all},
     }

@@ -249,3 +249,266 @@ def predictions_frame(
         for i, c in enumerate(classes):
             out[f"proba__{c}"] = proba[:, i]
     return out
+
+
+def baseline_scores(y_true: Sequence[Any], classes: Sequence[Any]) -> dict[str, Any]:
+    """Return the scores of the majority-class predictor and of a chance-level guesser.
+
+    Parameters
+    ----------
+    y_true : sequence of shape (n_windows,)
+        Class names of the scored windows.
+    classes : sequence of shape (n_classes,)
+
+    Returns
+    -------
+    dict
+        ``majority_class`` (the most frequent class, ties to the first in ``classes``),
+        ``majority`` {metric: score} of predicting it for every window with the class
+        frequencies as probabilities (so its ROC AUC is 0.5), and ``chance`` {metric: score}
+        expected of a guess drawn at random with the class frequencies: accuracy
+        ``sum(p_k**2)``, balanced accuracy and macro F1 ``1 / K`` (K classes present; each
+        class's precision and recall are then ``p_k``), ROC AUC 0.5.
+    """
+    y_true = np.asarray(y_true, dtype=object)
+    classes = list(classes)
+    counts = np.array([np.sum(y_true == c) for c in classes], dtype=float)
+    if counts.sum() == 0:
+        msg = "baseline_scores: no window to score (y_true is empty)"
+        raise SpecError(msg)
+    prior = counts / counts.sum()
+    majority = classes[int(np.argmax(counts))]
+    const = np.repeat(prior[None, :], len(y_true), axis=0)
+    m = classification_metrics(y_true, np.full(len(y_true), majority, dtype=object), const, classes)
+    k = int(np.count_nonzero(counts))
+    chance = {
+        "accuracy": float(np.sum(prior**2)),
+        "balanced_accuracy": 1.0 / k,
+        "f1_macro": 1.0 / k,
+        "roc_auc": 0.5 if k >= 2 else None,
+    }
+    return {
+        "majority_class": str(majority),
+        "majority": {name: m[name] for name in SUMMARY_METRICS},
+        "chance": chance,
+    }
+
+
+def calibration_metrics(
+    y_true: Sequence[Any], proba: np.ndarray, classes: Sequence[Any], n_bins: int = 10
+) -> dict[str, Any]:
+    """Return the Brier score, the expected calibration error and reliability bins.
+
+    Parameters
+    ----------
+    y_true : sequence of shape (n_windows,)
+        Class names.
+    proba : numpy.ndarray of shape (n_windows, n_classes)
+        Probabilities, columns ordered as ``classes``.
+    classes : sequence of shape (n_classes,)
+    n_bins : int, default 10
+        Equal-width confidence bins ``(i / n_bins, (i + 1) / n_bins]`` (the first closed).
+
+    Returns
+    -------
+    dict
+        ``brier``: for two classes ``mean((p_positive - y)**2)`` with the second class
+        positive (as :func:`sklearn.metrics.brier_score_loss`); for more, Brier's original
+        ``mean(sum_k (p_k - y_k)**2)`` (in [0, 2]); ``brier_definition`` says which.
+        ``ece``: ``sum_b n_b / n * |accuracy_b - confidence_b|`` over bins of the top-label
+        confidence (the predicted class's probability; Guo et al. 2017).
+        ``reliability``: per non-empty bin ``low, high, n, confidence, accuracy``.
+    """
+    y_true = np.asarray(y_true, dtype=object)
+    proba = np.asarray(proba, dtype=float)
+    classes = list(classes)
+    if proba.shape != (len(y_true), len(classes)):
+        msg = (
+            f"calibration_metrics: proba expected shape ({len(y_true)}, {len(classes)}), "
+            f"found {proba.shape}"
+        )
+        raise SpecError(msg)
+    if len(y_true) == 0:
+        msg = "calibration_metrics: no window to score (y_true is empty)"
+        raise SpecError(msg)
+    onehot = np.stack([y_true == c for c in classes], axis=1).astype(float)
+    if len(classes) == 2:
+        brier = float(np.mean((proba[:, 1] - onehot[:, 1]) ** 2))
+        definition = f"mean((p[{classes[1]}] - y)^2), binary"
+    else:
+        brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+        definition = "mean(sum_k (p_k - y_k)^2), multi-class (Brier 1950), range [0, 2]"
+    conf = proba.max(axis=1)
+    correct = (np.asarray(classes, dtype=object)[proba.argmax(1)] == y_true).astype(float)
+    # inner edges b / n_bins; a confidence on an edge belongs to the bin below it
+    idx = np.searchsorted(np.arange(1, n_bins) / n_bins, conf, side="left")
+    ece = 0.0
+    bins = []
+    for b in range(n_bins):
+        m = idx == b
+        n = int(m.sum())
+        if not n:
+            continue
+        acc, cf = float(correct[m].mean()), float(conf[m].mean())
+        ece += n / len(y_true) * abs(acc - cf)
+        bins.append(
+            {"low": b / n_bins, "high": (b + 1) / n_bins, "n": n, "confidence": cf, "accuracy": acc}
+        )
+    return {
+        "brier": brier,
+        "brier_definition": definition,
+        "ece": float(ece),
+        "n_bins": int(n_bins),
+        "reliability": bins,
+    }
+
+
+def _weighted_auc(groups: np.ndarray, pos: np.ndarray, w: np.ndarray, n_groups: int) -> float:
+    """Return the ROC AUC of windows weighted by ``w`` (ties count one half).
+
+    ``groups`` numbers the distinct scores in increasing order; a weight of 2 counts a
+    window twice, which is what drawing its subject twice in a bootstrap does.
+    """
+    wp = np.bincount(groups, weights=w * pos, minlength=n_groups)
+    wn = np.bincount(groups, weights=w * ~pos, minlength=n_groups)
+    total_p, total_n = wp.sum(), wn.sum()
+    if total_p == 0 or total_n == 0:
+        return float("nan")
+    below = np.cumsum(wn) - wn
+    return float(np.sum(wp * (below + 0.5 * wn)) / (total_p * total_n))
+
+
+def bootstrap_ci(
+    subjects: Sequence[Any],
+    y_true: Sequence[Any],
+    y_pred: Sequence[Any],
+    proba: np.ndarray | None,
+    classes: Sequence[Any],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Return percentile bootstrap intervals over subjects of the pooled headline metrics.
+
+    Each replicate draws as many subjects as there are, with replacement, and scores the
+    pooled windows of the drawn subjects (a subject drawn twice counts twice), as
+    :func:`classification_metrics` would score them concatenated. Only per-subject
+    sufficient figures are used: a confusion matrix per subject, and for the ROC AUC the
+    per-subject weight of each distinct score.
+
+    Parameters
+    ----------
+    subjects, y_true, y_pred : sequence of shape (n_windows,)
+    proba : numpy.ndarray of shape (n_windows, n_classes) or None
+    classes : sequence of shape (n_classes,)
+    n_boot : int, default 1000
+    seed : int
+        Seed of :func:`numpy.random.default_rng` drawing the subjects.
+    level : float, default 0.95
+
+    Returns
+    -------
+    dict
+        ``{metric: {"low", "high"}}`` for ``accuracy, balanced_accuracy, f1_macro,
+        roc_auc`` (None where no replicate defines it), plus ``n_boot``, ``seed``,
+        ``level``, ``unit`` ("subject") and ``n_subjects``. Replicates where a metric is
+        undefined (e.g. one class drawn only) are left out of that metric's interval.
+    """
+    subjects = np.asarray(subjects).astype(str)
+    y_true = np.asarray(y_true, dtype=object)
+    y_pred = np.asarray(y_pred, dtype=object)
+    classes = list(classes)
+    names, sid = np.unique(subjects, return_inverse=True)
+    k = len(classes)
+    code = {c: i for i, c in enumerate(classes)}
+    yt = np.array([code[c] for c in y_true], dtype=np.int64)
+    yp = np.array([code[c] for c in y_pred], dtype=np.int64)
+    cms = np.zeros((len(names), k, k))
+    np.add.at(cms, (sid, yt, yp), 1.0)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(names), size=(n_boot, len(names)))
+    weights = np.stack([np.bincount(d, minlength=len(names)) for d in draws]).astype(float)
+    cm = np.einsum("bs,sij->bij", weights, cms)
+    tp = np.einsum("bii->bi", cm)
+    support = cm.sum(2)
+    predicted = cm.sum(1)
+    present = support > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = tp.sum(1) / cm.sum((1, 2))
+        recall = np.where(present, tp / support, 0.0)
+        f1 = np.where(present, 2 * tp / (support + predicted), 0.0)
+    n_present = present.sum(1)
+    values: dict[str, np.ndarray] = {
+        "accuracy": acc,
+        "balanced_accuracy": recall.sum(1) / n_present,
+        "f1_macro": f1.sum(1) / n_present,
+        "roc_auc": np.full(n_boot, np.nan),
+    }
+    if proba is not None:
+        proba = np.asarray(proba, dtype=float)
+        targets = [1] if k == 2 else list(range(k))
+        ranked = {}
+        for j in targets:
+            uniq, groups = np.unique(proba[:, j], return_inverse=True)
+            ranked[j] = (groups, len(uniq))
+        for b in range(n_boot):
+            w = weights[b][sid]
+            aucs = []
+            for j in targets:
+                if k > 2 and not present[b, j]:
+                    continue
+                groups, n_groups = ranked[j]
+                aucs.append(_weighted_auc(groups, yt == j, w, n_groups))
+            if aucs and n_present[b] >= 2:
+                values["roc_auc"][b] = float(np.mean(aucs))
+    alpha = (1 - level) / 2
+    out: dict[str, Any] = {}
+    for name, v in values.items():
+        v = v[np.isfinite(v) & (n_present >= (2 if name == "roc_auc" else 1))]
+        out[name] = (
+            {"low": float(np.quantile(v, alpha)), "high": float(np.quantile(v, 1 - alpha))}
+            if len(v)
+            else {"low": None, "high": None}
+        )
+    out.update({"n_boot": int(n_boot), "seed": int(seed), "level": float(level), "unit": "subject"})
+    out["n_subjects"] = len(names)
+    return out
+
+
+def inverted_subjects(
+    per_subject: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Return the subjects scoring below chance, with why.
+
+    A subject is *inverted* when its balanced accuracy is below chance (``1 / K`` with K the
+    classes present among its windows) or its ROC AUC is below 0.5: the model ranks its
+    windows the wrong way round, which a pooled figure hides.
+
+    Parameters
+    ----------
+    per_subject : dict
+        ``{subject: classification_metrics(...)}`` as :func:`per_subject_metrics` returns.
+
+    Returns
+    -------
+    dict
+        ``{subject: {"balanced_accuracy", "chance", "roc_auc", "reasons": [...]}}``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for s, d in sorted(per_subject.items()):
+        k = sum(1 for c in d["per_class"].values() if c["support"] > 0)
+        chance = 1.0 / max(k, 1)
+        reasons = []
+        if k >= 2 and d["balanced_accuracy"] < chance:
+            reasons.append(f"balanced accuracy {d['balanced_accuracy']:.3f} < chance {chance:.3f}")
+        if d.get("roc_auc") is not None and d["roc_auc"] < 0.5:
+            reasons.append(f"ROC AUC {d['roc_auc']:.3f} < 0.5")
+        if reasons:
+            out[s] = {
+                "balanced_accuracy": d["balanced_accuracy"],
+                "chance": chance,
+                "roc_auc": d.get("roc_auc"),
+                "reasons": reasons,
+            }
+    return out

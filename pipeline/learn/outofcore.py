@@ -36,7 +36,9 @@ from pipeline.learn.metrics import (
     threshold_at_specificity,
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
+from pipeline.learn.permutation import skipped as skipped_permutation
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
+from pipeline.learn.trust import trust_sections
 from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
 from pipeline.spec.learn import ModelSpec, ValidationSpec
 
@@ -197,8 +199,10 @@ def fit_and_validate_dask(
         subjects.append(ident["subject"].astype(str).to_numpy())
     y_all, proba_all = np.concatenate(ys), np.concatenate(probas)
     pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
-    per, summary = per_subject_metrics(
-        np.concatenate(subjects), y_all, pred_all, proba_all, classes
+    subjects_all = np.concatenate(subjects)
+    per, summary = per_subject_metrics(subjects_all, y_all, pred_all, proba_all, classes)
+    trust = trust_sections(
+        subjects_all, y_all, pred_all, proba_all, classes, per, vspec, spec.prep, seed
     )
     t_cv = time.perf_counter() - t_start
     t0 = time.perf_counter()
@@ -229,4 +233,8 @@ def fit_and_validate_dask(
         report["threshold"] = threshold_at_specificity(
             y_all == classes[1], proba_all[:, 1], specificity
         )
+    report.update(trust)
+    report["permutation"] = skipped_permutation(
+        "not computed by the out-of-core engine (model.engine: memory computes it)"
+    )
     return final, report

@@ -211,7 +211,8 @@ class ValidationSpec(Strict):
 
     ``n_splits`` belongs to ``group_kfold`` and ``random``; ``by``, ``train``, ``test`` to
     ``within_subject``; ``allow_window_leakage`` to ``random``; ``specificity`` (binary
-    tasks: the threshold reaching it is reported) to every scheme.
+    tasks: the threshold reaching it is reported) and ``n_permutations`` (the report's
+    permutation test; each permutation refits every fold) to every scheme.
     """
 
     scheme: Literal["loso", "group_kfold", "within_subject", "cross_session", "random"] = "loso"
@@ -222,6 +223,9 @@ class ValidationSpec(Strict):
     allow_window_leakage: bool | None = None
     specificity: Number | None = Field(
         default=None, gt=0, lt=1, description="binary tasks: report sensitivity here"
+    )
+    n_permutations: Integer | None = Field(
+        default=None, ge=0, description="permutation test refits (default 100; 0 skips it)"
     )
 
     @field_validator("n_splits", "by", "train", "test", "allow_window_leakage")
