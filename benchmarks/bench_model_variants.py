@@ -26,7 +26,8 @@ EMG_BASE = {
     "params": {"solver": "lsqr", "shrinkage": "auto"},
     "prep": {"log": EMG_LOG, "normalize": "recording"},
 }
-EEG_LOG = ["logvar", "delta", "theta", "alpha", "beta", "gamma"]
+# logvar is a log already (negative in the store's V^2): not logged twice.
+EEG_LOG = ["delta", "theta", "alpha", "beta", "gamma"]
 VARIANTS = {
     "emg": {
         "default, smoothing over 15 windows": {**EMG_BASE, "smooth": 15},
