@@ -13,7 +13,13 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.exceptions import SpecError
 from pipeline.learn import FeaturePrep, fit_and_validate
-from pipeline.learn.distributed import resolve_engine, statistics_pass
+from pipeline.learn.distributed import (
+    fit_and_validate_distributed,
+    resolve_engine,
+    source_nbytes,
+    statistics_pass,
+    table_nbytes,
+)
 from pipeline.learn.estimators import model_spec
 from pipeline.learn.sufficient import (
     class_moments,
@@ -140,6 +146,52 @@ def test_distributed_engine_equals_memory_engine(table, name, params, validation
     cols = [c for c in pm.columns if c.startswith("proba__")]
     np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-9)
     assert type(model_d.model[-1]) is type(model_m.model[-1])
+
+
+@pytest.mark.parametrize(
+    "validation", [{"scheme": "loso"}, {"scheme": "group_kfold", "n_splits": 3}]
+)
+def test_subject_normalisation_on_the_distributed_engine_equals_the_memory_engine(
+    table, validation
+):
+    # one partition per recording: the engine must bring a subject's recordings together
+    # before z-scoring them with the subject's statistics
+    prep = {"log": ["mav"], "normalize": "subject"}
+    cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
+    model_m, rep_m = fit_and_validate(table, cfg | {"engine": "memory"}, validation, n_jobs=1)
+    model_d, rep_d = fit_and_validate(_per_recording(table), cfg, validation)
+    assert rep_d["engine"]["name"] == "distributed"
+    assert rep_d["prep"] == rep_m["prep"]
+    assert abs(rep_d["overall"]["balanced_accuracy"] - rep_m["overall"]["balanced_accuracy"]) < 1e-9
+    assert rep_d["overall"]["confusion_matrix"] == rep_m["overall"]["confusion_matrix"]
+    assert rep_d["per_subject"].keys() == rep_m["per_subject"].keys()
+    for s, m in rep_m["per_subject"].items():
+        assert rep_d["per_subject"][s]["confusion_matrix"] == m["confusion_matrix"]
+    pm, pd_ = model_m.predict(table), model_d.predict(table)
+    cols = [c for c in pm.columns if c.startswith("proba__")]
+    np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-9)
+
+
+def test_partitions_held_on_the_workers_give_the_same_results(table):
+    cfg = {"name": "lda", "params": {"shrinkage": "auto", "solver": "lsqr"}, "prep": PREP}
+    ddf = _per_recording(table)
+    _, kept = fit_and_validate_distributed(ddf, cfg, {"scheme": "loso"}, persist=True)
+    _, read = fit_and_validate_distributed(ddf, cfg, {"scheme": "loso"}, persist=False)
+    assert kept["engine"]["persisted"] is True
+    assert read["engine"]["persisted"] is False
+    assert kept["overall"] == read["overall"]
+    assert kept["per_subject"] == read["per_subject"]
+    # not read from Parquet: the size is unknown, so None keeps nothing
+    _, auto = fit_and_validate_distributed(ddf, cfg, {"scheme": "loso"})
+    assert auto["engine"]["persisted"] is False
+
+
+def test_source_nbytes_of_a_written_table(table, tmp_path):
+    for rec, g in table.groupby("recording", sort=True):
+        g.to_parquet(tmp_path / f"{rec}.parquet")
+    files = sorted(str(p) for p in tmp_path.glob("*.parquet"))
+    assert source_nbytes(dd.from_map(pd.read_parquet, files)) == table_nbytes(files)
+    assert source_nbytes(_per_recording(table)) is None
 
 
 def test_distributed_bad_input(table):

@@ -1,0 +1,267 @@
+"""Large synthetic cohort through ``cohort run`` with ``model.engine: distributed``.
+
+A synthetic EMG cohort (``pipeline.io.synthetic``: ``--subjects`` x ``--runs`` x
+``--duration`` s, 8 channels at 1 kHz) is windowed every ``--step`` samples (windows of 200
+samples) into the feature set of ``tasks/emg_gestures.yaml`` (104 float64 columns), so at
+the default size (80 x 2 x 600 s, step 10) the feature table holds 9.6 M windows, about
+8.5 GB in memory (``pipeline.learn.distributed.table_nbytes``). Three measurements:
+
+1. ``cohort run`` of the task with shrinkage LDA, ``model.engine: distributed``, leave-one-
+   subject-out, on a local cluster of ``--workers`` processes x 1 thread with
+   ``--memory-limit`` each. The peak RSS of the ``cohort`` process (client, scheduler and
+   nannies) and of each of its descendant processes (the workers) is sampled with psutil
+   every ``--sample`` s.
+2. The same run with a random forest on a subsample capped at ``--max-train-windows``
+   (group k-fold, ``--rf-splits`` folds; the store and feature table are reused from the
+   stage cache, so only the fit stage runs).
+3. The statistics pass of the distributed engine (LDA) over the run's feature table on a
+   ``LocalCluster`` of 1 worker and of 2 workers (``--memory-limit`` each): its seconds from
+   the report's ``engine.passes``, and the ratio.
+
+Prints one JSON line per measurement and a final summary line. Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_large_cohort.py --subjects 4 --duration 60   # quick
+    nice -n 10 .venv/bin/python benchmarks/bench_large_cohort.py &> large.log
+
+The run folder goes to ``--root`` (default ``../bench-data/large-cohort``, outside the
+repository); ``--cleanup`` deletes it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COHORT = str(Path(sys.executable).with_name("cohort"))
+
+
+class TreeRss:
+    """Sample the RSS of a process and each of its descendants; keep every one's peak."""
+
+    def __init__(self, pid: int, interval: float) -> None:
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                return
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss
+                    name = " ".join(p.cmdline()[:3])[-60:]
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+                if rss > self.peak.get(p.pid, ("", 0))[1]:
+                    self.peak[p.pid] = (name, rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        """Client peak and the descendants' peaks (MB), largest first."""
+        client = self.peak.get(self.root.pid, ("", 0))[1]
+        others = sorted(
+            (rss for pid, (_, rss) in self.peak.items() if pid != self.root.pid), reverse=True
+        )
+        return {
+            "client_peak_rss_mb": round(client / 1e6, 1),
+            "descendant_peak_rss_mb": [round(r / 1e6, 1) for r in others],
+        }
+
+
+def write_task(
+    root: Path, args: argparse.Namespace, model: dict[str, Any], validation: dict[str, Any]
+) -> Path:
+    """Write the task YAML of one run (the shipped EMG task's features on synthetic data)."""
+    emg = yaml.safe_load((REPO / "tasks" / "emg_gestures.yaml").read_text())
+    task = {
+        "name": "large_cohort",
+        "description": "synthetic EMG cohort for the distributed learning engine benchmark",
+        "data": {
+            "source": "large",
+            "format": "synthetic",
+            "options": {
+                "n_subjects": args.subjects,
+                "n_runs": args.runs,
+                "duration": args.duration,
+                "seed": 0,
+            },
+        },
+        "windows": {
+            "length": 200,
+            "step": args.step,
+            "unit": "samples",
+            "label": "majority",
+            "mixed": "drop",
+            "exclude_labels": ["unmarked"],
+        },
+        "features": emg["features"],
+        "model": model,
+        "validation": validation,
+        "seed": 0,
+    }
+    path = root / f"task_{model['name']}.yaml"
+    path.write_text(yaml.safe_dump(task, sort_keys=False))
+    return path
+
+
+def cohort_run(task: Path, out: Path, profile: Path, interval: float) -> dict[str, Any]:
+    """Run ``cohort run`` in a subprocess, sampling its process tree's RSS."""
+    t0 = time.perf_counter()
+    cmd = [COHORT, "run", str(task), "--out", str(out), "--cluster", str(profile), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    with TreeRss(proc.pid, interval) as rss:
+        output, _ = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        print(output, file=sys.stderr)
+        raise SystemExit(f"cohort run {task} failed with exit code {proc.returncode}")
+    report = json.loads((out / "latest" / "report.json").read_text())
+    engine = report["engine"]
+    return {
+        "wall_s": round(wall, 1),
+        "stages": [line for line in output.splitlines() if line.strip()][-8:],
+        "n_windows": report["n_windows"],
+        "balanced_accuracy": report["overall"]["balanced_accuracy"],
+        "engine": {k: engine[k] for k in ("name", "passes", "memory") if k in engine},
+        "subsample_windows": engine.get("subsample", {}).get("n_windows"),
+        **rss.summary(),
+    }
+
+
+def statistics_pass(files: list[str], workers: int, memory_limit: str, model: dict) -> float:
+    """Return the seconds of the distributed engine's statistics pass on ``workers`` workers."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.learn.distributed import fit_and_validate_distributed
+    from pipeline.table import read_feature_table
+
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            memory_limit=memory_limit,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        # imports on the workers (scikit-learn, pyarrow) before the timed pass
+        client.run(lambda: __import__("pipeline.learn.distributed"))
+        ddf, _ = read_feature_table(files)
+        _, report = fit_and_validate_distributed(ddf, model, {"scheme": "loso"}, 0)
+    return float(report["engine"]["passes"][0]["seconds"])
+
+
+def main() -> None:
+    """Run the benchmark (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", type=int, default=80)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=600.0, help="seconds per recording")
+    ap.add_argument("--step", type=int, default=10, help="window step, samples")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memory-limit", default="4GiB", help="per worker")
+    ap.add_argument("--max-train-windows", type=int, default=50_000)
+    ap.add_argument("--rf-splits", type=int, default=5)
+    ap.add_argument("--sample", type=float, default=0.5, help="RSS sampling interval, s")
+    ap.add_argument("--skip", default="", help="comma list of: lda, rf, scaling")
+    ap.add_argument("--root", type=Path, default=REPO.parent / "bench-data" / "large-cohort")
+    ap.add_argument("--cleanup", action="store_true", help="delete --root at the end")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    root = args.root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    out = root / "run"
+    profile = root / "cluster.yaml"
+    profile.write_text(
+        yaml.safe_dump(
+            {
+                "local": {
+                    "n-workers": args.workers,
+                    "threads-per-worker": 1,
+                    "processes": True,
+                    "memory-limit": args.memory_limit,
+                    "dashboard-address": ":0",
+                }
+            }
+        )
+    )
+    lda = {
+        "name": "lda",
+        "params": {"solver": "lsqr", "shrinkage": "auto"},
+        "prep": {"log": ["mav", "wl", "rms", "var", "iav", "log"], "normalize": "recording"},
+        "engine": "distributed",
+    }
+    rf = {
+        "name": "random_forest",
+        "params": {"n_estimators": 50, "n_jobs": 1},
+        "prep": lda["prep"],
+        "engine": "distributed",
+        "max_train_windows": args.max_train_windows,
+    }
+    shape = {
+        "subjects": args.subjects,
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "step": args.step,
+        "workers": args.workers,
+        "memory_limit": args.memory_limit,
+    }
+    results: dict[str, Any] = {"shape": shape}
+    if "lda" not in skip:
+        task = write_task(root, args, lda, {"scheme": "loso"})
+        results["lda"] = cohort_run(task, out, profile, args.sample)
+        print(json.dumps({"run": "lda", **results["lda"]}), flush=True)
+    # the feature stage's outputs: one stages/<key>/features.parquet per recording
+    files = sorted(glob.glob(str(out / "stages" / "*" / "features.parquet")))
+    if files:
+        from pipeline.learn.distributed import table_nbytes
+
+        results["table"] = {"files": len(files), "nbytes_gb": round(table_nbytes(files) / 1e9, 2)}
+        print(json.dumps({"table": results["table"]}), flush=True)
+    if "rf" not in skip:
+        task = write_task(root, args, rf, {"scheme": "group_kfold", "n_splits": args.rf_splits})
+        results["rf"] = cohort_run(task, out, profile, args.sample)
+        print(json.dumps({"run": "rf", **results["rf"]}), flush=True)
+    if "scaling" not in skip and files:
+        secs = {w: statistics_pass(files, w, args.memory_limit, lda) for w in (1, 2)}
+        results["statistics_pass_s"] = secs
+        results["speedup_2_over_1"] = round(secs[1] / secs[2], 2)
+        print(json.dumps({"statistics_pass_s": secs, "speedup": results["speedup_2_over_1"]}))
+    for run in ("lda", "rf"):
+        results.get(run, {}).pop("stages", None)
+    print(json.dumps({"summary": results}, default=str))
+    if args.cleanup:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
