@@ -77,6 +77,7 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
         parse_reader_options(spec.data.format, spec.data.options, source, "data.options")
     table = FeatureTableSpec.from_task(spec)
     check_model(spec.model, source)
+    _check_engine(spec, source)
     return table
 
 
@@ -228,6 +229,50 @@ def _check_labels(spec: TaskSpec, source: str, index: pd.DataFrame) -> None:
             raise SpecError(f"{err}{closest(name, known)}")
 
 
+def _one_class_recordings(spec: TaskSpec, index: pd.DataFrame) -> bool:
+    """Return True if every recording can hold one class only (labels per recording)."""
+    if not len(index):
+        return False
+    excluded = set(spec.windows.exclude_labels)
+    for _, row in index.iterrows():
+        names = {str(x) for x in (row.get("labels") if row.get("labels") is not None else [])}
+        if len(names - excluded) > 1:
+            return False
+        if not names and pd.isna(row.get("label")):
+            return False  # an unlabeled recording: nothing to say about its classes
+    return True
+
+
+def _check_calibration(spec: TaskSpec, source: str, index: pd.DataFrame) -> None:
+    prep = spec.model.prep
+    if prep is not None and prep.normalize == "recording" and _one_class_recordings(spec, index):
+        expected = (
+            "no per-recording normalisation on this cohort: every recording holds one class "
+            "only (labels are constant per recording), so z-scoring each recording with its "
+            "own windows (unlabeled calibration) removes the very difference between classes "
+            "and the model could only learn what is left; use normalize: subject (it presumes "
+            "unlabeled data of the new subject in every class, and the report says so) or none"
+        )
+        raise key_error(source, "model.prep.normalize", expected, prep.normalize)
+    if spec.validation.scheme == "loso_calibrated" and _one_class_recordings(spec, index):
+        expected = (
+            "a scheme other than 'loso_calibrated' on this cohort: every recording holds one "
+            "class only, so a calibration repetition is a whole recording and the subject "
+            "would be scored on none of it; use 'loso'"
+        )
+        raise key_error(source, "validation.scheme", expected, "loso_calibrated")
+
+
+def _check_engine(spec: TaskSpec, source: str) -> None:
+    if spec.validation.scheme == "loso_calibrated" and spec.model.engine == "distributed":
+        expected = (
+            "'memory' or 'auto' with validation.scheme 'loso_calibrated': the distributed "
+            "engine subtracts a held-out subject's statistics whole, and a calibrated fold "
+            "would need that subject's calibration windows added back (not implemented)"
+        )
+        raise key_error(source, "model.engine", expected, spec.model.engine)
+
+
 def check_cohort(spec: TaskSpec, source: str, index: pd.DataFrame | Mapping[str, Any]) -> None:
     """Check a task against the cohort it runs on, before any feature is computed.
 
@@ -251,3 +296,4 @@ def check_cohort(spec: TaskSpec, source: str, index: pd.DataFrame | Mapping[str,
     _check_windows(spec, source, index)
     _check_labels(spec, source, index)
     _check_scheme(spec, source, index)
+    _check_calibration(spec, source, index)

@@ -22,6 +22,7 @@ from matplotlib.patches import Rectangle
 from pipeline.exceptions import SpecError
 
 __all__ = [
+    "calibration_curve",
     "class_snippets",
     "class_spectra",
     "confusion_matrix",
@@ -577,4 +578,41 @@ def prediction_timeline(
     axp.set_xlabel("time (s)")
     if proba_cols:
         axp.legend(fontsize=6, ncols=min(len(proba_cols), 7), loc="upper right")
+    return fig
+
+
+def calibration_curve(report: Mapping[str, Any], metric: str = "balanced_accuracy") -> Figure:
+    """Return the ``loso_calibrated`` curve: ``metric`` against k, pooled and per subject.
+
+    Parameters
+    ----------
+    report : mapping
+        With ``calibration_curve`` from :func:`pipeline.learn.fit.calibration_curve`:
+        ``points`` (``k``, ``overall``, ``per_subject``), ``unit``, ``headline_k``.
+    metric : str
+        A key of every point's ``overall``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One grey line per subject, the pooled figure in bold, the headline k marked.
+    """
+    curve = report.get("calibration_curve") or {}
+    points = curve.get("points") or []
+    if not points:
+        msg = "calibration_curve: report has no 'calibration_curve.points'"
+        raise SpecError(msg)
+    ks = [p["k"] for p in points]
+    fig = Figure(figsize=(4.8, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for s in sorted(points[0]["per_subject"]):
+        ys = [p["per_subject"].get(s, {}).get(metric) for p in points]
+        ax.plot(ks, [np.nan if y is None else y for y in ys], color="#bbbbbb", lw=0.8)
+    ax.plot(ks, [p["overall"][metric] for p in points], "o-", color="#c44e52", lw=2, label="pooled")
+    ax.axvline(curve.get("headline_k", ks[0]), color="grey", ls=":", lw=0.8)
+    ax.set_xticks(ks)
+    ax.set_xlabel(f"calibration k ({curve.get('unit', 'repetitions')} per class)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title("Calibration curve (grey: each held-out subject)")
+    ax.legend(fontsize=7, loc="lower right")
     return fig

@@ -39,10 +39,16 @@ from pipeline.learn.model import Bundle, check_table, config_json, model_metadat
 from pipeline.learn.permutation import DEFAULT_PERMUTATIONS, permutation_test
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
 from pipeline.learn.trust import trust_sections
-from pipeline.learn.validation import Fold, make_folds, validation_spec
+from pipeline.learn.validation import (
+    Fold,
+    calibration_windows,
+    make_folds,
+    unlabeled_calibration_note,
+    validation_spec,
+)
 from pipeline.spec.learn import ModelSpec, ValidationSpec
 
-__all__ = ["fit_and_validate", "fit_model", "fit_pipeline"]
+__all__ = ["calibration_curve", "fit_and_validate", "fit_model", "fit_pipeline"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +151,7 @@ def fit_and_validate(
     n_jobs: int = -1,
     specificity: float = 0.9,
     backend: str | None = None,
+    window_length: float | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Cross-validate a model config on a feature table, then fit it on all labeled windows.
 
@@ -169,6 +176,10 @@ def fit_and_validate(
         For binary tasks, the report gives the threshold reaching this specificity.
     backend : {None, "dask", "local"}
         Where folds run: None picks ``"dask"`` when a ``distributed.Client`` is active.
+    window_length : float, optional
+        Window length in seconds; ``loso_calibrated`` needs it to drop the test windows
+        overlapping a calibration segment. Its report's headline metrics are those of
+        ``validation.headline_k()``, and ``calibration_curve`` holds every k.
 
     Returns
     -------
@@ -210,7 +221,7 @@ def fit_and_validate(
     # Ship only what the folds use to the workers.
     table = table.loc[:, [*ID_COLUMNS, *cols]].reset_index(drop=True)
     classes = sorted(map(str, table["label"].dropna().unique()))
-    folds = make_folds(table, vspec, seed)
+    folds = make_folds(table, vspec, seed, window_length)
     if n_jobs == 1:  # in this process: joblib's dask backend would ship folds to workers
         backend = "local"
     with _parallel_backend(backend) as backend:
@@ -219,7 +230,19 @@ def fit_and_validate(
             joblib.delayed(_run_fold)(table, f, spec, seed, classes) for f in folds
         )
     t_cv = time.perf_counter() - t_start
+    curve = None
+    if vspec.scheme == "loso_calibrated":  # headline: one k; every k in the curve
+        curve = calibration_curve(table, folds, results, classes, seed)
+        head = vspec.headline_k()
+        keep = [i for i, f in enumerate(folds) if f.calibration == head]
+        folds, results = [folds[i] for i in keep], [results[i] for i in keep]
     report = _build_report(table, folds, results, classes, seed)
+    if curve is not None:
+        report["calibration_curve"] = {
+            "headline_k": vspec.headline_k(),
+            "unit": vspec.calibration_unit or "repetitions",
+            "points": curve,
+        }
     report = {"model": config_json(model_cfg), "validation": config_json(validation_cfg), **report}
     oof = report.pop("_oof")
     if len(classes) == 2:
@@ -239,6 +262,9 @@ def fit_and_validate(
             seed,
         )
     )
+    note = unlabeled_calibration_note(table, spec.prep)
+    if note is not None:
+        report["unlabeled_calibration"] = note
     n_perm = DEFAULT_PERMUTATIONS if vspec.n_permutations is None else vspec.n_permutations
     with _parallel_backend(backend if backend != "loky" else "local"):
         report["permutation"] = permutation_test(
@@ -265,6 +291,40 @@ def fit_and_validate(
         report["per_subject_summary"]["balanced_accuracy"]["median"],
     )
     return model, report
+
+
+def calibration_curve(
+    table: pd.DataFrame,
+    folds: list[Fold],
+    results: list[tuple[np.ndarray, np.ndarray, float]],
+    classes: list[str],
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Return the ``loso_calibrated`` curve: per k, pooled and per-subject metrics.
+
+    Each k is scored on its own test sides (the held-out subjects' windows left after
+    their calibration windows and those overlapping them), so k = 0 is plain LOSO.
+    """
+    names = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+    points = []
+    for k in sorted({float(f.calibration or 0.0) for f in folds}):
+        idx = [i for i, f in enumerate(folds) if float(f.calibration or 0.0) == k]
+        part = _build_report(
+            table, [folds[i] for i in idx], [results[i] for i in idx], classes, seed
+        )
+        points.append(
+            {
+                "k": k,
+                "n_test_windows": int(sum(f["n_test_windows"] for f in part["folds"])),
+                "n_calibration_windows": sum(calibration_windows(table, folds[i]) for i in idx),
+                "overall": {m: part["overall"][m] for m in names},
+                "per_subject": {
+                    s: {m: v[m] for m in names} for s, v in part["per_subject"].items()
+                },
+                "worst_subject": part["per_subject_summary"]["balanced_accuracy"],
+            }
+        )
+    return points
 
 
 def _build_report(

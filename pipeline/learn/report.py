@@ -227,6 +227,28 @@ def render_html(report: Mapping[str, Any], title: str = "Validation report") -> 
     timing = report.get("timing", {})
     if (report.get("calibration") or {}).get("reliability"):
         imgs.append(("Reliability", _png(plots.reliability_diagram(report))))
+    curve = report.get("calibration_curve") or {}
+    curve_html = ""
+    if curve.get("points"):
+        imgs.append(("Calibration curve", _png(plots.calibration_curve(report))))
+        curve_html = "<h2>Calibration curve (labeled calibration of the held-out subject)</h2>"
+        curve_html += (
+            "<table><tr><th>k</th><th>calibration windows</th><th>test windows</th>"
+            "<th>balanced acc.</th><th>ROC AUC</th><th>worst subject</th></tr>"
+            + "".join(
+                f"<tr><td>{p['k']:g}</td><td>{p['n_calibration_windows']}</td>"
+                f"<td>{p['n_test_windows']}</td>"
+                f"<td>{_fmt(p['overall']['balanced_accuracy'])}</td>"
+                f"<td>{_fmt(p['overall']['roc_auc'])}</td>"
+                f"<td>{_fmt(p['worst_subject'].get('min'))} "
+                f"({html.escape(str(p['worst_subject'].get('worst_subject')))})</td></tr>"
+                for p in curve["points"]
+            )
+            + f"</table><p>Headline figures above: k = {curve['headline_k']:g} "
+            f"{html.escape(curve['unit'])} per class.</p>"
+        )
+    if report.get("unlabeled_calibration"):
+        curve_html += f'<p class="warn">{html.escape(report["unlabeled_calibration"])}</p>'
     cal = report.get("calibration")
     cal_html = (
         f"<p>Brier score <b>{cal['brier']:.4f}</b> ({html.escape(cal['brier_definition'])}); "
@@ -318,6 +340,7 @@ Cross-validation took {_fmt(timing.get("cross_validation_s"))} s.</p>
 {perm_html}
 {thr_html}
 <h2>What this validation guarantees</h2><ul>{leak_html}</ul>
+{curve_html}
 {figs}
 <h2>Calibration</h2>{cal_html}
 <h2>Per class (pooled)</h2>

@@ -43,6 +43,13 @@ _HELD_OUT = {
         "Cross session: per subject, one session is held out and the model trains on the "
         "same subject's other sessions; it does not measure transfer to a new person."
     ),
+    "loso_calibrated": (
+        "Calibrated leave-one-subject-out: every fold holds out one subject, except its "
+        "first k labeled repetitions (or seconds) per class, which train; the subject is "
+        "scored on the rest of its windows, none of which shares a sample with a "
+        "calibration window. The figure is that of a new user who recorded k labeled "
+        "repetitions per class first."
+    ),
     "random": (
         "Random window split: windows of one recording fall on both sides, so overlapping "
         "windows of the test set are nearly copies of training windows. This figure is "

@@ -17,6 +17,10 @@ Each scheme of a :class:`pipeline.spec.learn.ValidationSpec` is a
     ``{"scheme": "group_kfold", "n_splits": 5}``: k folds of whole subjects.
 :class:`RandomWindowSplit` (``random``)
     Window-level shuffled k-fold. Refused unless ``"allow_window_leakage": true``.
+:class:`CalibratedLeaveSubjectOut` (``loso_calibrated``)
+    Leave one subject out, with the first k labeled repetitions per class of the held-out
+    subject (or its first k seconds per class) added to training, for every k of
+    ``"calibration": [0, 1, 2, 3]``: one fold per (subject, k). k = 0 is plain ``loso``.
 
 The splitters read ``subject``, ``session`` and ``run`` from the identifier columns of ``X``
 (a feature table); the subject-level ones also take ``groups`` (the subject of every row)
@@ -42,15 +46,21 @@ from pipeline.table import ID_COLUMNS
 
 __all__ = [
     "RANDOM_SPLIT_MESSAGE",
+    "UNLABELED_SUBJECT_NOTE",
+    "CalibratedLeaveSubjectOut",
     "CrossSessionSplit",
     "Fold",
     "LeaveSubjectOut",
     "RandomWindowSplit",
     "SubjectKFold",
     "WithinSubjectSplit",
+    "calibration_segments",
+    "calibration_windows",
+    "check_calibrated_fold",
     "check_fold",
     "make_folds",
     "make_splitter",
+    "unlabeled_calibration_note",
     "validation_spec",
 ]
 
@@ -80,13 +90,17 @@ class Fold:
         Positional row indices of the test side.
     level : str
         The identifier that must not straddle the split: ``"subject"``, ``"session"``,
-        ``"run"`` (within-subject) or ``"window"`` (random, leaky by construction).
+        ``"run"`` (within-subject), ``"window"`` (random, leaky by construction) or
+        ``"calibrated"`` (the held-out subject's calibration windows train, the rest tests).
+    calibration : float or None
+        ``loso_calibrated`` only: the k of the fold (repetitions or seconds per class).
     """
 
     name: str
     train: np.ndarray = field(repr=False)
     test: np.ndarray = field(repr=False)
     level: str
+    calibration: float | None = None
 
     def describe(self, table: pd.DataFrame) -> dict[str, Any]:
         """Return a JSON-ready summary: name, level, subjects and recordings per side."""
@@ -322,6 +336,278 @@ class RandomWindowSplit(_Splitter):
         return folds
 
 
+def calibration_segments(table: pd.DataFrame) -> pd.DataFrame:
+    """Return the labeled repetitions of a table: runs of one class, in recording time order.
+
+    A repetition is a maximal run of consecutive windows (by ``start``, within one
+    recording) carrying the same label; an unlabeled window (a mixed or excluded one) ends
+    it. Recordings are ordered by session, run, then name, so "the first k" are the first k
+    a new user would record.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+        With ``recording, session, run, start, label`` (positional rows).
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_segments, 6)
+        ``label, recording, order, first, last, rows``: ``order`` is the segment's rank in
+        time among the segments of its class, ``first``/``last`` the starts (s) of its first
+        and last window, ``rows`` the positional rows (numpy array) in time order.
+    """
+    keys = pd.DataFrame(
+        {
+            "session": table["session"].astype(str).to_numpy(),
+            "run": table["run"].astype(str).to_numpy(),
+            "recording": table["recording"].astype(str).to_numpy(),
+            "start": table["start"].to_numpy(dtype=float),
+        }
+    )
+    order = np.lexsort((keys["start"].to_numpy(), keys["recording"], keys["run"], keys["session"]))
+    labels = table["label"].to_numpy(dtype=object)[order]
+    recs = keys["recording"].to_numpy()[order]
+    starts = keys["start"].to_numpy()[order]
+    lab = pd.notna(labels)
+    # a new segment starts where the recording or the label changes, or after an unlabeled row
+    prev_lab = np.r_[False, lab[:-1]]
+    same = np.r_[False, (recs[1:] == recs[:-1]) & (labels[1:] == labels[:-1])]
+    begins = lab & ~(same & prev_lab)
+    seg_id = np.cumsum(begins) - 1
+    out = []
+    for sid in np.unique(seg_id[lab]):
+        members = np.flatnonzero(lab & (seg_id == sid))
+        out.append(
+            {
+                "label": str(labels[members[0]]),
+                "recording": str(recs[members[0]]),
+                "first": float(starts[members[0]]),
+                "last": float(starts[members[-1]]),
+                "rows": order[members],
+            }
+        )
+    segs = pd.DataFrame(out, columns=["label", "recording", "first", "last", "rows"])
+    segs.insert(2, "order", segs.groupby("label").cumcount().astype(int))
+    return segs
+
+
+class CalibratedLeaveSubjectOut(_Splitter):
+    """Leave one subject out, calibrated with k labeled repetitions (or seconds) per class.
+
+    For every subject and every k of ``calibration``, the fold trains on every other
+    subject plus the held-out subject's first k repetitions of each class
+    (:func:`calibration_segments`; with ``unit="seconds"`` its first k seconds of each
+    class, in time order), and tests on the held-out subject's other windows, except those
+    whose span ``[start, start + window_length)`` overlaps a calibration segment's span (the
+    overlapping windows share samples with training windows). k = 0 gives exactly the folds
+    of :class:`LeaveSubjectOut`. A subject with fewer than k repetitions of a class
+    calibrates with what it has (the fold's test side is then what remains).
+
+    Parameters
+    ----------
+    calibration : sequence of float, default (0, 1, 2, 3)
+        The k values (repetitions per class, or seconds per class).
+    unit : {"repetitions", "seconds"}, default "repetitions"
+    window_length : float, optional
+        Window length in seconds; needed as soon as a k is above 0.
+    """
+
+    _columns = ("subject", "session", "run", "recording", "start", "label")
+
+    def __init__(
+        self,
+        calibration: tuple[float, ...] = (0, 1, 2, 3),
+        unit: str = "repetitions",
+        window_length: float | None = None,
+    ) -> None:
+        self.calibration = calibration
+        self.unit = unit
+        self.window_length = window_length
+
+    def folds(self, X: Any, y: Any = None, groups: Any = None) -> list[Fold]:
+        """Return one checked fold per (subject, k) (see :meth:`_Splitter.folds`).
+
+        Parameters
+        ----------
+        X : pandas.DataFrame of shape (n_windows, n_columns)
+            Feature table with ``subject, session, run, recording, start`` and ``label``
+            (or the labels as ``y``).
+        y : array-like of shape (n_windows,), optional
+            Labels, when ``X`` has no ``label`` column (None/NaN for an unlabeled window).
+
+        Raises
+        ------
+        SpecError
+            Fewer than 2 subjects, identifier columns missing, or no ``window_length``
+            with a k above 0.
+        LeakageError
+            If a fold would leak (:func:`check_calibrated_fold`).
+        """
+        if isinstance(X, pd.DataFrame) and "label" not in X.columns and y is not None:
+            X = X.assign(label=np.asarray(y, dtype=object))
+        need = [c for c in self._columns if not (isinstance(X, pd.DataFrame) and c in X)]
+        if need:
+            have = list(X.columns) if isinstance(X, pd.DataFrame) else type(X).__name__
+            msg = (
+                f"validation 'loso_calibrated': needs the columns {list(self._columns)} of a "
+                f"feature table in X (labels may come as y); missing {need}, got {have!r}"
+            )
+            raise SpecError(msg)
+        ks = [float(k) for k in self.calibration]
+        if any(k > 0 for k in ks) and not (self.window_length and self.window_length > 0):
+            msg = (
+                "validation 'loso_calibrated': the window length in seconds is needed to drop "
+                "test windows overlapping a calibration segment; got window_length="
+                f"{self.window_length!r} (cohort run passes the task's windows.length)"
+            )
+            raise SpecError(msg)
+        table = X.reset_index(drop=True)
+        subjects = table["subject"].astype(str).to_numpy()
+        names = sorted(np.unique(subjects))
+        if len(names) < 2:
+            msg = (
+                "validation 'loso_calibrated' needs at least 2 subjects, the table has "
+                f"{len(names)}"
+            )
+            raise SpecError(msg)
+        rows = np.arange(len(table))
+        folds = []
+        for s in names:
+            mine = subjects == s
+            segs = calibration_segments(table.iloc[rows[mine]]) if any(ks) else None
+            for k in ks:
+                if k == 0:
+                    fold = Fold(f"test={s},k=0", rows[~mine], rows[mine], "calibrated", 0.0)
+                else:
+                    local, spans = self._calibration(segs, k)
+                    calib = rows[mine][local]
+                    test = rows[mine][~self._overlaps(table.iloc[rows[mine]], spans)]
+                    train = np.sort(np.r_[rows[~mine], calib])
+                    fold = Fold(f"test={s},k={k:g}", train, test, "calibrated", k)
+                check_calibrated_fold(table, fold, self.window_length or 0.0)
+                folds.append(fold)
+        return folds
+
+    def _calibration(
+        self, segs: pd.DataFrame, k: float
+    ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+        """Return the local calibration rows and their spans ``(recording, from, to)``."""
+        length = float(self.window_length or 0.0)
+        chosen: list[np.ndarray] = []
+        spans: list[tuple[str, float, float]] = []
+        for _, group in segs.groupby("label", sort=True):
+            if self.unit == "repetitions":
+                for seg in group.itertuples():
+                    if seg.order < k:
+                        chosen.append(seg.rows)
+                        spans.append((seg.recording, seg.first, seg.last + length))
+                continue
+            left = k  # seconds of this class still to take, whole windows only
+            for seg in group.itertuples():
+                n = len(seg.rows)
+                # windows of a segment cover first..start_i + length; keep those within `left`
+                step = (seg.last - seg.first) / (n - 1) if n > 1 else length
+                covered = (np.arange(n) * step) + length
+                take = int(np.sum(covered <= left + 1e-9))
+                if take == 0:
+                    break
+                chosen.append(seg.rows[:take])
+                spans.append((seg.recording, seg.first, seg.first + covered[take - 1]))
+                left -= covered[take - 1]
+                if take < n or left <= 0:
+                    break
+        rows = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
+        return rows, spans
+
+    def _overlaps(self, part: pd.DataFrame, spans: list[tuple[str, float, float]]) -> np.ndarray:
+        """Return a mask of ``part``'s windows whose span overlaps any calibration span."""
+        length = float(self.window_length or 0.0)
+        recs = part["recording"].astype(str).to_numpy()
+        start = part["start"].to_numpy(dtype=float)
+        hit = np.zeros(len(part), dtype=bool)
+        for rec, lo, hi in spans:
+            # 1e-9 s: windows that only touch (start + length == lo) share no sample
+            hit |= (recs == rec) & (start < hi - 1e-9) & (start + length > lo + 1e-9)
+        return hit
+
+
+def calibration_windows(table: pd.DataFrame, fold: Fold) -> int:
+    """Return how many labeled windows of the held-out subject a fold trains on."""
+    if not len(fold.test):
+        return 0
+    subjects = table["subject"].astype(str).to_numpy()
+    own = fold.train[subjects[fold.train] == subjects[fold.test[0]]]
+    return int(table["label"].iloc[own].notna().sum())
+
+
+UNLABELED_SUBJECT_NOTE = (
+    "Unlabeled calibration: prep.normalize 'subject' z-scores each subject with its own "
+    "windows, and here every recording holds one class only (labels are constant per "
+    "recording), so the figure presumes unlabeled data of the new subject in every class "
+    "(both states) before predicting; with one state only the normalisation shifts the class."
+)
+
+
+def unlabeled_calibration_note(table: pd.DataFrame, prep: Any) -> str | None:
+    """Return the report line a per-subject normalisation needs on one-class recordings.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+        With ``recording`` and ``label``.
+    prep : PrepSpec or None
+
+    Returns
+    -------
+    str or None
+        :data:`UNLABELED_SUBJECT_NOTE` when ``prep.normalize`` is ``"subject"`` and every
+        recording's labeled windows carry one class; None otherwise.
+    """
+    if prep is None or prep.normalize != "subject":
+        return None
+    per_rec = table.dropna(subset=["label"]).groupby("recording", observed=True)["label"]
+    return UNLABELED_SUBJECT_NOTE if len(per_rec) and per_rec.nunique().max() == 1 else None
+
+
+def check_calibrated_fold(table: pd.DataFrame, fold: Fold, window_length: float) -> None:
+    """Raise :class:`LeakageError` if a calibrated fold tests on or next to its training.
+
+    Train and test rows must be disjoint, every test row belongs to the one held-out
+    subject, and no test window may overlap in time (``[start, start + window_length)``,
+    same recording) a training window of that subject.
+    """
+    check_fold(None, fold)
+    subjects = table["subject"].astype(str).to_numpy()
+    held = np.unique(subjects[fold.test])
+    if len(held) > 1:
+        msg = f"fold {fold.name!r}: tests {len(held)} subjects {sorted(held)}; expected one"
+        raise LeakageError(msg)
+    if not len(held):
+        return
+    own = fold.train[subjects[fold.train] == held[0]]
+    if not len(own):
+        return
+    recs = table["recording"].astype(str).to_numpy()
+    start = table["start"].to_numpy(dtype=float)
+    for rec in np.unique(recs[own]):
+        tr = np.sort(start[own[recs[own] == rec]])
+        te_rows = fold.test[recs[fold.test] == rec]
+        te = start[te_rows]
+        # the nearest training start on either side decides an overlap
+        i = np.searchsorted(tr, te)
+        before = tr[np.clip(i - 1, 0, len(tr) - 1)]
+        after = tr[np.clip(i, 0, len(tr) - 1)]
+        gap = np.minimum(np.abs(te - before), np.abs(after - te))
+        bad = gap < window_length - 1e-9
+        if bad.any():
+            msg = (
+                f"fold {fold.name!r}: test window at {te[bad][0]:g} s of {rec!r} overlaps a "
+                f"calibration window used in training (window length {window_length:g} s); "
+                "a test window must share no sample with training"
+            )
+            raise LeakageError(msg)
+
+
 def validation_spec(
     cfg: ValidationSpec | Mapping[str, Any], source: str = "validation config"
 ) -> ValidationSpec:
@@ -329,7 +615,9 @@ def validation_spec(
     return parse(ValidationSpec, cfg, source, "validation")
 
 
-def make_splitter(cfg: ValidationSpec | Mapping[str, Any], seed: int = 0) -> _Splitter:
+def make_splitter(
+    cfg: ValidationSpec | Mapping[str, Any], seed: int = 0, window_length: float | None = None
+) -> _Splitter:
     """Return the splitter of a validation config.
 
     Parameters
@@ -338,10 +626,19 @@ def make_splitter(cfg: ValidationSpec | Mapping[str, Any], seed: int = 0) -> _Sp
         ``{"scheme": ..., ...}`` (see the module docstring).
     seed : int
         Shuffling seed of ``group_kfold`` and ``random``.
+    window_length : float, optional
+        Window length in seconds (``loso_calibrated`` drops test windows overlapping a
+        calibration segment).
     """
     spec = validation_spec(cfg)
     if spec.scheme == "loso":
         return LeaveSubjectOut()
+    if spec.scheme == "loso_calibrated":
+        return CalibratedLeaveSubjectOut(
+            tuple(spec.calibration if spec.calibration is not None else (0, 1, 2, 3)),
+            spec.calibration_unit or "repetitions",
+            window_length,
+        )
     if spec.scheme == "group_kfold":
         return SubjectKFold(spec.n_splits or 5, random_state=seed)
     if spec.scheme == "within_subject":
@@ -352,7 +649,10 @@ def make_splitter(cfg: ValidationSpec | Mapping[str, Any], seed: int = 0) -> _Sp
 
 
 def make_folds(
-    table: pd.DataFrame, cfg: ValidationSpec | Mapping[str, Any], seed: int = 0
+    table: pd.DataFrame,
+    cfg: ValidationSpec | Mapping[str, Any],
+    seed: int = 0,
+    window_length: float | None = None,
 ) -> list[Fold]:
     """Split a feature table into folds according to a validation config.
 
@@ -365,6 +665,8 @@ def make_folds(
         Validation config (see the module docstring).
     seed : int
         Shuffling seed of ``group_kfold`` and ``random``.
+    window_length : float, optional
+        Window length in seconds, for ``loso_calibrated``.
 
     Returns
     -------
@@ -378,7 +680,7 @@ def make_folds(
     SpecError
         If the config is invalid or the table has too few subjects/runs for the scheme.
     """
-    return make_splitter(cfg, seed).folds(table)
+    return make_splitter(cfg, seed, window_length).folds(table)
 
 
 def check_fold(table: pd.DataFrame | None, fold: Fold) -> None:
@@ -393,8 +695,8 @@ def check_fold(table: pd.DataFrame | None, fold: Fold) -> None:
     if overlap.size:
         msg = f"fold {fold.name!r}: {overlap.size} rows are on both sides (e.g. row {overlap[0]})"
         raise LeakageError(msg)
-    if fold.level == "window" or table is None:
-        return
+    if fold.level in ("window", "calibrated") or table is None:
+        return  # calibrated folds: check_calibrated_fold
     keys = {"subject": ["subject"], "session": ["subject", "session"]}.get(
         fold.level, ["subject", "session", fold.level]
     )
@@ -428,6 +730,14 @@ def check_dask_table(ddf: Any, vspec: ValidationSpec, where: str) -> None:
     SpecError
         A random split (not supported on a lazy table), or missing identifier columns.
     """
+    if vspec.scheme == "loso_calibrated":
+        msg = (
+            f"validation scheme 'loso_calibrated' is not supported {where}: the engine "
+            "subtracts a held-out subject's statistics whole, and a calibrated fold needs "
+            "the statistics of that subject's calibration windows added back; use "
+            "model.engine: memory"
+        )
+        raise SpecError(msg)
     if vspec.scheme == "random":
         if vspec.allow_window_leakage is not True:
             raise LeakageError(RANDOM_SPLIT_MESSAGE)

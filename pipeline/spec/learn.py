@@ -9,7 +9,7 @@ the factories behind them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -202,6 +202,7 @@ _SCHEME_KEYS: dict[str, frozenset[str]] = {
     "loso": frozenset(),
     "group_kfold": frozenset({"n_splits"}),
     "random": frozenset({"n_splits", "allow_window_leakage"}),
+    "loso_calibrated": frozenset({"calibration", "calibration_unit", "report_k"}),
 }
 SCHEMES: tuple[str, ...] = tuple(_SCHEME_KEYS)
 
@@ -215,7 +216,9 @@ class ValidationSpec(Strict):
     permutation test; each permutation refits every fold) to every scheme.
     """
 
-    scheme: Literal["loso", "group_kfold", "within_subject", "cross_session", "random"] = "loso"
+    scheme: Literal[
+        "loso", "group_kfold", "within_subject", "cross_session", "random", "loso_calibrated"
+    ] = "loso"
     n_splits: Integer | None = Field(default=None, ge=2)
     by: Literal["run", "session"] | None = None
     train: str | None = Field(default=None, description="run/session used for training")
@@ -227,8 +230,25 @@ class ValidationSpec(Strict):
     n_permutations: Integer | None = Field(
         default=None, ge=0, description="permutation test refits (default 100; 0 skips it)"
     )
+    # loso_calibrated: k labeled repetitions (or seconds) per class of the held-out subject
+    calibration: tuple[Annotated[Number, Field(ge=0)], ...] | None = Field(
+        default=None, min_length=1, description="k values of the calibration curve"
+    )
+    calibration_unit: Literal["repetitions", "seconds"] | None = None
+    report_k: Number | None = Field(
+        default=None, ge=0, description="the k of the headline metrics (a calibration entry)"
+    )
 
-    @field_validator("n_splits", "by", "train", "test", "allow_window_leakage")
+    @field_validator(
+        "n_splits",
+        "by",
+        "train",
+        "test",
+        "allow_window_leakage",
+        "calibration",
+        "calibration_unit",
+        "report_k",
+    )
     @classmethod
     def _key_of_the_scheme(cls, value: Any, info: ValidationInfo) -> Any:
         scheme = info.data.get("scheme")
@@ -249,6 +269,31 @@ class ValidationSpec(Strict):
             msg = f"a {info.data.get('by') or 'run'} other than the training one ({value!r})"
             raise ValueError(msg)
         return value
+
+    @field_validator("calibration")
+    @classmethod
+    def _distinct_ks(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and len(set(value)) != len(value):
+            msg = f"distinct k values, e.g. [0, 1, 2, 3]; found {list(value)!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("report_k")
+    @classmethod
+    def _report_k_listed(cls, value: float | None, info: ValidationInfo) -> float | None:
+        ks = info.data.get("calibration") or (0, 1, 2, 3)
+        if value is not None and value not in ks:
+            msg = f"one of the calibration k values {list(ks)}; found {value!r}"
+            raise ValueError(msg)
+        return value
+
+    def headline_k(self) -> float:
+        """Return the k of ``loso_calibrated``'s headline metrics: ``report_k``, else the
+        smallest k above 0 (the least calibration data), else 0."""
+        if self.report_k is not None:
+            return float(self.report_k)
+        ks = sorted(float(k) for k in (self.calibration or (0, 1, 2, 3)))
+        return next((k for k in ks if k > 0), 0.0)
 
     def config(self) -> dict[str, Any]:
         """Return the scheme's keys that are set (``specificity`` excluded)."""
