@@ -186,6 +186,22 @@ def test_partitions_held_on_the_workers_give_the_same_results(table):
     assert auto["engine"]["persisted"] is False
 
 
+def test_each_pass_is_a_named_task_group(table):
+    from dask.callbacks import Callback
+    from dask.utils import key_split
+
+    keys: list[str] = []
+    cfg = {"name": "random_forest", "params": {"n_estimators": 5}, "prep": PREP}
+    cfg |= {"engine": "distributed", "max_train_windows": 300}
+    with (
+        Callback(pretask=lambda key, dsk, state: keys.append(key)),
+        dask.config.set(scheduler="sync"),
+    ):
+        fit_and_validate_distributed(_per_recording(table), cfg, {"scheme": "loso"})
+    groups = {key_split(k) for k in keys}
+    assert {"statistics-pass", "subsample-pass", "prediction-pass"} <= groups
+
+
 def test_source_nbytes_of_a_written_table(table, tmp_path):
     for rec, g in table.groupby("recording", sort=True):
         g.to_parquet(tmp_path / f"{rec}.parquet")

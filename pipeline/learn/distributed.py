@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -263,6 +264,15 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _key(name: str, i: int) -> str:
+    """Return a unique task key that the dashboard groups under ``<name>-pass``.
+
+    Dask groups keys by the prefix before the hexadecimal token, so every task of a pass
+    shows as one named group on the dashboard's task stream and progress panels.
+    """
+    return f"{name}-pass-{uuid.uuid4().hex}-{i}"
+
+
 def source_nbytes(ddf: dd.DataFrame) -> int | None:
     """Return :func:`table_nbytes` of the Parquet files a table was read from, else None.
 
@@ -463,7 +473,10 @@ def _draw(
     quota = _quota(counts, cap)
     t0 = time.perf_counter()
     drawn = dask.compute(
-        *[dask.delayed(subsample_pass, pure=True)(p, prep, quota, seed) for p in parts]
+        *[
+            dask.delayed(subsample_pass)(p, prep, quota, seed, dask_key_name=_key("subsample", i))
+            for i, p in enumerate(parts)
+        ]
     )
     ids = pd.concat([d[0] for d in drawn], ignore_index=True)
     X = np.concatenate([d[1] for d in drawn]) if drawn else np.zeros((0, len(prep.columns_)))
@@ -614,7 +627,10 @@ def fit_and_validate_distributed(
     persisted = _keep_on_workers(ddf, spec, persist)
     if persisted:
         parts = list(dask.persist(*parts))
-    stat_parts = [dask.delayed(statistics_pass, pure=True)(p, prep, unit, fourth) for p in parts]
+    stat_parts = [
+        dask.delayed(statistics_pass)(p, prep, unit, fourth, dask_key_name=_key("statistics", i))
+        for i, p in enumerate(parts)
+    ]
     count_parts = [s[0] for s in stat_parts]
     moments_tree = _tree_sum([s[1] for s in stat_parts])
     count_list, moments = dask.compute(count_parts, moments_tree)
@@ -703,8 +719,10 @@ def fit_and_validate_distributed(
     models_d = dask.delayed(models, traverse=False)
     subject_names = sorted(map(str, counts["subject"].unique()))
     pred_parts = [
-        dask.delayed(prediction_pass, pure=True)(p, models_d, tested_by, subject_names)
-        for p in parts
+        dask.delayed(prediction_pass)(
+            p, models_d, tested_by, subject_names, dask_key_name=_key("prediction", i)
+        )
+        for i, p in enumerate(parts)
     ]
     got = [p for p in dask.compute(*pred_parts) if p]
     pred = {k: np.concatenate([p[k] for p in got]) for k in ("fold", "subject", "label", "proba")}
