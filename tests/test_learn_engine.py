@@ -312,3 +312,20 @@ def test_a_subsample_above_the_memory_budget_says_what_cap_fits(table):
         rf"{48_000 // (24 * n_features)} windows would fit",
     ):
         fit_and_validate(_per_recording(table), cfg, {"scheme": "loso"})
+
+
+def test_the_report_records_the_workers_peak_memory(table):
+    from distributed import Client, LocalCluster
+
+    cfg = {"name": "lda", "params": {"shrinkage": "auto", "solver": "lsqr"}, "prep": PREP}
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster),
+    ):
+        _, rep = fit_and_validate_distributed(_per_recording(table), cfg, {"scheme": "loso"})
+    end = rep["engine"]["memory"]["end"]
+    assert len(end["worker_peak_rss_mb"]) == 1
+    for w, now in end["worker_rss_mb"].items():
+        # the lifetime peak (getrusage) is at least the current RSS, within page rounding
+        assert end["worker_peak_rss_mb"][w] >= now - 1.0
+    assert end["client_peak_rss_mb"] >= end["client_rss_mb"] - 1.0

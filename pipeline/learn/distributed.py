@@ -498,22 +498,29 @@ def _draw(
     }
 
 
+KIB_MB = 1e6 / 1024
+"""KiB (``ru_maxrss``'s unit on Linux) per MB (10**6 bytes, psutil's RSS / 1e6)."""
+
+
 def _memory_mb() -> dict[str, Any]:
-    """Return the client's RSS now and its lifetime peak, and each worker's RSS now (MB)."""
+    """Return the client's and each worker's RSS now and its lifetime peak (MB)."""
     import resource
 
     import psutil
 
     out: dict[str, Any] = {
         "client_rss_mb": round(psutil.Process().memory_info().rss / 1e6, 1),
-        # ru_maxrss is in kB on Linux: the peak over the client process's whole life
-        "client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
+        # ru_maxrss is in KiB on Linux: the peak over the client process's whole life
+        "client_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB_MB, 1),
     }
     try:
         from distributed import default_client
 
-        rss = default_client().run(lambda: psutil.Process().memory_info().rss)
+        client = default_client()
+        rss = client.run(lambda: psutil.Process().memory_info().rss)
         out["worker_rss_mb"] = {w: round(v / 1e6, 1) for w, v in sorted(rss.items())}
+        peak = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        out["worker_peak_rss_mb"] = {w: round(v / KIB_MB, 1) for w, v in sorted(peak.items())}
     except (ImportError, ValueError):
         pass
     return out
