@@ -82,10 +82,17 @@ def leakage_statement(validation: ValidationSpec, prep: PrepSpec | None) -> dict
         classifier see).
     """
     by = validation.by or "run"
+    preparation = _PREP[prep.normalize if prep else None]
+    recenter = getattr(prep, "recenter", None)  # absent from specs written before it existed
+    if recenter:
+        preparation += (
+            f" {recenter.capitalize()} re-centring uses each subject's own unlabeled windows, "
+            "the test subject's included: it presumes unlabeled data of a new subject."
+        )
     return {
         "scheme": validation.scheme,
         "held_out": _HELD_OUT[validation.scheme].format(by=by),
-        "preparation": _PREP[prep.normalize if prep else None],
+        "preparation": preparation,
         "fitted": (
             "The scaler and classifier are fitted on each fold's labeled training windows "
             "only; no test label is used before scoring."

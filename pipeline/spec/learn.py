@@ -228,7 +228,7 @@ class ValidationSpec(Strict):
         default=None, gt=0, lt=1, description="binary tasks: report sensitivity here"
     )
     n_permutations: Integer | None = Field(
-        default=None, ge=0, description="permutation test refits (default 100; 0 skips it)"
+        default=None, ge=0, description="permutation test refits (default 20; 0 skips it)"
     )
     # loso_calibrated: k labeled repetitions (or seconds) per class of the held-out subject
     calibration: tuple[Annotated[Number, Field(ge=0)], ...] | None = Field(
