@@ -126,6 +126,74 @@ def code_version(*objects: Any) -> str:
     return f"{pkg}+{digest.hexdigest()[:16]}"
 
 
+def module_code_version(*names: str) -> str:
+    """Return :func:`code_version` of the modules ``names`` without importing them.
+
+    A rerun checks every stage's key before it imports the stages' code (numba kernels,
+    scikit-learn): a module not yet imported is read from its source file, which is the
+    text :func:`inspect.getsource` gives for an imported one, so both digests agree.
+
+    Parameters
+    ----------
+    *names : str
+        Dotted module names (``"pipeline.features.compute"``).
+
+    Returns
+    -------
+    str
+        As :func:`code_version`.
+    """
+    import hashlib
+    import importlib
+    import sys
+
+    digest = hashlib.sha256()
+    for name in names:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None) if module is not None else None
+        if origin is None:
+            origin = _module_file(name)
+        if origin is None or not origin.endswith(".py"):
+            digest.update(inspect_source(importlib.import_module(name)).encode("utf-8"))
+        else:
+            digest.update(Path(origin).read_bytes())
+        digest.update(b"\0")
+    try:
+        pkg = metadata.version("cohort-pipeline")
+    except metadata.PackageNotFoundError:
+        pkg = "0+unknown"
+    return f"{pkg}+{digest.hexdigest()[:16]}"
+
+
+def _module_file(name: str) -> str | None:
+    """Return the source file of module ``name`` without importing it or its packages.
+
+    ``importlib.util.find_spec`` would import the parent packages (``pipeline.learn``'s
+    ``__init__`` imports scikit-learn); this package's own modules are found by path.
+    """
+    import importlib.util
+
+    top, _, rest = name.partition(".")
+    if top == "pipeline":
+        base = Path(__file__).resolve().parent.joinpath(*rest.split(".")) if rest else None
+        if base is not None:
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return str(candidate)
+    spec = importlib.util.find_spec(name)
+    return spec.origin if spec is not None else None
+
+
+def inspect_source(obj: Any) -> str:
+    """Return the source :func:`code_version` hashes for ``obj``."""
+    import inspect
+
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)!r}"
+
+
 def format_status(rows: Iterable[Mapping[str, Any]]) -> str:
     """Return :meth:`StageCache.status` rows as an aligned text table (for ``cohort status``).
 

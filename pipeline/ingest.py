@@ -5,6 +5,16 @@ generator parameters for synthetic cohorts) is compared with the one stored for 
 recording: an unchanged file is not read again, a new file adds a recording, a changed file
 replaces its recording (with a warning). Each recording is written to a staging folder by a
 worker and committed by rename on the client, so the store never holds a half-written one.
+
+A source file is re-hashed only when its stat changed, as git's index does: the store keeps
+each file's size, ``mtime_ns``, ``ctime_ns``, inode and device with the sha256 they gave
+(:data:`STAT_CACHE`, next to the index). A file whose stat is the same is taken as unchanged
+without being read. An edit that keeps the size and restores the mtime (``touch -d``) still
+changes the ctime, which no user call can set back; an edit within the same timestamp tick
+as the cache write ("racily clean" in git's terms) is caught because entries whose mtime is
+not older than the cache file's own write are re-hashed. As with git, a file rewritten by a
+tool that also resets the ctime (a changed system clock, a restored file system image) is
+not detected: ``cohort ingest`` after removing the cache file re-hashes everything.
 """
 
 from __future__ import annotations
@@ -33,11 +43,78 @@ from pipeline.store import (
     create_store,
 )
 
-__all__ = ["IngestResult", "ingest"]
+__all__ = ["STAT_CACHE", "IngestResult", "ingest", "pending_files"]
 
 log = logging.getLogger(__name__)
 
 OnError = Literal["fail", "skip"]
+
+#: The store's stat cache (next to :data:`pipeline.store.INDEX`): for each source file its
+#: stat fields and the sha256 they gave, so an unchanged file is not read again.
+STAT_CACHE = "stat-cache.json"
+_STAT_VERSION = 1
+
+
+def _stat_entry(path: Path) -> dict[str, int] | None:
+    """Return the stat fields git's index compares, or None for a non-file source."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "ino": st.st_ino,
+        "dev": st.st_dev,
+    }
+
+
+def _load_stat_cache(store: Path) -> tuple[dict[str, dict[str, Any]], int]:
+    """Return ``(entries by absolute path, the cache's write time in ns)``; empty if unusable."""
+    import json
+
+    path = store / STAT_CACHE
+    try:
+        data = json.loads(path.read_text())
+        written = int(data["written_ns"])
+        if data.get("version") != _STAT_VERSION or not isinstance(data["files"], dict):
+            return {}, 0
+        return data["files"], written
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, 0  # missing or damaged: every file is hashed, and the cache rewritten
+
+
+def _write_stat_cache(store: Path, files: dict[str, dict[str, Any]]) -> None:
+    # written_ns is taken before the write: an entry is trusted only if its mtime is older
+    written = time.time_ns()
+    atomic_write_json(
+        store / STAT_CACHE,
+        {"version": _STAT_VERSION, "written_ns": written, "files": files},
+        indent=None,
+    )
+
+
+def _cached_sha(
+    entry: dict[str, Any] | None, stat: dict[str, int] | None, written_ns: int
+) -> str | None:
+    """Return the cached sha256 if the file's stat is the one it was hashed with."""
+    if entry is None or stat is None:
+        return None
+    if any(entry.get(k) != v for k, v in stat.items()):
+        return None
+    # racily clean: modified in the same tick as (or after) the cache write
+    if stat["mtime_ns"] >= written_ns or stat["ctime_ns"] >= written_ns:
+        return None
+    sha = entry.get("sha256")
+    return sha if isinstance(sha, str) else None
+
+
+def _ingest_key(reader: Any, sha: str, options: dict[str, Any]) -> str:
+    key = {"sha256": sha, "reader_version": reader.version, "options": dict(options)}
+    return sha256_json(key, "reader options", strict=False)
 
 
 @dataclass
@@ -87,7 +164,7 @@ def _ingest_one(
     try:
         sha, key = _fingerprints(reader, sf, options)
         if key == known_sha:
-            return {"status": "unchanged", "recording": sf.recording_id}
+            return {"status": "unchanged", "recording": sf.recording_id, "sha256": sha}
         src = reader.read(sf, **options)
         if reference_channels is not None and list(src.channels) != list(reference_channels):
             raise _mismatch(sf.path, reference_channels, src.channels)
@@ -161,8 +238,71 @@ def _fingerprints(reader: Any, sf: SourceFile, options: dict[str, Any]) -> tuple
         sha = reader.fingerprint(sf, **options)
         return sha, sha
     sha = file_sha256(sf.path)
-    key = {"sha256": sha, "reader_version": reader.version, "options": dict(options)}
-    return sha, sha256_json(key, "reader options", strict=False)
+    return sha, _ingest_key(reader, sha, options)
+
+
+@dataclass
+class _Plan:
+    """Which discovered files need a task, and the stat of each (taken before hashing)."""
+
+    files: list[SourceFile]
+    todo: list[SourceFile]
+    unchanged: list[str]
+    stats: dict[str, dict[str, int] | None]
+    cache: dict[str, dict[str, Any]]
+
+
+def _plan(
+    reader: Any, files: list[SourceFile], store: Path, known: dict[str, str], options: dict
+) -> _Plan:
+    cache, written_ns = _load_stat_cache(store)
+    use_stat = not hasattr(reader, "fingerprint")  # generated recordings have no file
+    todo: list[SourceFile] = []
+    unchanged: list[str] = []
+    stats: dict[str, dict[str, int] | None] = {}
+    for sf in files:
+        stat = _stat_entry(sf.path) if use_stat else None
+        stats[sf.recording_id] = stat
+        if use_stat:
+            sha = _cached_sha(cache.get(str(Path(sf.path).resolve())), stat, written_ns)
+            key = None if sha is None else _ingest_key(reader, sha, options)
+        else:  # the generator's parameters: hashed in microseconds, no file to stat
+            key = reader.fingerprint(sf, **options)
+        if key is not None and known.get(sf.recording_id) == key:
+            unchanged.append(sf.recording_id)
+        else:
+            todo.append(sf)
+    return _Plan(files, todo, unchanged, stats, cache)
+
+
+def pending_files(
+    source: str | os.PathLike[str],
+    format: str,
+    store: str | os.PathLike[str],
+    **options: Any,
+) -> list[str] | None:
+    """Return the source files :func:`ingest` would read (new or changed), without reading any.
+
+    Parameters
+    ----------
+    source, format, store, **options
+        As for :func:`ingest`.
+
+    Returns
+    -------
+    list of str or None
+        The paths of the files whose stat is not the one cached with their ingested sha256
+        (an empty list: ingest has nothing to do), or None when the store does not exist yet.
+    """
+    store = Path(store)
+    if not (store / INDEX).exists():
+        return None
+    reader = get_reader(format)
+    cohort = Cohort(store)
+    known = dict(zip(cohort.index["recording"], cohort.index["ingest_key"], strict=True))
+    src_path = source if str(source) == "demo" else Path(source)
+    files = reader.discover(src_path, **options)
+    return [str(sf.path) for sf in _plan(reader, files, store, known, options).todo]
 
 
 def _mismatch(path: Path, expected: Iterable[str], found: Iterable[str]) -> InputError:
@@ -244,15 +384,24 @@ def ingest(
     reference = None
     if not allow_mixed_channels and len(cohort.index):
         reference = list(cohort.index["channels"].iloc[0])
-    decides = files[0].recording_id if files and not allow_mixed_channels else None
-    if reference is not None:
-        decides = None
     result = IngestResult(store=store)
     rows = {r["recording"]: r for r in cohort.index.to_dict("records")}
+    plan = _plan(reader, files, store, known, options)
+    todo = plan.todo
+    decides = todo[0].recording_id if todo and not allow_mixed_channels else None
+    if reference is not None:
+        decides = None
+    result.unchanged.extend(plan.unchanged)  # same stat as when hashed: not read again
+    stat_cache = dict(plan.cache)
+
+    def remember(rid: str, sha: str | None) -> None:
+        stat = plan.stats.get(rid)
+        if stat is not None and sha:
+            stat_cache[str(Path(by_id[rid].path).resolve())] = {**stat, "sha256": sha}
 
     args = [
         (format, sf, options, str(store), known.get(sf.recording_id), reference, chunk_samples)
-        for sf in files
+        for sf in plan.todo
     ]
     by_id = {sf.recording_id: sf for sf in files}
     last_index_write = 0.0
@@ -273,6 +422,7 @@ def ingest(
         rid = outcome["recording"]
         if outcome["status"] == "unchanged":
             result.unchanged.append(rid)
+            remember(rid, outcome.get("sha256"))  # touched, same bytes: not hashed again
             return
         row = outcome["row"]
         flat = outcome.get("flat", [])
@@ -288,6 +438,7 @@ def ingest(
         replacing = rid in known
         commit_recording(store, rid, staging)
         rows[rid] = row
+        remember(rid, row.get("sha256"))
         if replacing:
             result.replaced.append(rid)
             msg = (
@@ -325,6 +476,8 @@ def ingest(
             if not isinstance(outcome, BaseException) and outcome["status"] == "written":
                 shutil.rmtree(outcome["row"]["_staging"], ignore_errors=True)
         _write_index(store, rows)
+        if plan.todo or not (store / STAT_CACHE).exists():
+            _write_stat_cache(store, stat_cache)
     result.seconds = time.perf_counter() - t0
     log.info("ingest %s -> %s: %s", source, store, result.summary())
     if result.failed:
@@ -383,6 +536,8 @@ def _run_tasks(
     args: list[tuple[Any, ...]], client: Any, progress: bool
 ) -> Iterable[tuple[str, Any]]:
     """Run ``_ingest_one`` over ``args``; yield ``(recording id, result or exception)``."""
+    if not args:  # every file unchanged by its stat: no client looked up, nothing imported
+        return
     from tqdm.auto import tqdm
 
     if client is None:

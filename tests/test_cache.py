@@ -417,3 +417,90 @@ def test_a_live_run_shows_as_running(tmp_path: Path) -> None:
     with cache.start_run(task="demo"):
         assert [r["status"] for r in cache.runs()] == ["running"]
     assert [r["status"] for r in cache.runs()] == ["finished"]
+
+
+def test_module_code_version_agrees_with_code_version_without_importing() -> None:
+    import importlib
+
+    from pipeline.cache import code_version, module_code_version
+
+    names = ("pipeline.windows", "pipeline.spec.windows")
+    modules = [importlib.import_module(n) for n in names]
+    assert module_code_version(*names) == code_version(*modules)
+    assert module_code_version(*names) != module_code_version(names[0])
+    # a module never imported in this process is hashed from its file, and stays unimported
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pipeline.cache import module_code_version as v; "
+            "print(v('pipeline.windows', 'pipeline.spec.windows')); "
+            "print('pipeline.windows' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert probe == [module_code_version(*names), "False"]
+
+
+def _counting_sha(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import pipeline.ingest as ingest_mod
+
+    hashed: list[str] = []
+    real = ingest_mod.file_sha256
+
+    def counted(path, *args, **kwargs):
+        hashed.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "file_sha256", counted)
+    return hashed
+
+
+def test_stat_cache_rehashes_only_files_whose_stat_changed(
+    tmp_path: Path, emg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from pipeline.ingest import STAT_CACHE, ingest, pending_files
+
+    src, store = tmp_path / "src", tmp_path / "s.zarr"
+    files = sorted(emg_dir.glob("01/*.txt"))[:2]
+    for f in files:
+        (src / "01").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, src / "01" / f.name)
+    a, b = (src / "01" / f.name for f in files)
+    hashed = _counting_sha(monkeypatch)
+    assert pending_files(src, "uci-emg", store) is None  # no store yet
+    first = ingest(src, "uci-emg", store, progress=False)
+    assert sorted(first.added) and sorted(hashed) == sorted([a.name, b.name])
+    assert (store / STAT_CACHE).exists()
+
+    hashed.clear()
+    again = ingest(src, "uci-emg", store, progress=False)
+    assert hashed == [] and len(again.unchanged) == 2
+    assert pending_files(src, "uci-emg", store) == []
+
+    # touched, bytes unchanged: hashed once (still unchanged), then not again
+    os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))
+    assert pending_files(src, "uci-emg", store) == [str(a)]
+    touched = ingest(src, "uci-emg", store, progress=False)
+    assert hashed == [a.name] and len(touched.unchanged) == 2 and not touched.replaced
+    hashed.clear()
+    assert ingest(src, "uci-emg", store, progress=False).unchanged and hashed == []
+
+    # same size, mtime restored: the ctime (which no call sets back) still gives it away
+    st = b.stat()
+    text = b.read_text()
+    line = text.splitlines()[1]
+    edited = line.replace("-2e-05", "-3e-05", 1)
+    assert edited != line and len(edited) == len(line)
+    time.sleep(0.01)  # a ctime tick after the cache was written
+    b.write_text(text.replace(line, edited, 1))
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert b.stat().st_size == st.st_size and b.stat().st_mtime_ns == st.st_mtime_ns
+    assert pending_files(src, "uci-emg", store) == [str(b)]
+    with pytest.warns(UserWarning, match=r"source changed since it was ingested"):
+        changed = ingest(src, "uci-emg", store, progress=False)
+    assert hashed == [b.name] and len(changed.replaced) == 1 and len(changed.unchanged) == 1

@@ -1,0 +1,76 @@
+"""Wall time of a first ``cohort run`` against an unchanged rerun (issue 14 item 6).
+
+Each repeat runs ``cohort run TASK --out OUT --no-progress`` in a fresh process on an empty
+output folder (the first run: ingest, features, fit/validate, report), then again on the
+same folder (the rerun: every stage cached, no cluster started). Wall time is measured
+around the whole process, start-up and imports included, as ``time`` would.
+
+    .venv/bin/python benchmarks/bench_rerun.py                      # tasks/emg_gestures.yaml
+    .venv/bin/python benchmarks/bench_rerun.py --task tasks/demo.yaml --repeats 1
+
+Target: rerun <= 1.5 s and <= 10 % of the first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(task: Path, out: Path) -> float:
+    cohort = Path(sys.executable).with_name("cohort")
+    cmd = [str(cohort), "run", str(task), "--out", str(out), "--no-progress"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        msg = f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        raise SystemExit(msg)
+    return seconds
+
+
+def _cluster_started(out: Path) -> bool:
+    manifests = sorted((out / "runs").glob("*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return bool(json.loads(manifests[-1].read_text()).get("cluster_started", True))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print each repeat and the medians' ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", type=Path, default=ROOT / "tasks" / "emg_gestures.yaml")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    firsts: list[float] = []
+    reruns: list[float] = []
+    for i in range(args.repeats):
+        out = Path(tempfile.mkdtemp(prefix="bench-rerun-"))
+        try:
+            firsts.append(_run(args.task, out))
+            reruns.append(_run(args.task, out))
+            started = _cluster_started(out)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        print(
+            f"repeat {i + 1}: first run {firsts[-1]:.2f} s, rerun {reruns[-1]:.2f} s "
+            f"(cluster started on rerun: {started})",
+            flush=True,
+        )
+    first, rerun = statistics.median(firsts), statistics.median(reruns)
+    print(
+        f"median: first run {first:.2f} s, rerun {rerun:.2f} s, "
+        f"ratio {rerun / first:.3f} (target <= 1.5 s and <= 0.10)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
