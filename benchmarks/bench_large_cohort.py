@@ -3,8 +3,9 @@
 A synthetic EMG cohort (``pipeline.io.synthetic``: ``--subjects`` x ``--runs`` x
 ``--duration`` s, 8 channels at 1 kHz) is windowed every ``--step`` samples (windows of 200
 samples) into the feature set of ``tasks/emg_gestures.yaml`` (104 float64 columns), so at
-the default size (80 x 2 x 600 s, step 10) the feature table holds 9.6 M windows, about
-8.5 GB in memory (``pipeline.learn.distributed.table_nbytes``). Three measurements:
+the default size (80 x 2 x 600 s, step 10) the feature table holds 9.6 M windows, 8.0 GB
+of float64 feature values (the identifier columns come on top; the run prints
+``pipeline.learn.distributed.table_nbytes`` of the table). Three measurements:
 
 1. ``cohort run`` of the task with shrinkage LDA, ``model.engine: distributed``, leave-one-
    subject-out, on a local cluster of ``--workers`` processes x 1 thread with
