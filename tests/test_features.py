@@ -62,7 +62,8 @@ def _assert_match(got: np.ndarray, ref: np.ndarray, names: list[str], scale: flo
 def test_every_registered_feature_is_tested() -> None:
     tested = {FeatureSpec.coerce(s).name for s in SPECS}
     assert len(feature_names(SPECS)) == 37
-    assert tested == set(FEATURES)
+    # the pairwise features (cov, cov_oas ...) are tested in tests/test_features_covariance.py
+    assert tested == {n for n, f in FEATURES.items() if f.family != "pairwise"}
 
 
 @st.composite

@@ -183,6 +183,8 @@ def test_spec_round_trip():
         "log_offset": 1e-12,
         "context": 2,
         "normalize": "subject",
+        "tangent_space": None,
+        "recenter": None,
     }
 
 

@@ -14,6 +14,7 @@ import scipy.signal
 
 from pipeline.exceptions import SpecError
 from pipeline.features import _kernels as K
+from pipeline.features.covariance import cov_windows
 from pipeline.features.registry import EEG_BANDS, FeatureSpec, feature_names
 
 __all__ = ["BlockFunction", "compute_features", "make_block_function"]
@@ -35,6 +36,7 @@ _HJ_SLOTS = {
 _MO_SLOTS = {"skewness": K.MO_SKEW, "kurtosis": K.MO_KURT, "excess_kurtosis": K.MO_XKURT}
 _SP_SLOTS = {"mnf": K.SP_MNF, "mdf": K.SP_MDF, "peak_freq": K.SP_PEAK,
              "spectral_entropy": K.SP_ENTROPY}  # fmt: skip
+_PAIRWISE_NAMES = frozenset(("cov", "cov_oas", "cov_lw", "corr"))
 _BATCH_BYTES = 2**20  # complex spectra per numpy FFT batch: stays in cache
 _scratch = threading.local()  # per-thread channel-major copy of the current block
 _SCRATCH_MAX = 2**23  # floats (64 MiB): larger blocks get a transient copy
@@ -64,8 +66,21 @@ class _SpectralGroup:
         (self.rel_cols if relative else self.band_cols)[i] = col
 
 
-def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str], dict]:
+def _plan(
+    specs: list[FeatureSpec], fs: float, n_channels: int | None = None
+) -> tuple[list[Callable], list[str], dict]:
     names = feature_names(specs)
+    # a pairwise feature takes one slot per channel (pipeline.features.covariance)
+    names = [
+        f"{n}~{j}" if j is not None else n
+        for n in names
+        for j in (range(n_channels or 0) if n in _PAIRWISE_NAMES else [None])
+    ]
+    if n_channels is None and any(s.info.family == "pairwise" for s in specs):
+        raise SpecError(
+            "Pairwise features (cov, cov_oas, cov_lw, corr): expected n_channels for the "
+            "block function, found None"
+        )
     calls: list[Callable] = []
     td_cols = np.full(K.N_TD, -1, np.int64)
     td_par = {"zc": 0.0, "ssc": 0.0, "wamp": 0.0, "logvar": 0.0, "var_ddof": 0}
@@ -78,7 +93,10 @@ def _plan(specs: list[FeatureSpec], fs: float) -> tuple[list[Callable], list[str
         p = spec.params
         ncols = len(spec.columns())
         group = spec.info.group
-        if spec.name == "ssc" and p["convention"] == "hudgins":
+        if group == "pairwise":
+            calls.append(_bind(cov_windows, spec.name, col))
+            ncols = int(n_channels or 0)
+        elif spec.name == "ssc" and p["convention"] == "hudgins":
             calls.append(_bind(K._td_ssc_hudgins, float(p["threshold"]), col))
             limits["min_length"] = max(limits["min_length"], 3)
         elif group == "td":
@@ -274,7 +292,7 @@ def _channel_major(x: np.ndarray, m: int) -> np.ndarray:
 
 
 def make_block_function(
-    specs: Sequence[SpecLike], sampling_rate: float
+    specs: Sequence[SpecLike], sampling_rate: float, n_channels: int | None = None
 ) -> tuple[BlockFunction, list[str]]:
     """Return the fused block function of ``specs`` and its ordered output feature names.
 
@@ -284,6 +302,9 @@ def make_block_function(
         Features to compute, e.g. ``["mav", {"name": "zc", "threshold": 1e-5}]``.
     sampling_rate : float
         Sampling rate of the blocks, in Hz (used by the spectral features).
+    n_channels : int, optional
+        Channels of the blocks; required by the pairwise features (``cov_oas`` ...), which
+        give ``n_channels`` slots ``<name>~<j>`` each (see ``registry.table_columns``).
 
     Returns
     -------
@@ -308,13 +329,16 @@ def make_block_function(
     fs = sampling_rate
     if isinstance(fs, bool) or not isinstance(fs, int | float) or not (0 < fs < math.inf):
         raise SpecError(f"sampling_rate: expected a positive number of Hz, found {fs!r}")
-    calls, names, limits = _plan(parsed, float(fs))
+    calls, names, limits = _plan(parsed, float(fs), n_channels)
     nfeat = len(names)
     need_xt = any(getattr(call, "channel_major", False) for call in calls)
 
     def block_function(block: np.ndarray, length: int, step: int) -> np.ndarray:
         _check_window(length, step, limits["min_length"])
         x = _as_block(block)
+        if n_channels is not None and x.shape[1] != n_channels:
+            msg = f"Block: expected {n_channels} channels, found shape {x.shape!r}"
+            raise SpecError(msg)
         length, step = int(length), int(step)
         nw = K.n_windows(x.shape[0], length, step)
         out = np.empty((nw, x.shape[1], nfeat), np.float64)

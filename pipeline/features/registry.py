@@ -80,6 +80,7 @@ __all__ = [
     "FeatureInfo",
     "FeatureSpec",
     "feature_names",
+    "table_columns",
 ]
 
 
@@ -182,6 +183,11 @@ def _registry() -> dict[str, FeatureInfo]:
             "classic EEG band powers relative to the 1-45 Hz power",
             lambda p: [f"rel_{b[0]}" for b in EEG_BANDS],
         ),
+        # cross-channel (pipeline.features.covariance): one matrix per window
+        FeatureInfo("cov", "pairwise", "pairwise", "spatial covariance (empirical, ddof 0)"),
+        FeatureInfo("cov_oas", "pairwise", "pairwise", "spatial covariance, OAS shrinkage"),
+        FeatureInfo("cov_lw", "pairwise", "pairwise", "spatial covariance, Ledoit-Wolf"),
+        FeatureInfo("corr", "pairwise", "pairwise", "Pearson correlation between channels"),
     ]
     return {f.name: f for f in feats}
 
@@ -303,3 +309,39 @@ def feature_names(specs: list[FeatureSpec | Mapping[str, Any] | str]) -> list[st
             owner[col] = spec
             names.append(col)
     return names
+
+
+def table_columns(channels: list[str], names: list[str]) -> tuple[list[str], list[int] | None]:
+    """Return the table's feature columns for a block function's ``names``: the one place
+    that knows a feature's column layout.
+
+    Parameters
+    ----------
+    channels : list of str
+        The ``n_channels`` channels, in block order.
+    names : list of str
+        The block function's ``n_features`` names; a pairwise feature ``f`` gives
+        ``f~0 .. f~(n_channels - 1)`` (slot ``j`` of channel ``i`` holds the pair ``(i, j)``).
+
+    Returns
+    -------
+    columns : list of str
+        ``<channel>__<feature>`` for per-channel features and ``<ch_i>:<ch_j>__<feature>``
+        for the upper triangle ``j >= i`` of a pairwise one, in channel-major order.
+    keep : list of int or None
+        Indices into a window's flattened ``(n_channels * n_features)`` values giving
+        ``columns`` (None when every value is kept).
+    """
+    columns: list[str] = []
+    keep: list[int] = []
+    for i, ch in enumerate(channels):
+        for f, name in enumerate(names):
+            base, sep, slot = name.partition("~")
+            if not sep:
+                columns.append(f"{ch}__{name}")
+            elif int(slot) >= i:
+                columns.append(f"{ch}:{channels[int(slot)]}__{base}")
+            else:
+                continue
+            keep.append(i * len(names) + f)
+    return columns, (None if len(keep) == len(channels) * len(names) else keep)

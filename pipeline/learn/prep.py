@@ -30,6 +30,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from pipeline.exceptions import SpecError
+from pipeline.features.covariance import PAIRWISE
+from pipeline.learn.riemann import (
+    recenter,
+    reference_point,
+    spd_matrices,
+    tangent_names,
+    tangent_vectors,
+)
 from pipeline.spec.errors import parse
 from pipeline.spec.learn import PrepSpec
 from pipeline.table import ID_COLUMNS
@@ -128,6 +136,17 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
     normalize : {None, "recording", "subject"}
         Z-score every feature within each group, with the group's own mean and standard
         deviation over the rows given to :meth:`transform` (labels are not used).
+    tangent_space : str, optional
+        A pairwise feature kind (``cov_oas``, ``cov_lw``, ``cov``): its upper-triangle
+        columns are rebuilt into SPD matrices and replaced by their tangent vectors
+        ``<ch_i>:<ch_j>__ts_<kind>`` at the Riemannian mean of the training windows
+        (fitted in :meth:`fit`, so inside each fold); the other selected features pass
+        through ``log``/``context``/``normalize`` as usual. Needs a feature table.
+    recenter : {None, "riemann", "euclid"}
+        With ``tangent_space``: whiten each subject's matrices by that subject's own mean
+        (Riemannian or arithmetic) over the rows given to :meth:`fit` or :meth:`transform`,
+        without labels; the reference point is then the identity. A held-out subject is
+        re-centred with all its own (unlabeled) windows.
 
     Attributes
     ----------
@@ -160,12 +179,16 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         log_offset: float = 1e-12,
         context: int = 1,
         normalize: str | None = None,
+        tangent_space: str | None = None,
+        recenter: str | None = None,
     ) -> None:
         self.features = features
         self.log = log
         self.log_offset = log_offset
         self.context = context
         self.normalize = normalize
+        self.tangent_space = tangent_space
+        self.recenter = recenter
 
     @classmethod
     def from_spec(
@@ -201,16 +224,27 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         self
         """
         spec = self.spec()
+        if spec.recenter is not None and spec.tangent_space is None:
+            msg = (
+                f"FeaturePrep: key 'recenter' ({spec.recenter!r}) re-centres the matrices of "
+                f"'tangent_space', expected a pairwise kind there (e.g. 'cov_oas'), found None"
+            )
+            raise SpecError(msg)
         self.table_input_ = is_feature_table(X)
         if self.table_input_:
             _check_id_columns(spec, X)
             self.columns_ = select_columns(spec, X)
             self.feature_names_in_ = np.asarray(self.columns_, dtype=object)
             self.n_features_in_ = len(self.columns_)
+            if spec.tangent_space is not None:
+                mats, channels = self._matrices(spec, X)
+                self.reference_ = reference_point(mats, spec.recenter is not None)
+                self.ts_channels_ = channels
             return self
-        if spec.features is not None or spec.log:
+        if spec.features is not None or spec.log or spec.tangent_space is not None:
             msg = (
-                f"FeaturePrep: keys 'features' and 'log' pick columns by feature kind, from "
+                f"FeaturePrep: keys 'features' and 'log' pick columns by feature kind (and "
+                f"'tangent_space' reads '<ch_i>:<ch_j>__<kind>' columns), from "
                 f"column names '<channel>__<kind>'; X has no such column (got "
                 f"{type(X).__name__}); pass the feature table or leave them unset"
             )
@@ -252,6 +286,8 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
                 raise SpecError(msg)
             _check_id_columns(spec, X)
             frame, ids = X.loc[:, self.columns_].astype("float64"), X
+            if spec.tangent_space is not None:
+                return self._with_tangent_space(spec, frame, ids)
         else:
             arr = validate_data(self, X, reset=False, dtype="float64", ensure_all_finite=False)
             frame = pd.DataFrame(arr, columns=self.columns_)
@@ -265,8 +301,42 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         """Return the names of the output columns (the input columns read, in order)."""
         check_is_fitted(self)
         if self.table_input_:
+            if self.tangent_space is not None:
+                kept = [c for c in self.columns_ if feature_kind(c) != self.tangent_space]
+                ts = tangent_names(self.tangent_space, self.ts_channels_)
+                return np.asarray(kept + ts, dtype=object)
             return np.asarray(self.columns_, dtype=object)
         return _check_feature_names_in(self, input_features)
+
+    def _matrices(self, spec: PrepSpec, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The (re-centred) SPD matrices of ``spec.tangent_space`` in the rows of ``X``."""
+        kind = spec.tangent_space
+        cols = [c for c in self.columns_ if feature_kind(c) == kind]
+        if kind not in PAIRWISE or not cols:
+            msg = (
+                f"FeaturePrep: key 'tangent_space' expected a pairwise feature kind among the "
+                f"selected columns (e.g. 'cov_oas', columns '<ch_i>:<ch_j>__cov_oas'), found "
+                f"{kind!r} with no column; kinds: {sorted(set(map(feature_kind, self.columns_)))}"
+            )
+            raise SpecError(msg)
+        mats, channels = spd_matrices(X.loc[:, cols].to_numpy(np.float64), cols, kind)
+        if spec.recenter is not None:
+            if "subject" not in X.columns:
+                msg = "FeaturePrep: key 'recenter' needs the table's 'subject' column, found none"
+                raise SpecError(msg)
+            mats = recenter(mats, X["subject"].astype(str).to_numpy(), spec.recenter)
+        return mats, channels
+
+    def _with_tangent_space(
+        self, spec: PrepSpec, frame: pd.DataFrame, ids: pd.DataFrame
+    ) -> np.ndarray:
+        rest = [c for c in self.columns_ if feature_kind(c) != spec.tangent_space]
+        mats, _ = self._matrices(spec, ids)
+        ts = tangent_vectors(mats, self.reference_)
+        if not rest:
+            return ts
+        other = prepare(frame.loc[:, rest], ids, spec).to_numpy()
+        return np.hstack([other, ts])
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

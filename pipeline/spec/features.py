@@ -194,6 +194,7 @@ _PARAMS: dict[str, type[Strict]] = {
     "spectral_entropy": _Entropy,
     **dict.fromkeys(("band_power", "rel_band_power"), _Bands),
     "logvar": _Eps,
+    **dict.fromkeys(("cov", "cov_oas", "cov_lw", "corr"), _NoParams),  # pairwise
     **dict.fromkeys(("eeg_band_power", "eeg_rel_band_power"), _EEGSpectral),
 }
 

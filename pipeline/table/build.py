@@ -37,6 +37,7 @@ from dask.highlevelgraph import HighLevelGraph
 from pipeline._fs import canonical_json
 from pipeline.cluster import n_workers
 from pipeline.exceptions import SpecError, StoreError
+from pipeline.features.registry import FeatureSpec, table_columns
 from pipeline.labels import LabelPolicy, event_targets, sample_label_stats
 from pipeline.preprocessing import apply_preprocessing
 from pipeline.store import label_names
@@ -56,12 +57,12 @@ _MAX_PARTITION_BYTES = 64 * 2**20
 
 
 def _make_block_function(
-    specs: list[dict[str, Any]], sampling_rate: float
+    specs: list[dict[str, Any]], sampling_rate: float, n_channels: int | None = None
 ) -> tuple[Callable[[np.ndarray, int, int], np.ndarray], list[str]]:
     # Indirection so tests can substitute an independent NumPy block function.
     from pipeline.features import make_block_function
 
-    return make_block_function(specs, sampling_rate)
+    return make_block_function(specs, sampling_rate, n_channels)
 
 
 class _TokenizedBlockFunction:
@@ -105,6 +106,7 @@ class _Context:
     onsets: np.ndarray
     durations: np.ndarray
     policy: LabelPolicy
+    keep: np.ndarray | None = None  # flat indices kept (pairwise: the upper triangle)
 
 
 def _partition_values(
@@ -152,6 +154,8 @@ def _partition_values(
     if ctx.policy.exclude:
         keep &= ~np.isin(label.astype(str), list(ctx.policy.exclude))
     flat = feats.reshape(nw, -1) if nw else np.zeros((0, len(ctx.columns)))
+    if nw and ctx.keep is not None:  # the upper triangle of pairwise features
+        flat = flat[:, ctx.keep]
     if not keep.all():
         if ctx.policy.dropped == "unlabel":
             label = label.copy()
@@ -211,13 +215,16 @@ def _recording_partitions(
     fs = float(pre.attrs["sampling_rate"])
     length, step = spec.window.in_samples(fs)
     feature_specs = [dict(f) for f in spec.features]
-    func, names = _make_block_function(feature_specs, fs)
+    channels = [str(c) for c in pre["channel"].values]
+    if any(FeatureSpec.coerce(f).info.family == "pairwise" for f in feature_specs):
+        func, names = _make_block_function(feature_specs, fs, len(channels))
+    else:  # per-channel features only: the block function serves any channel count
+        func, names = _make_block_function(feature_specs, fs)
     func_id = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func))}"
     func = _TokenizedBlockFunction(
         func, canonical_json([feature_specs, fs, func_id], "feature specs", strict=False)
     )
-    channels = [str(c) for c in pre["channel"].values]
-    columns = [f"{ch}__{name}" for ch in channels for name in names]
+    columns, keep = table_columns(channels, names)
     x = pre["signal"].data
     feats = map_windows(x, length, step, func, len(names))
 
@@ -267,6 +274,7 @@ def _recording_partitions(
         length=length,
         step=step,
         columns=tuple(columns),
+        keep=None if keep is None else np.asarray(keep, np.intp),
         label_kind=kind,
         label_names=label_names(pre),
         recording_label=rec_label,

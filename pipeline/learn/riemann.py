@@ -1,0 +1,119 @@
+"""Riemannian geometry of per-window spatial covariances: label-free per-subject
+re-centring and the tangent-space map (pyriemann), used by :class:`pipeline.learn.FeaturePrep`.
+
+Re-centring (Zanini et al. 2018, "Transfer learning: a Riemannian geometry framework with
+applications to brain-computer interfaces"): every subject's matrices ``C`` become
+``M^{-1/2} C M^{-1/2}`` with ``M`` the Riemannian (affine-invariant) mean of that subject's
+own matrices, so each subject is centred at the identity. It reads matrices only, never
+labels; on a held-out subject it uses that subject's unlabeled windows, all of them, which
+is what "calibrated (unlabeled)" means in a task (on eeg-arithmetic they hold both the rest
+and the task state of the new subject). The tangent space at the training matrices' mean
+(at the identity after re-centring) then gives Euclidean vectors for a linear classifier
+(Barachant et al. 2012).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+try:  # pyriemann >= 0.12 moved these (the old modules warn, and go in 0.14)
+    from pyriemann.geometry.base import invsqrtm
+    from pyriemann.geometry.mean import mean_euclid, mean_riemann
+    from pyriemann.geometry.tangentspace import tangent_space
+except ImportError:  # pragma: no cover - pyriemann < 0.12
+    from pyriemann.utils.base import invsqrtm
+    from pyriemann.utils.mean import mean_euclid, mean_riemann
+    from pyriemann.utils.tangentspace import tangent_space
+
+from pipeline.exceptions import SpecError
+from pipeline.features.covariance import pairwise_matrices
+
+_MEANS = {"riemann": mean_riemann, "euclid": mean_euclid}
+
+__all__ = ["recenter", "reference_point", "spd_matrices", "tangent_names", "tangent_vectors"]
+
+
+def spd_matrices(X: np.ndarray, columns: Sequence[str], name: str) -> tuple[np.ndarray, list[str]]:
+    """Rebuild the SPD matrices of pairwise feature ``name`` and check they are SPD.
+
+    Returns
+    -------
+    mats : ndarray of shape (n_windows, n_channels, n_channels)
+    channels : list of str
+
+    Raises
+    ------
+    SpecError
+        A matrix holding NaN or one that is not positive definite (a flat or duplicated
+        channel without shrinkage), naming the first offending row.
+    """
+    mats, channels = pairwise_matrices(X, columns, name)
+    bad = ~np.isfinite(mats).all(axis=(1, 2))
+    if not bad.any():
+        bad = np.linalg.eigvalsh(mats)[:, 0] <= 0
+    if bad.any():
+        msg = (
+            f"Tangent space of {name!r}: expected positive definite matrices, found "
+            f"{int(bad.sum())} that are not (first at row {int(np.argmax(bad))}); use a "
+            f"shrinkage estimate (cov_oas, cov_lw) or drop flat channels"
+        )
+        raise SpecError(msg)
+    return mats, channels
+
+
+def recenter(mats: np.ndarray, groups: np.ndarray, metric: str = "riemann") -> np.ndarray:
+    """Whiten each group's matrices by the group's own mean (no labels).
+
+    Parameters
+    ----------
+    mats : ndarray of shape (n_windows, n_channels, n_channels)
+        SPD matrices.
+    groups : ndarray of shape (n_windows,)
+        Group (subject) of every row.
+    metric : str
+        pyriemann mean: ``"riemann"`` (Riemannian alignment) or ``"euclid"`` (the
+        arithmetic mean: Euclidean alignment, He & Wu 2019).
+
+    Returns
+    -------
+    ndarray of shape (n_windows, n_channels, n_channels)
+        ``M_g^{-1/2} C M_g^{-1/2}`` for each row of group ``g``.
+    """
+    out = np.empty_like(mats)
+    groups = np.asarray(groups)
+    for g in dict.fromkeys(groups.tolist()):
+        sel = groups == g
+        w = invsqrtm(_MEANS[metric](mats[sel]))
+        out[sel] = w @ mats[sel] @ w
+    return out
+
+
+def tangent_names(name: str, channels: Sequence[str]) -> list[str]:
+    """Names of the tangent vector's ``n(n+1)/2`` coordinates (pyriemann's upper-triangle
+    order, off-diagonal ones weighted by sqrt 2): ``<ch_i>:<ch_j>__ts_<name>``."""
+    c = len(channels)
+    return [f"{channels[i]}:{channels[j]}__ts_{name}" for i in range(c) for j in range(i, c)]
+
+
+def reference_point(mats: np.ndarray, centred: bool) -> np.ndarray:
+    """Return the tangent space's reference point: the Riemannian mean of the training
+    matrices ``mats``, or the identity when :func:`recenter` centred them already."""
+    if len(mats) == 0:
+        raise SpecError("Tangent space: expected at least one training window, found none")
+    if centred:
+        return np.eye(mats.shape[1])
+    return mean_riemann(mats)
+
+
+def tangent_vectors(mats: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Return the tangent vectors ``(n_windows, n(n+1)/2)`` of ``mats`` at ``reference``
+    (``pyriemann.utils.tangentspace.tangent_space``, the map of ``TangentSpace``)."""
+    if mats.shape[1:] != reference.shape:
+        msg = (
+            f"Tangent space: expected {reference.shape[0]} channels (as fitted), found "
+            f"matrices of shape {mats.shape[1:]!r}"
+        )
+        raise SpecError(msg)
+    return tangent_space(mats, reference, metric="riemann")

@@ -1,0 +1,111 @@
+"""Tangent space and label-free per-subject re-centring in FeaturePrep (pipeline.learn.riemann)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyriemann.tangentspace import TangentSpace
+from pyriemann.utils.mean import mean_riemann
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from pipeline.exceptions import SpecError
+from pipeline.features import make_block_function
+from pipeline.features.registry import table_columns
+from pipeline.learn.prep import FeaturePrep
+from pipeline.learn.riemann import recenter
+
+CHANNELS = ["Fp1", "Fp2", "Cz", "Pz"]
+
+
+def _table(n_subjects: int = 4, n_windows: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Windows of subjects whose spatial mixing differs; class 1 boosts one source."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    func, names = make_block_function(["logvar", "cov_oas"], 100.0, n_channels=4)
+    columns, keep = table_columns(CHANNELS, names)
+    for s in range(n_subjects):
+        mix = rng.standard_normal((4, 4)) + 3 * np.eye(4)  # the subject's head
+        for label in (0, 1):
+            src = rng.standard_normal((n_windows * 100, 4))
+            src[:, 0] *= 1.0 + 1.5 * label
+            out = func(src @ mix.T * 1e-5, 100, 100)
+            flat = out.reshape(len(out), -1)[:, keep]
+            frame = pd.DataFrame(flat, columns=columns)
+            frame.insert(0, "recording", f"s{s}_{label}")
+            frame.insert(1, "subject", f"s{s}")
+            frame.insert(2, "start", np.arange(len(frame), dtype=float))
+            frame["label"] = label
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_tangent_space_equals_pyriemann_fitted_on_the_training_rows() -> None:
+    table = _table()
+    train, test = table[table.subject != "s3"], table[table.subject == "s3"]
+    prep = FeaturePrep(features=["cov_oas"], tangent_space="cov_oas").fit(train)
+    cols = [c for c in table.columns if c.endswith("__cov_oas")]
+    mats = np.stack([_matrix(r) for r in test[cols].to_numpy()])
+    tmats = np.stack([_matrix(r) for r in train[cols].to_numpy()])
+    ref = TangentSpace(metric="riemann").fit(tmats).transform(mats)
+    np.testing.assert_allclose(prep.transform(test), ref, rtol=1e-9, atol=1e-9)
+    names = prep.get_feature_names_out()
+    assert list(names[:2]) == ["Fp1:Fp1__ts_cov_oas", "Fp1:Fp2__ts_cov_oas"]
+    assert len(names) == 10
+
+
+def _matrix(upper: np.ndarray) -> np.ndarray:
+    m = np.zeros((4, 4))
+    m[np.triu_indices(4)] = upper
+    return m + np.triu(m, 1).T
+
+
+def test_recenter_whitens_each_subject_by_its_own_mean_without_labels() -> None:
+    table = _table()
+    cols = [c for c in table.columns if c.endswith("__cov_oas")]
+    mats = np.stack([_matrix(r) for r in table[cols].to_numpy()])
+    out = recenter(mats, table["subject"].to_numpy())
+    for s in table.subject.unique():
+        sel = (table.subject == s).to_numpy()
+        np.testing.assert_allclose(mean_riemann(out[sel]), np.eye(4), atol=1e-6)
+    shuffled = table.assign(label=np.random.default_rng(1).permutation(table.label))
+    a = FeaturePrep(tangent_space="cov_oas", recenter="riemann").fit(table).transform(table)
+    b = FeaturePrep(tangent_space="cov_oas", recenter="riemann").fit(shuffled).transform(table)
+    np.testing.assert_array_equal(a, b)  # labels play no part
+    # the held-out subject's vectors depend on its own windows only
+    held = table[table.subject == "s0"]
+    prep = FeaturePrep(tangent_space="cov_oas", recenter="euclid").fit(table[table.subject != "s0"])
+    np.testing.assert_allclose(prep.transform(held), prep.transform(table)[: len(held)])
+
+
+def test_recentring_helps_across_subjects_with_different_heads() -> None:
+    table = _table(n_subjects=6, seed=2)
+    scores = {}
+    for name, kw in {"zero-shot": {}, "recentred": {"recenter": "riemann"}}.items():
+        acc = []
+        for s in table.subject.unique():
+            train, test = table[table.subject != s], table[table.subject == s]
+            model = make_pipeline(
+                FeaturePrep(features=["cov_oas"], tangent_space="cov_oas", **kw),
+                LogisticRegression(),
+            )
+            acc.append(model.fit(train, train.label).score(test, test.label))
+        scores[name] = np.mean(acc)
+    assert scores["recentred"] > 0.9
+    assert scores["recentred"] > scores["zero-shot"]
+
+
+def test_errors_name_key_expected_found() -> None:
+    table = _table(n_subjects=1)
+    with pytest.raises(SpecError, match=r"key 'recenter'.*found None"):
+        FeaturePrep(recenter="riemann").fit(table)
+    with pytest.raises(SpecError, match="'tangent_space' expected a pairwise feature kind"):
+        FeaturePrep(tangent_space="logvar").fit(table)
+    with pytest.raises(SpecError, match="'tangent_space' reads '<ch_i>:<ch_j>__<kind>' columns"):
+        FeaturePrep(tangent_space="cov_oas").fit(np.eye(3))
+    flat = table.copy()
+    flat[[c for c in table.columns if c.startswith("Cz:")]] = 0.0
+    flat[[c for c in table.columns if c.endswith(":Cz__cov_oas")]] = 0.0
+    with pytest.raises(SpecError, match="expected positive definite matrices, found"):
+        FeaturePrep(tangent_space="cov_oas").fit(flat)
