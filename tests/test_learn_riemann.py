@@ -109,3 +109,19 @@ def test_errors_name_key_expected_found() -> None:
     flat[[c for c in table.columns if c.endswith(":Cz__cov_oas")]] = 0.0
     with pytest.raises(SpecError, match="expected positive definite matrices, found"):
         FeaturePrep(tangent_space="cov_oas").fit(flat)
+
+
+def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
+    import yaml
+
+    from pipeline.check import load_checked_task
+
+    task = yaml.safe_load(open("tasks/eeg_arithmetic.yaml").read())
+    task["model"] = {"name": "lda", "engine": "distributed", "prep": {"tangent_space": "cov_oas"}}
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(task))
+    with pytest.raises(SpecError, match=r"model\.engine.*tangent_space.*not implemented"):
+        load_checked_task(path)
+    task["model"]["engine"] = "memory"
+    path.write_text(yaml.safe_dump(task))
+    load_checked_task(path)
