@@ -313,6 +313,10 @@ def _stage_fit(
             params["validation"],
             task.seed,
             specificity=task.validation.specificity or 0.9,
+            # seconds; in samples the slowest recording's (the longest span) is the safe one
+            window_length=task.windows.length
+            if task.windows.unit == "seconds"
+            else task.windows.length / float(cohort.index["sampling_rate"].min()),
         )
         first = cohort.index.iloc[0]
         spec = task_feature_spec(task)
