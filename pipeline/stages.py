@@ -19,7 +19,6 @@ the recordings it finished. Each writes one file of the feature-table format
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from typing import Any
 from filelock import FileLock
 
 from pipeline._fs import atomic_write_json, sha256_json
-from pipeline.cache import Run, StageCache, code_version, stage_key
+from pipeline.cache import Run, StageCache, module_code_version, stage_key
 from pipeline.check import check_cohort, check_task, load_checked_task
 from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec
@@ -139,7 +138,8 @@ _LEARN_MODULES = (
 
 
 def _code(modules: tuple[str, ...]) -> str:
-    return code_version(*(importlib.import_module(m) for m in modules))
+    # read from the source files: a rerun decides what is cached without importing them
+    return module_code_version(*modules)
 
 
 def _feature_code() -> str:
@@ -151,12 +151,74 @@ def _learn_code() -> str:
 
 
 def _report_code() -> str:
-    from pipeline.learn import report
-
-    return code_version(report)
+    return module_code_version("pipeline.learn.report")
 
 
 # ----------------------------------------------------------------------------- stages
+
+
+def _store_path(task: TaskSpec, out: Path) -> Path:
+    # One store per source: reader options and cohort size change recordings, not stores.
+    data = task.data.model_dump()
+    name = f"{task.name}-{sha256_json([data['source'], data['format']])[:12]}.zarr"
+    return out / "stores" / name
+
+
+def _feature_keys(task: TaskSpec, cohort: Any) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """Return ``(feature params, feature code version, stage key by recording id)``."""
+    params = task_feature_spec(task).to_dict()
+    code = _feature_code()
+    keys = {
+        rid: stage_key("features", params, [cohort.recording_fingerprint(rid)], code)
+        for rid in cohort.recording_ids
+    }
+    return params, code, keys
+
+
+def _fit_params(task: TaskSpec) -> dict[str, Any]:
+    return {"model": _model_cfg(task), "validation": _validation_cfg(task), "seed": task.seed}
+
+
+def _report_key(task: TaskSpec, fit_key: str) -> str:
+    return stage_key("report", {"task": task.name}, [fit_key], _report_code())
+
+
+def all_cached(task: TaskSpec, out: Path, cache: StageCache) -> bool:
+    """Return whether every stage of ``task`` is complete in ``out``'s cache.
+
+    Decided from the stage graph's keys alone, before any cluster starts: no source file
+    whose stat changed since it was hashed (:func:`pipeline.ingest.pending_files`), every
+    recording's feature stage, the fit stage and the report stage complete. Nothing is
+    imported that only computing needs (numba kernels, scikit-learn, distributed).
+
+    Parameters
+    ----------
+    task : TaskSpec
+    out : Path
+        The run's output folder.
+    cache : StageCache
+        Its stage cache.
+
+    Returns
+    -------
+    bool
+        True when a run would reuse every stage.
+    """
+    from pipeline.ingest import pending_files
+    from pipeline.store import open_cohort
+
+    data = task.data.model_dump()
+    store = _store_path(task, out)
+    pending = pending_files(data["source"], data["format"], store, **data["options"])
+    if pending is None or pending:
+        return False
+    cohort = open_cohort(store)
+    params, code, keys = _feature_keys(task, cohort)
+    if not keys or not all(cache.is_complete(k) for k in keys.values()):
+        return False
+    table_key = stage_key("feature-table", params, sorted(keys.values()), code)
+    fit_key = stage_key("fit", _fit_params(task), [table_key], _learn_code())
+    return cache.is_complete(fit_key) and cache.is_complete(_report_key(task, fit_key))
 
 
 def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> StageOutcome:
@@ -165,10 +227,7 @@ def _stage_ingest(task: TaskSpec, out: Path, client: Any, progress: bool) -> Sta
     from pipeline.store import open_cohort
 
     data = task.data.model_dump()
-    # One store per source: reader options and cohort size change recordings, not stores.
-    store = (
-        out / "stores" / f"{task.name}-{sha256_json([data['source'], data['format']])[:12]}.zarr"
-    )
+    store = _store_path(task, out)
     t0 = time.perf_counter()
     store.parent.mkdir(parents=True, exist_ok=True)
     # One writer per store: a second run on the same --out waits here, then finds every
@@ -207,13 +266,8 @@ def _stage_features(
     from pipeline.store import open_cohort
 
     spec = task_feature_spec(task)
-    params = spec.to_dict()
-    code = _feature_code()
     cohort = open_cohort(store)
-    keys = {
-        rid: stage_key("features", params, [cohort.recording_fingerprint(rid)], code)
-        for rid in cohort.recording_ids
-    }
+    params, code, keys = _feature_keys(task, cohort)
     todo = [rid for rid, key in keys.items() if not cache.is_complete(key)]
     t0 = time.perf_counter()
 
@@ -233,7 +287,7 @@ def _stage_features(
         )
 
     # Each thread submits one recording's graph to the cluster and commits its output.
-    n_threads = max(2, 2 * n_workers(client))
+    n_threads = max(2, 2 * n_workers(client)) if todo else 1
     with ThreadPoolExecutor(max_workers=n_threads) as pool:
         futures = [pool.submit(compute, rid) for rid in todo]
         bar = tqdm(total=len(todo), desc="features", unit="rec", disable=not progress or not todo)
@@ -290,17 +344,18 @@ def _stage_fit(
     feature_paths: list[Path],
     store: Path,
 ) -> StageOutcome:
-    from pipeline.learn import bundle_metadata, fit_and_validate, save_bundle
-    from pipeline.learn.distributed import resolve_engine, table_nbytes
-    from pipeline.learn.report import attach_quality, cohort_quality, provenance
-    from pipeline.store import open_cohort
-
-    params = {"model": _model_cfg(task), "validation": _validation_cfg(task), "seed": task.seed}
+    params = _fit_params(task)
     key = stage_key("fit", params, [features.key], _learn_code())
     t0 = time.perf_counter()
     state = {"computed": 0}
 
     def fit(tmp: Path) -> dict[str, Any]:
+        # imported here: a reused fit stage needs none of scikit-learn
+        from pipeline.learn import bundle_metadata, fit_and_validate, save_bundle
+        from pipeline.learn.distributed import resolve_engine, table_nbytes
+        from pipeline.learn.report import attach_quality, cohort_quality, provenance
+        from pipeline.store import open_cohort
+
         state["computed"] = 1
         engine = resolve_engine(task.model, table_nbytes(feature_paths))
         table = read_feature_table(feature_paths)[0]
@@ -369,13 +424,13 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_report(task: TaskSpec, cache: StageCache, run: Run, fit: StageOutcome) -> StageOutcome:
-    from pipeline.learn.report import write_report
-
-    key = stage_key("report", {"task": task.name}, [fit.key], _report_code())
+    key = _report_key(task, fit.key)
     t0 = time.perf_counter()
     state = {"computed": 0}
 
     def render(tmp: Path) -> None:
+        from pipeline.learn.report import write_report
+
         state["computed"] = 1
         assert fit.path is not None
         report = json.loads((fit.path / "report.json").read_text())
@@ -455,23 +510,36 @@ def run_task(
     cache = StageCache(out)
     profile = with_workers(load_profile(cluster), workers)
     summary = RunSummary(task=str(task_path or spec.name), out=out)
-    cluster_cm = (
-        contextlib.nullcontext(client)
-        if client is not None
-        else connect(profile, log_directory=out / "logs")
-    )
-    source = profile["source"] if client is None else f"client {client.scheduler.address}"
+    # A rerun with nothing to compute starts no cluster (seconds of start-up, and the
+    # imports of distributed): the keys are checked first, then the stages reuse them.
+    cached = client is None and all_cached(spec, out, cache)
+    if cached:
+        log.info("every stage is cached: no cluster started")
+        cluster_cm: Any = contextlib.nullcontext(None)
+        source = "none (every stage cached)"
+    elif client is not None:
+        cluster_cm = contextlib.nullcontext(client)
+        source = f"client {client.scheduler.address}"
+    else:
+        cluster_cm = connect(profile, log_directory=out / "logs")
+        source = profile["source"]
     with (
         cluster_cm as client,
         cache.start_run(
             t0=t0, task=summary.task, task_spec=spec.model_dump(), cluster=source
         ) as run,
     ):
-        summary.dashboard = getattr(client, "dashboard_link", None)
-        if on_cluster is not None:
-            on_cluster(client)
-        run.data["workers"] = describe_workers(client)
-        with performance_report(out / "dask-report.html"):
+        run.data["cluster_started"] = not cached
+        if not cached:
+            summary.dashboard = getattr(client, "dashboard_link", None)
+            if on_cluster is not None:
+                on_cluster(client)
+            run.data["workers"] = describe_workers(client)
+        # with no cluster nothing is computed: the previous run's dask report stays
+        report_cm = (
+            contextlib.nullcontext() if cached else performance_report(out / "dask-report.html")
+        )
+        with report_cm:
             ingest = _stage_ingest(spec, out, client, progress)
             summary.stages.append(ingest)
             summary.store = ingest.path

@@ -245,3 +245,24 @@ def test_every_argument_has_help_and_every_subcommand_an_example() -> None:
         # the example parses (its files need not exist to be parsed)
         args = parser.parse_args(EXAMPLES[name].split()[1:])
         assert args.command == name
+
+
+def test_unchanged_rerun_starts_no_cluster_and_gives_the_same_report(tmp_path: Path) -> None:
+    task, out = _task(tmp_path), tmp_path / "out"
+    argv = ("run", task, "--out", out, "--no-progress", "--workers", "1")
+    _, stderr = (first := _cohort(*argv)).communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    report = (out / "latest" / "report.json").resolve()
+    before = report.read_bytes()
+    stdout, stderr = (rerun := _cohort(*argv)).communicate(timeout=600)
+    assert rerun.returncode == 0, stderr
+    assert "Dask dashboard" not in stdout
+    runs = StageCache(out).runs()
+    assert [r["status"] for r in runs] == ["finished", "finished"]
+    last = max(runs, key=lambda r: r["started"])
+    # decided from the keys before any cluster: none started, no workers described
+    assert last["cluster_started"] is False and "workers" not in last
+    assert last["info"]["cluster"] == "none (every stage cached)"
+    assert {s["state"] for s in last["stages"]} == {"reused"}
+    assert (out / "latest" / "report.json").resolve() == report
+    assert report.read_bytes() == before

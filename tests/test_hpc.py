@@ -82,3 +82,55 @@ def test_sbatch_job_script_runs_the_demo(tmp_path: Path) -> None:
     assert run["status"] == "finished"
     assert all(str(w.get("slurm_job_id")) == job_id for w in run["workers"])  # inside the job
     assert (out / "latest" / "model.skops").exists() and (out / "latest" / "report.html").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return not stat.stdout.strip().startswith("Z")  # a zombie has exited
+
+
+def test_stopped_controller_fails_the_run_at_once(tmp_path: Path) -> None:
+    import re
+    import signal
+    import time
+
+    pid = int(Path("/run/slurmctld.pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    try:
+        deadline = time.monotonic() + 60
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(pid), "slurmctld did not stop"
+        t0 = time.monotonic()
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "pipeline.cli", "demo", "--cluster", "slurm"),
+                *("--out", str(tmp_path / "out"), "--no-progress"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            # distributed's port-in-use warning (8787 held by another run) is not the run's
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        seconds = time.monotonic() - t0
+    finally:
+        # later tests need the controller: .ci/slurm.sh start restarts only what is down
+        subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "start"], check=True, timeout=300)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    # not the profile's 300-s wait-timeout: sbatch's own retries take about 9 s here, the
+    # rest is start-up (115 s in all once at load average 40 on 2 cores)
+    assert seconds < 240, seconds
+    assert "wait-timeout" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        r"error: Job submission failed \(profile .*slurm.*\): sbatch said: .*"
+        r"Unable to contact slurm controller.*",
+        lines[0],
+    ), lines[0]
