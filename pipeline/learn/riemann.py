@@ -14,23 +14,38 @@ and the task state of the new subject). The tangent space at the training matric
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
-
-try:  # pyriemann >= 0.12 moved these (the old modules warn, and go in 0.14)
-    from pyriemann.geometry.base import invsqrtm
-    from pyriemann.geometry.mean import mean_euclid, mean_riemann
-    from pyriemann.geometry.tangentspace import tangent_space
-except ImportError:  # pragma: no cover - pyriemann < 0.12
-    from pyriemann.utils.base import invsqrtm
-    from pyriemann.utils.mean import mean_euclid, mean_riemann
-    from pyriemann.utils.tangentspace import tangent_space
 
 from pipeline.exceptions import SpecError
 from pipeline.features.covariance import pairwise_matrices
 
-_MEANS = {"riemann": mean_riemann, "euclid": mean_euclid}
+
+@functools.cache
+def _geometry() -> SimpleNamespace:
+    """pyriemann's geometry functions, imported on first use.
+
+    Importing pyriemann imports ``matplotlib.pyplot`` (its plotting helpers), which would
+    select a backend for every ``import pipeline``; only a fit that uses the tangent space
+    or re-centring pays for it.
+    """
+    try:  # pyriemann >= 0.12 moved these (the old modules warn, and go in 0.14)
+        from pyriemann.geometry.base import invsqrtm
+        from pyriemann.geometry.mean import mean_euclid, mean_riemann
+        from pyriemann.geometry.tangentspace import tangent_space
+    except ImportError:  # pragma: no cover - pyriemann < 0.12
+        from pyriemann.utils.base import invsqrtm
+        from pyriemann.utils.mean import mean_euclid, mean_riemann
+        from pyriemann.utils.tangentspace import tangent_space
+    return SimpleNamespace(
+        invsqrtm=invsqrtm,
+        means={"riemann": mean_riemann, "euclid": mean_euclid},
+        tangent_space=tangent_space,
+    )
+
 
 __all__ = ["recenter", "reference_point", "spd_matrices", "tangent_names", "tangent_vectors"]
 
@@ -85,7 +100,8 @@ def recenter(mats: np.ndarray, groups: np.ndarray, metric: str = "riemann") -> n
     groups = np.asarray(groups)
     for g in dict.fromkeys(groups.tolist()):
         sel = groups == g
-        w = invsqrtm(_MEANS[metric](mats[sel]))
+        geo = _geometry()
+        w = geo.invsqrtm(geo.means[metric](mats[sel]))
         out[sel] = w @ mats[sel] @ w
     return out
 
@@ -104,7 +120,7 @@ def reference_point(mats: np.ndarray, centred: bool) -> np.ndarray:
         raise SpecError("Tangent space: expected at least one training window, found none")
     if centred:
         return np.eye(mats.shape[1])
-    return mean_riemann(mats)
+    return _geometry().means["riemann"](mats)
 
 
 def tangent_vectors(mats: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -116,4 +132,4 @@ def tangent_vectors(mats: np.ndarray, reference: np.ndarray) -> np.ndarray:
             f"matrices of shape {mats.shape[1:]!r}"
         )
         raise SpecError(msg)
-    return tangent_space(mats, reference, metric="riemann")
+    return _geometry().tangent_space(mats, reference, metric="riemann")
