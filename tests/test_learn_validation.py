@@ -181,7 +181,9 @@ def test_no_test_window_or_statistic_reaches_training(table, spy, validation, un
     the scaled matrix, so compare against an independently scaled reference).
     """
     prep = {"log": ["mav"], "normalize": normalize}
-    fit_and_validate(table, {"name": "spy_lda", "prep": prep}, validation, n_jobs=1)
+    # no permutation test: its refits (same folds, permuted labels) would add to the count
+    no_perm = {**validation, "n_permutations": 0}
+    fit_and_validate(table, {"name": "spy_lda", "prep": prep}, no_perm, n_jobs=1)
     folds = make_folds(table, validation)
     assert len(spy.seen) == len(folds) + 1  # one fit per fold, plus the final fit
     for fold, X_seen in zip(folds, spy.seen, strict=False):
