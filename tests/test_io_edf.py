@@ -471,6 +471,10 @@ def test_discontinuous_file_with_a_gap_is_refused_with_its_position(tmp_path: Pa
         reader.read(file)
 
 
+def _no_client() -> None:
+    raise ValueError("No global client found")
+
+
 def test_a_store_of_the_microvolt_reader_is_re_ingested_in_volts(tmp_path, monkeypatch) -> None:
     """edf 1.0 stored uV; its recordings' ingest keys differ from 2.0's, so none is kept."""
     from pipeline.ingest import ingest
@@ -482,6 +486,8 @@ def test_a_store_of_the_microvolt_reader_is_re_ingested_in_volts(tmp_path, monke
     signals = write_edf(src / "s1.edf", ["EEG Cz", "EEG Pz"], [128, 128])
     store = tmp_path / "s.zarr"
     with monkeypatch.context() as m:  # the 1.0 reader: the header's unit, samples as read
+        # in this process: a session's Client (another test's) would run the unpatched reader
+        m.setattr("distributed.get_client", _no_client)
         m.setattr(edf_module.EdfReader, "version", "1.0")
         m.setattr(edf_module, "store_units", lambda u: (list(u), np.ones(len(u))))
         first = ingest(src, "edf", store, progress=False)
