@@ -234,20 +234,38 @@ def check_contiguous(path: Path, records: list[bytes], record_duration: float) -
     return onsets
 
 
+def tal_annotations(raw: bytes) -> tuple[list[float], list[float], list[str]]:
+    """Return the onsets, durations (NaN if unspecified) and texts of every TAL with text.
+
+    ``raw`` is an ``EDF Annotations`` signal's bytes: time-stamped annotation lists
+    ``+onset[\x15duration]\x14text\x14...\x00``; a record's first TAL only keeps time (no
+    text) and is skipped. The one parser of TALs, for EDF+C (:mod:`pipeline.io.edf`) and
+    EDF+D files.
+    """
+    onsets: list[float] = []
+    durations: list[float] = []
+    texts: list[str] = []
+    for tal in raw.split(b"\x00"):
+        head, _, rest = tal.partition(b"\x14")
+        if not head or not rest:
+            continue
+        onset, _, duration = head.partition(b"\x15")
+        for text in rest.split(b"\x14"):
+            text_s = text.decode("utf-8", errors="replace").strip()
+            if text_s:
+                onsets.append(float(onset))
+                durations.append(float(duration) if duration else np.nan)
+                texts.append(text_s)
+    return onsets, durations, texts
+
+
 def _annotations(signals: list[list[bytes]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Return the onsets, durations (NaN if unspecified) and texts of every TAL with text."""
     onsets, durations, texts = [], [], []
     for records in signals:
         for record in records:
-            for tal in record.split(b"\x00"):
-                head, _, rest = tal.partition(b"\x14")
-                if not head or not rest:
-                    continue
-                onset, _, duration = head.partition(b"\x15")
-                for text in rest.split(b"\x14"):
-                    text_s = text.decode("utf-8", errors="replace").strip()
-                    if text_s:
-                        onsets.append(float(onset))
-                        durations.append(float(duration) if duration else np.nan)
-                        texts.append(text_s)
+            o, d, t = tal_annotations(record)
+            onsets += o
+            durations += d
+            texts += t
     return np.array(onsets, dtype=np.float64), np.array(durations, dtype=np.float64), texts

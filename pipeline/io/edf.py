@@ -66,7 +66,7 @@ import pyedflib
 
 from pipeline._fs import jsonable
 from pipeline.exceptions import InputError, SpecError
-from pipeline.io._edfplus_d import ContiguousEdf
+from pipeline.io._edfplus_d import ContiguousEdf, tal_annotations
 from pipeline.io._options import (
     check_options,
     check_unique_ids,
@@ -658,16 +658,5 @@ def _tal_events(reader: pyedflib.EdfReader, chn: int) -> pd.DataFrame:
     text\x14...\x00``; the first of every record only keeps time (no text) and is skipped.
     """
     raw = reader.readSignal(chn, digital=True).astype("<i2").tobytes()
-    onsets, durations, texts = [], [], []
-    for tal in raw.split(b"\x00"):
-        head, _, rest = tal.partition(b"\x14")
-        if not head or not rest:
-            continue
-        onset, _, duration = head.partition(b"\x15")
-        for text in rest.split(b"\x14"):
-            text = text.decode("utf-8", errors="replace").strip()
-            if text:
-                onsets.append(float(onset))
-                durations.append(float(duration) if duration else np.nan)
-                texts.append(text)
+    onsets, durations, texts = tal_annotations(raw)
     return pd.DataFrame({"onset": onsets, "duration": durations, "description": texts})
