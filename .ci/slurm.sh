@@ -51,7 +51,8 @@ mem_mb() {
 configure() {
   local host cpus mem tmp
   host=$(host_name)
-  cpus=$(nproc)
+  # nproc honours OMP_NUM_THREADS (a test process sets it to 1): count the CPUs without it
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
   mem=$(mem_mb)
   mkdir -p "$conf_dir" /var/spool/slurmctld /var/spool/slurmd /var/log/slurm \
     /run/munge /var/lib/munge /var/log/munge /etc/munge
