@@ -94,6 +94,15 @@ def stage_key(
     )
 
 
+def _versioned(digest: Any) -> str:
+    """``<package version>+<first 16 hex digits>``: the form of every stage code version."""
+    try:
+        pkg = metadata.version("cohort-pipeline")
+    except metadata.PackageNotFoundError:
+        pkg = "0+unknown"
+    return f"{pkg}+{digest.hexdigest()[:16]}"
+
+
 def code_version(*objects: Any) -> str:
     """Return a version string that changes when the source of ``objects`` changes.
 
@@ -119,11 +128,7 @@ def code_version(*objects: Any) -> str:
             source = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj)!r}"
         digest.update(source.encode("utf-8"))
         digest.update(b"\0")
-    try:
-        pkg = metadata.version("cohort-pipeline")
-    except metadata.PackageNotFoundError:
-        pkg = "0+unknown"
-    return f"{pkg}+{digest.hexdigest()[:16]}"
+    return _versioned(digest)
 
 
 def module_code_version(*names: str) -> str:
@@ -158,11 +163,7 @@ def module_code_version(*names: str) -> str:
         else:
             digest.update(Path(origin).read_bytes())
         digest.update(b"\0")
-    try:
-        pkg = metadata.version("cohort-pipeline")
-    except metadata.PackageNotFoundError:
-        pkg = "0+unknown"
-    return f"{pkg}+{digest.hexdigest()[:16]}"
+    return _versioned(digest)
 
 
 def _module_file(name: str) -> str | None:
