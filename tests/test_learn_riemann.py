@@ -96,6 +96,59 @@ def test_recentring_helps_across_subjects_with_different_heads() -> None:
     assert scores["recentred"] > scores["zero-shot"]
 
 
+def _fb_table(n_subjects: int = 3, seed: int = 3) -> pd.DataFrame:
+    """A filter-bank table: two bands, each class boosting a different source per band."""
+    rng = np.random.default_rng(seed)
+    spec = {"name": "fb_cov", "bands": {"alpha": [8, 13], "beta": [13, 30]}}
+    func, names = make_block_function([spec], 100.0, n_channels=4)
+    columns, keep = table_columns(CHANNELS, names)
+    rows = []
+    for s in range(n_subjects):
+        mix = rng.standard_normal((4, 4)) + 3 * np.eye(4)
+        for label in (0, 1):
+            src = rng.standard_normal((20 * 100, 4))
+            src[:, label] *= 2.0
+            out = func(src @ mix.T, 100, 100)
+            frame = pd.DataFrame(out.reshape(len(out), -1)[:, keep], columns=columns)
+            frame.insert(0, "recording", f"s{s}_{label}")
+            frame.insert(1, "subject", f"s{s}")
+            frame.insert(2, "start", np.arange(len(frame), dtype=float))
+            frame["label"] = label
+            rows.append(frame)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _band_matrices(table: pd.DataFrame, kind: str) -> np.ndarray:
+    cols = [c for c in table.columns if c.endswith(f"__{kind}")]
+    return np.stack([_matrix(r) for r in table[cols].to_numpy()])
+
+
+@pytest.mark.parametrize("mean", ["riemann", "logeuclid", "euclid"])
+def test_filter_bank_gives_one_tangent_space_per_band_at_the_chosen_mean(mean: str) -> None:
+    table = _fb_table()
+    train, test = table[table.subject != "s2"], table[table.subject == "s2"]
+    kinds = ["fbcov_beta", "fbcov_alpha"]  # the order given is the order out
+    prep = FeaturePrep(tangent_space=kinds, tangent_mean=mean).fit(train)
+    ref = np.hstack(
+        [
+            TangentSpace(metric={"mean": mean, "map": "riemann"})
+            .fit(_band_matrices(train, k))
+            .transform(_band_matrices(test, k))
+            for k in kinds
+        ]
+    )
+    np.testing.assert_allclose(prep.transform(test), ref, rtol=1e-8, atol=1e-8)
+    names = list(prep.get_feature_names_out())
+    assert names[0] == "Fp1:Fp1__ts_fbcov_beta" and names[10] == "Fp1:Fp1__ts_fbcov_alpha"
+    assert len(names) == 20
+    recentred = FeaturePrep(tangent_space=kinds, recenter="euclid").fit(train).transform(test)
+    assert recentred.shape == (len(test), 20)
+    with pytest.raises(SpecError, match=r"a list of distinct ones.*found \['fbcov_beta', "):
+        FeaturePrep(tangent_space=["fbcov_beta", "fbcov_beta"]).fit(train)
+    with pytest.raises(SpecError, match="tangent_mean"):
+        FeaturePrep(tangent_space=kinds, tangent_mean="harmonic").fit(train)
+
+
 def test_errors_name_key_expected_found() -> None:
     table = _table(n_subjects=1)
     with pytest.raises(SpecError, match=r"key 'recenter'.*found None"):

@@ -14,7 +14,7 @@ import scipy.signal
 
 from pipeline.exceptions import SpecError
 from pipeline.features import _kernels as K
-from pipeline.features.covariance import cov_windows
+from pipeline.features.covariance import pairwise_call
 from pipeline.features.registry import EEG_BANDS, FeatureSpec, feature_names
 
 __all__ = ["BlockFunction", "compute_features", "make_block_function"]
@@ -36,7 +36,6 @@ _HJ_SLOTS = {
 _MO_SLOTS = {"skewness": K.MO_SKEW, "kurtosis": K.MO_KURT, "excess_kurtosis": K.MO_XKURT}
 _SP_SLOTS = {"mnf": K.SP_MNF, "mdf": K.SP_MDF, "peak_freq": K.SP_PEAK,
              "spectral_entropy": K.SP_ENTROPY}  # fmt: skip
-_PAIRWISE_NAMES = frozenset(("cov", "cov_oas", "cov_lw", "corr"))
 _BATCH_BYTES = 2**20  # complex spectra per numpy FFT batch: stays in cache
 _scratch = threading.local()  # per-thread channel-major copy of the current block
 _SCRATCH_MAX = 2**23  # floats (64 MiB): larger blocks get a transient copy
@@ -71,10 +70,11 @@ def _plan(
 ) -> tuple[list[Callable], list[str], dict]:
     names = feature_names(specs)
     # a pairwise feature takes one slot per channel (pipeline.features.covariance)
+    pairwise = {c for s in specs if s.info.family == "pairwise" for c in s.columns()}
     names = [
         f"{n}~{j}" if j is not None else n
         for n in names
-        for j in (range(n_channels or 0) if n in _PAIRWISE_NAMES else [None])
+        for j in (range(n_channels or 0) if n in pairwise else [None])
     ]
     if n_channels is None and any(s.info.family == "pairwise" for s in specs):
         raise SpecError(
@@ -94,8 +94,8 @@ def _plan(
         ncols = len(spec.columns())
         group = spec.info.group
         if group == "pairwise":
-            calls.append(_bind(cov_windows, spec.name, col))
-            ncols = int(n_channels or 0)
+            calls.append(pairwise_call(spec.name, p, fs, col))
+            ncols = int(n_channels or 0) * ncols
         elif spec.name == "ssc" and p["convention"] == "hudgins":
             calls.append(_bind(K._td_ssc_hudgins, float(p["threshold"]), col))
             limits["min_length"] = max(limits["min_length"], 3)

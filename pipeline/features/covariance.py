@@ -25,21 +25,62 @@ slot per channel ``j`` (``<name>~<j>``), so the fused output stays
 :func:`pipeline.features.registry.table_columns` keeps the upper triangle ``j >= i`` as
 columns ``<ch_i>:<ch_j>__<name>`` (e.g. ``Fp1:Fp2__cov_oas``), and
 :func:`pairwise_matrices` rebuilds the symmetric matrices from those columns.
+
+Per band (``bands`` in Hz, ``lo <= f < hi``; one matrix per band, columns
+``<ch_i>:<ch_j>__<prefix><band>``: ``fbcov_alpha``, or ``fbcov_8_13`` for unnamed bands):
+
+``fb_cov`` (filter-bank covariance, as FBCSP / filter-bank tangent space use it)
+    The window's mean is removed, its band-passed copy is
+    ``irfft(rfft(x) * [lo <= f_k < hi])`` (a zero-phase ideal band-pass of the window alone,
+    so the feature depends on the window's samples only and is chunk-exact like the
+    others), and ``estimator`` (``oas`` default, ``lw``, ``empirical``) is applied to that
+    copy exactly as ``sklearn.covariance.oas`` / ``ledoit_wolf`` / ``empirical_covariance``
+    would (``L`` samples). By Parseval the empirical part is the real cross-spectrum summed
+    over the band's bins (the band's integrated co-spectrum, as pyriemann's
+    ``CospCovariances`` with one boxcar segment). Where the peers differ: FBCSP band-passes
+    the continuous recording with an IIR filter; here the window is filtered circularly, so
+    its two ends leak into each other (the price of chunk-exactness without a halo).
+``coh`` (magnitude-squared coherence)
+    ``scipy.signal.coherence(x_i, x_j, fs, window="hann", nperseg=n, noverlap=n // 2)``
+    inside the window (Welch segments of ``segment`` seconds, each detrended by its mean),
+    averaged over the band's frequency bins; 1 on the diagonal of a varying channel, 0 for
+    a constant channel.
+``glasso`` (sparse inverse covariance)
+    The precision matrix of ``sklearn.covariance.graphical_lasso`` applied to the window's
+    correlation matrix (scale-free, so one ``alpha`` suits every channel's unit; a constant
+    channel gets correlation 0 with the others and 1 with itself), penalty ``alpha``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numba
 import numpy as np
+import scipy.signal
 
 from pipeline.exceptions import SpecError
 
-__all__ = ["PAIRWISE", "cov_windows", "pairwise_matrices", "split_pairwise_column"]
+__all__ = [
+    "BANDED",
+    "PAIRWISE",
+    "coherence_windows",
+    "cov_windows",
+    "fb_cov_windows",
+    "glasso_windows",
+    "is_pairwise_kind",
+    "pairwise_call",
+    "pairwise_matrices",
+    "shrunk_covariances",
+    "split_pairwise_column",
+]
 
-#: The cross-channel features and their kernel code.
+#: The cross-channel features of the Numba kernel and their kernel code.
 PAIRWISE = {"cov": 0, "cov_oas": 1, "cov_lw": 2, "corr": 3}
+#: The banded cross-channel features and the prefix of their per-band column kinds.
+BANDED = {"fb_cov": "fbcov_", "coh": "coh_"}
+_BATCH_FLOATS = 2**21  # float64 values of one batch of windows (16 MiB)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,10 +166,248 @@ def cov_windows(x: np.ndarray, length: int, step: int, kind: str, col: int, out:
     _cov_windows(x, length, step, PAIRWISE[kind], col, out)
 
 
+def is_pairwise_kind(kind: str) -> bool:
+    """Return whether ``kind`` (the part of a column after ``__``) is a cross-channel one."""
+    if kind in PAIRWISE or kind == "glasso":
+        return True
+    return any(kind.startswith(p) and len(kind) > len(p) for p in BANDED.values())
+
+
+def _windows(x: np.ndarray, length: int, step: int, w0: int, nb: int) -> np.ndarray:
+    """Windows ``w0 .. w0 + nb - 1`` of ``x`` as float64 ``(nb, length, n_channels)``."""
+    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (n, C, L)
+    seg = view[w0 * step : (w0 + nb - 1) * step + 1 : step]
+    return seg.transpose(0, 2, 1).astype(np.float64, order="C")  # a copy: written in place
+
+
+def _band_bins(freqs: np.ndarray, bands: Sequence[tuple[float, float]], what: str) -> list:
+    masks = []
+    for lo, hi in bands:
+        m = (freqs >= lo) & (freqs < hi)
+        if not m.any():
+            msg = (
+                f"{what}: expected at least one frequency bin in the band [{lo:g}, {hi:g}) Hz, "
+                f"found none (bins {freqs[1] - freqs[0]:g} Hz apart); use longer windows "
+                f"(segments) or a wider band"
+            )
+            raise SpecError(msg)
+        masks.append(m)
+    return masks
+
+
+def shrunk_covariances(xc: np.ndarray, estimator: str) -> np.ndarray:
+    """Return the ``estimator`` covariance of every window of mean-free ``xc``.
+
+    Parameters
+    ----------
+    xc : ndarray of shape (n_windows, n_samples, n_channels)
+        Windows whose channel means are 0 (as ``sklearn.covariance`` centres them).
+    estimator : {"oas", "lw", "empirical"}
+        ``sklearn.covariance.oas``, ``ledoit_wolf`` or ``empirical_covariance``.
+
+    Returns
+    -------
+    ndarray of shape (n_windows, n_channels, n_channels)
+    """
+    _, length, c = xc.shape
+    s = np.einsum("wtc,wtd->wcd", xc, xc, optimize=True) / length
+    if estimator == "empirical" or c == 1:
+        return s
+    tr = np.trace(s, axis1=1, axis2=2)
+    mu = tr / c
+    sq = np.sum(s * s, axis=(1, 2))
+    if estimator == "oas":
+        alpha = sq / (c * c)
+        den = (length + 1) * (alpha - mu * mu / c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shrink = np.where(den == 0.0, 1.0, np.minimum((alpha + mu * mu) / den, 1.0))
+    else:
+        b4 = np.sum(np.sum(xc * xc, axis=2) ** 2, axis=1)
+        beta = (b4 / length - sq) / (c * length)
+        delta = (sq - 2.0 * mu * tr + c * mu * mu) / c
+        beta = np.minimum(beta, delta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shrink = np.where(beta == 0.0, 0.0, beta / delta)
+    out = s * (1.0 - shrink)[:, None, None]
+    out[:, np.arange(c), np.arange(c)] += (shrink * mu)[:, None]
+    return out
+
+
+def fb_cov_windows(
+    x: np.ndarray,
+    length: int,
+    step: int,
+    fs: float,
+    bands: Sequence[tuple[float, float]],
+    estimator: str,
+    col: int,
+    out: np.ndarray,
+) -> None:
+    """Write the filter-bank covariances of every window into ``out[:, i, col + b C + j]``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples, n_channels)
+    length, step : int
+        Window length and step in samples.
+    fs : float
+        Sampling rate, Hz.
+    bands : sequence of (low, high)
+        Hz, each ``low <= f < high`` holding at least one bin of the window's FFT.
+    estimator : {"oas", "lw", "empirical"}
+    col : int
+        First of the ``len(bands) * n_channels`` slots.
+    out : ndarray of shape (n_windows, n_channels, n_features)
+        float64, written in place.
+    """
+    nw, c = out.shape[0], x.shape[1]
+    masks = _band_bins(np.fft.rfftfreq(length, 1.0 / fs), bands, "Feature 'fb_cov'")
+    batch = max(1, _BATCH_FLOATS // (length * c))
+    for w0 in range(0, nw, batch):
+        nb = min(batch, nw - w0)
+        seg = _windows(x, length, step, w0, nb)
+        seg -= seg.mean(axis=1, keepdims=True)
+        spec = np.fft.rfft(seg, axis=1)
+        for b, m in enumerate(masks):
+            xb = np.fft.irfft(spec * m[None, :, None], n=length, axis=1)
+            out[w0 : w0 + nb, :, col + b * c : col + (b + 1) * c] = shrunk_covariances(
+                xb, estimator
+            )
+
+
+def coherence_windows(
+    x: np.ndarray,
+    length: int,
+    step: int,
+    fs: float,
+    bands: Sequence[tuple[float, float]],
+    nperseg: int,
+    col: int,
+    out: np.ndarray,
+) -> None:
+    """Write the band-averaged magnitude-squared coherence of every window into
+    ``out[:, i, col + b C + j]`` (``scipy.signal.coherence`` inside each window).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_samples, n_channels)
+    length, step : int
+        Window length and step in samples.
+    fs : float
+        Sampling rate, Hz.
+    bands : sequence of (low, high)
+        Hz, each holding at least one bin of an ``nperseg``-point FFT.
+    nperseg : int
+        Welch segment length in samples (overlap ``nperseg // 2``, Hann taper).
+    col : int
+        First of the ``len(bands) * n_channels`` slots.
+    out : ndarray of shape (n_windows, n_channels, n_features)
+        float64, written in place.
+
+    Raises
+    ------
+    SpecError
+        A segment longer than the window, or a band without a frequency bin.
+    """
+    if not 1 <= nperseg <= length:
+        msg = (
+            f"Feature 'coh': expected a segment of 1 to {length} samples (the window), "
+            f"found {nperseg} samples; use a shorter 'segment' or longer windows"
+        )
+        raise SpecError(msg)
+    nw, c = out.shape[0], x.shape[1]
+    hop = nperseg - nperseg // 2
+    nseg = (length - nperseg) // hop + 1
+    taper = scipy.signal.get_window("hann", nperseg)
+    masks = _band_bins(np.fft.rfftfreq(nperseg, 1.0 / fs), bands, "Feature 'coh'")
+    starts = np.arange(nseg) * hop
+    batch = max(1, _BATCH_FLOATS // (nseg * nperseg * c))
+    for w0 in range(0, nw, batch):
+        nb = min(batch, nw - w0)
+        win = _windows(x, length, step, w0, nb)
+        segs = win[:, starts[:, None] + np.arange(nperseg)[None, :], :]  # (nb, S, n, C)
+        segs -= segs.mean(axis=2, keepdims=True)
+        segs *= taper[None, None, :, None]
+        spec = np.fft.rfft(segs, axis=2)
+        for b, m in enumerate(masks):
+            f = spec[:, :, m, :]
+            sxy = np.einsum("wskc,wskd->wkcd", f.conj(), f, optimize=True) / nseg
+            p = np.real(np.einsum("wkcc->wkc", sxy))
+            den = p[..., :, None] * p[..., None, :]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                msc = np.where(den > 0.0, np.abs(sxy) ** 2 / den, 0.0)
+            out[w0 : w0 + nb, :, col + b * c : col + (b + 1) * c] = msc.mean(axis=1)
+
+
+def glasso_windows(
+    x: np.ndarray, length: int, step: int, alpha: float, col: int, out: np.ndarray
+) -> None:
+    """Write the graphical-lasso precision of every window's correlation matrix into
+    ``out[:, i, col + j]`` (``sklearn.covariance.graphical_lasso(corr, alpha)``).
+
+    Raises
+    ------
+    SpecError
+        The lasso did not converge on a window (naming it; a larger ``alpha`` helps).
+    """
+    from sklearn.covariance import graphical_lasso  # scikit-learn only where it is used
+
+    nw, c = out.shape[0], x.shape[1]
+    corr = np.empty((nw, c, c))
+    _cov_windows(x, length, step, PAIRWISE["corr"], 0, corr)
+    corr[:, np.arange(c), np.arange(c)] = 1.0  # a constant channel: independent of the rest
+    for w in range(nw):
+        try:
+            out[w, :, col : col + c] = graphical_lasso(corr[w], alpha=alpha)[1]
+        except FloatingPointError as exc:
+            msg = (
+                f"Feature 'glasso': the graphical lasso failed on window {w} of the block "
+                f"(alpha={alpha!r}): {exc}; expected a well-conditioned correlation matrix, "
+                f"try a larger alpha"
+            )
+            raise SpecError(msg) from None
+
+
+def pairwise_call(name: str, params: Mapping[str, Any], fs: float, col: int) -> Callable:
+    """Return the call ``f(x, xt, length, step, out)`` of cross-channel feature ``name``
+    writing its slots from ``col`` (the form of :mod:`pipeline.features.compute`'s calls)."""
+    if name in PAIRWISE:
+
+        def call(x, xt, length, step, out):
+            cov_windows(x, length, step, name, col, out)
+
+    elif name == "fb_cov":
+        bands = [(float(lo), float(hi)) for _, lo, hi in params["bands"]]
+        estimator = str(params["estimator"])
+
+        def call(x, xt, length, step, out):
+            fb_cov_windows(x, length, step, fs, bands, estimator, col, out)
+
+    elif name == "coh":
+        bands = [(float(lo), float(hi)) for _, lo, hi in params["bands"]]
+        nperseg = round(float(params["segment"]) * fs)
+
+        def call(x, xt, length, step, out):
+            coherence_windows(x, length, step, fs, bands, nperseg, col, out)
+
+    elif name == "glasso":
+        alpha = float(params["alpha"])
+
+        def call(x, xt, length, step, out):
+            glasso_windows(x, length, step, alpha, col, out)
+
+    else:
+        known = sorted([*PAIRWISE, *BANDED, "glasso"])
+        raise SpecError(f"Pairwise feature: expected one of {known}, found {name!r}")
+    call.__name__ = name
+    call.channel_major = False
+    return call
+
+
 def split_pairwise_column(column: str) -> tuple[str, str, str] | None:
     """Return ``(ch_i, ch_j, name)`` of a ``<ch_i>:<ch_j>__<name>`` column, else None."""
     head, sep, name = column.partition("__")
-    if not sep or name not in PAIRWISE or head.count(":") != 1:
+    if not sep or not is_pairwise_kind(name) or head.count(":") != 1:
         return None
     a, b = head.split(":")
     return a, b, name

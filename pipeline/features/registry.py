@@ -57,6 +57,12 @@ EEG (family ``"eeg"``): ``logvar`` ``log(var(x) + eps)``; ``eeg_band_power`` and
 ``eeg_rel_band_power`` are the band powers of delta (1-4 Hz), theta (4-8), alpha (8-13),
 beta (13-30) and gamma (30-45), relative to the total power in 1-45 Hz.
 
+Cross-channel (family ``"pairwise"``, defined in :mod:`pipeline.features.covariance`): one
+``(n_channels, n_channels)`` matrix per window, stored as its upper triangle: ``cov``,
+``cov_oas``, ``cov_lw``, ``corr``; per band, ``fb_cov`` (the covariance of each band-passed
+copy, default bands theta/alpha/beta/gamma) and ``coh`` (magnitude-squared coherence);
+``glasso`` (graphical-lasso precision of the correlation matrix).
+
 Constant windows (all samples equal) give 0 for every ratio feature (variance, Hjorth mobility
 and complexity, skewness, both kurtoses, AR coefficients, MNF, MDF, peak frequency, entropy,
 relative band powers), never NaN.
@@ -188,6 +194,21 @@ def _registry() -> dict[str, FeatureInfo]:
         FeatureInfo("cov_oas", "pairwise", "pairwise", "spatial covariance, OAS shrinkage"),
         FeatureInfo("cov_lw", "pairwise", "pairwise", "spatial covariance, Ledoit-Wolf"),
         FeatureInfo("corr", "pairwise", "pairwise", "Pearson correlation between channels"),
+        FeatureInfo(
+            "fb_cov",
+            "pairwise",
+            "pairwise",
+            "filter-bank spatial covariance, one matrix per band",
+            lambda p: _band_names(p["bands"], "fbcov_", "fbcov_"),
+        ),
+        FeatureInfo(
+            "coh",
+            "pairwise",
+            "pairwise",
+            "magnitude-squared coherence between channels, per band",
+            lambda p: _band_names(p["bands"], "coh_", "coh_"),
+        ),
+        FeatureInfo("glasso", "pairwise", "pairwise", "graphical-lasso precision (sparse)"),
     ]
     return {f.name: f for f in feats}
 

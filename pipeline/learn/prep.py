@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
 from pipeline.exceptions import SpecError
-from pipeline.features.covariance import PAIRWISE
+from pipeline.features.covariance import is_pairwise_kind
 from pipeline.learn.riemann import (
     recenter,
     reference_point,
@@ -136,12 +136,19 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
     normalize : {None, "recording", "subject"}
         Z-score every feature within each group, with the group's own mean and standard
         deviation over the rows given to :meth:`transform` (labels are not used).
-    tangent_space : str, optional
-        A pairwise feature kind (``cov_oas``, ``cov_lw``, ``cov``): its upper-triangle
-        columns are rebuilt into SPD matrices and replaced by their tangent vectors
-        ``<ch_i>:<ch_j>__ts_<kind>`` at the Riemannian mean of the training windows
-        (fitted in :meth:`fit`, so inside each fold); the other selected features pass
-        through ``log``/``context``/``normalize`` as usual. Needs a feature table.
+    tangent_space : str or sequence of str, optional
+        A pairwise feature kind (``cov_oas``, ``cov_lw``, ``cov``, a filter-bank band
+        ``fbcov_alpha``), or several (a filter bank): the upper-triangle columns of each are
+        rebuilt into SPD matrices and replaced by their tangent vectors
+        ``<ch_i>:<ch_j>__ts_<kind>`` at the ``tangent_mean`` of the training windows
+        (fitted in :meth:`fit`, so inside each fold), one tangent space per kind,
+        concatenated in the order given; the other selected features pass through
+        ``log``/``context``/``normalize`` as usual. Needs a feature table.
+    tangent_mean : {"riemann", "logeuclid", "euclid"}
+        The reference point of each tangent space: the Riemannian (affine-invariant) mean,
+        the log-Euclidean mean or the arithmetic mean of the training matrices
+        (:func:`pipeline.learn.riemann.reference_point`); the map itself is pyriemann's
+        Riemannian log at that point.
     recenter : {None, "riemann", "euclid"}
         With ``tangent_space``: whiten each subject's matrices by that subject's own mean
         (Riemannian or arithmetic) over the rows given to :meth:`fit` or :meth:`transform`,
@@ -179,7 +186,8 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         log_offset: float = 1e-12,
         context: int = 1,
         normalize: str | None = None,
-        tangent_space: str | None = None,
+        tangent_space: str | Sequence[str] | None = None,
+        tangent_mean: str = "riemann",
         recenter: str | None = None,
     ) -> None:
         self.features = features
@@ -188,6 +196,7 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         self.context = context
         self.normalize = normalize
         self.tangent_space = tangent_space
+        self.tangent_mean = tangent_mean
         self.recenter = recenter
 
     @classmethod
@@ -237,9 +246,12 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(self.columns_, dtype=object)
             self.n_features_in_ = len(self.columns_)
             if spec.tangent_space is not None:
-                mats, channels = self._matrices(spec, X)
-                self.reference_ = reference_point(mats, spec.recenter is not None)
-                self.ts_channels_ = channels
+                centred = spec.recenter is not None
+                self.reference_, self.ts_channels_ = [], []
+                for kind in _tangent_kinds(spec):
+                    mats, channels = self._matrices(spec, X, kind)
+                    self.reference_.append(reference_point(mats, centred, spec.tangent_mean))
+                    self.ts_channels_.append(channels)
             return self
         if spec.features is not None or spec.log or spec.tangent_space is not None:
             msg = (
@@ -302,17 +314,21 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if self.table_input_:
             if self.tangent_space is not None:
-                kept = [c for c in self.columns_ if feature_kind(c) != self.tangent_space]
-                ts = tangent_names(self.tangent_space, self.ts_channels_)
+                kinds = _tangent_kinds(self.spec())
+                kept = [c for c in self.columns_ if feature_kind(c) not in kinds]
+                ts = [
+                    n
+                    for kind, chans in zip(kinds, self.ts_channels_, strict=True)
+                    for n in tangent_names(kind, chans)
+                ]
                 return np.asarray(kept + ts, dtype=object)
             return np.asarray(self.columns_, dtype=object)
         return _check_feature_names_in(self, input_features)
 
-    def _matrices(self, spec: PrepSpec, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-        """The (re-centred) SPD matrices of ``spec.tangent_space`` in the rows of ``X``."""
-        kind = spec.tangent_space
+    def _matrices(self, spec: PrepSpec, X: pd.DataFrame, kind: str) -> tuple[np.ndarray, list[str]]:
+        """The (re-centred) SPD matrices of pairwise kind ``kind`` in the rows of ``X``."""
         cols = [c for c in self.columns_ if feature_kind(c) == kind]
-        if kind not in PAIRWISE or not cols:
+        if not is_pairwise_kind(kind) or not cols:
             msg = (
                 f"FeaturePrep: key 'tangent_space' expected a pairwise feature kind among the "
                 f"selected columns (e.g. 'cov_oas', columns '<ch_i>:<ch_j>__cov_oas'), found "
@@ -330,9 +346,14 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
     def _with_tangent_space(
         self, spec: PrepSpec, frame: pd.DataFrame, ids: pd.DataFrame
     ) -> np.ndarray:
-        rest = [c for c in self.columns_ if feature_kind(c) != spec.tangent_space]
-        mats, _ = self._matrices(spec, ids)
-        ts = tangent_vectors(mats, self.reference_)
+        kinds = _tangent_kinds(spec)
+        rest = [c for c in self.columns_ if feature_kind(c) not in kinds]
+        ts = np.hstack(
+            [
+                tangent_vectors(self._matrices(spec, ids, kind)[0], ref)
+                for kind, ref in zip(kinds, self.reference_, strict=True)
+            ]
+        )
         if not rest:
             return ts
         other = prepare(frame.loc[:, rest], ids, spec).to_numpy()
@@ -343,6 +364,21 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         # missing feature values pass through (as NaN) rather than being refused
         tags.input_tags.allow_nan = True
         return tags
+
+
+def _tangent_kinds(spec: PrepSpec) -> tuple[str, ...]:
+    """The pairwise kinds of ``spec.tangent_space``, in order (none when unset)."""
+    ts = spec.tangent_space
+    if ts is None:
+        return ()
+    kinds = (ts,) if isinstance(ts, str) else tuple(ts)
+    if not kinds or len(set(kinds)) != len(kinds):
+        msg = (
+            f"FeaturePrep: key 'tangent_space' expected a pairwise kind or a list of distinct "
+            f"ones (e.g. ['fbcov_theta', 'fbcov_alpha']), found {list(kinds)!r}"
+        )
+        raise SpecError(msg)
+    return kinds
 
 
 def _check_id_columns(spec: PrepSpec, table: pd.DataFrame) -> None:

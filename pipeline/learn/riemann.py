@@ -34,15 +34,15 @@ def _geometry() -> SimpleNamespace:
     """
     try:  # pyriemann >= 0.12 moved these (the old modules warn, and go in 0.14)
         from pyriemann.geometry.base import invsqrtm
-        from pyriemann.geometry.mean import mean_euclid, mean_riemann
+        from pyriemann.geometry.mean import mean_euclid, mean_logeuclid, mean_riemann
         from pyriemann.geometry.tangentspace import tangent_space
     except ImportError:  # pragma: no cover - pyriemann < 0.12
         from pyriemann.utils.base import invsqrtm
-        from pyriemann.utils.mean import mean_euclid, mean_riemann
+        from pyriemann.utils.mean import mean_euclid, mean_logeuclid, mean_riemann
         from pyriemann.utils.tangentspace import tangent_space
     return SimpleNamespace(
         invsqrtm=invsqrtm,
-        means={"riemann": mean_riemann, "euclid": mean_euclid},
+        means={"riemann": mean_riemann, "logeuclid": mean_logeuclid, "euclid": mean_euclid},
         tangent_space=tangent_space,
     )
 
@@ -113,14 +113,29 @@ def tangent_names(name: str, channels: Sequence[str]) -> list[str]:
     return [f"{channels[i]}:{channels[j]}__ts_{name}" for i in range(c) for j in range(i, c)]
 
 
-def reference_point(mats: np.ndarray, centred: bool) -> np.ndarray:
-    """Return the tangent space's reference point: the Riemannian mean of the training
-    matrices ``mats``, or the identity when :func:`recenter` centred them already."""
+def reference_point(mats: np.ndarray, centred: bool, mean: str = "riemann") -> np.ndarray:
+    """Return the tangent space's reference point: the ``mean`` of the training matrices
+    ``mats``, or the identity when :func:`recenter` centred them already.
+
+    Parameters
+    ----------
+    mats : ndarray of shape (n_windows, n_channels, n_channels)
+        SPD matrices.
+    centred : bool
+        Whether :func:`recenter` whitened them (the reference is then the identity).
+    mean : {"riemann", "logeuclid", "euclid"}
+        pyriemann's ``mean_riemann`` (affine-invariant, iterative), ``mean_logeuclid``
+        (``expm`` of the mean of ``logm``: closed form) or ``mean_euclid`` (arithmetic).
+
+    Returns
+    -------
+    ndarray of shape (n_channels, n_channels)
+    """
     if len(mats) == 0:
         raise SpecError("Tangent space: expected at least one training window, found none")
     if centred:
         return np.eye(mats.shape[1])
-    return _geometry().means["riemann"](mats)
+    return _geometry().means[mean](mats)
 
 
 def tangent_vectors(mats: np.ndarray, reference: np.ndarray) -> np.ndarray:

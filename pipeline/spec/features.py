@@ -19,7 +19,14 @@ from pydantic_core import PydanticCustomError
 from pipeline.spec.errors import Strict
 from pipeline.spec.types import Integer, Number, to_lower
 
-__all__ = ["EEG_BANDS", "EMG_BANDS", "FEATURE_PARAMS", "FeatureItem", "flatten_feature"]
+__all__ = [
+    "EEG_BANDS",
+    "EMG_BANDS",
+    "FB_BANDS",
+    "FEATURE_PARAMS",
+    "FeatureItem",
+    "flatten_feature",
+]
 
 #: Classic EEG bands (name, low Hz, high Hz), used by ``eeg_band_power``.
 EEG_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -36,6 +43,9 @@ EMG_BANDS: tuple[tuple[None, float, float], ...] = (
     (None, 100.0, 200.0),
     (None, 200.0, 500.0),
 )
+#: Default bands of ``fb_cov`` (the classic bands above delta, as filter-bank tangent-space
+#: pipelines use them) and of ``coh`` (all five).
+FB_BANDS: tuple[tuple[str, float, float], ...] = EEG_BANDS[1:]
 _WINDOWS = ("hann", "hamming", "blackman", "boxcar", "bartlett", "flattop", "nuttall")
 
 Band = tuple[str | None, float, float]
@@ -181,6 +191,26 @@ class _Bands(_Spectral):
     bands: Bands = Field(EMG_BANDS, description="Hz: bands [low, high), a list or name -> pair")
 
 
+class _FilterBankCov(Strict):
+    bands: Bands = Field(FB_BANDS, description="Hz: bands [low, high), a list or name -> pair")
+    estimator: Annotated[Literal["oas", "lw", "empirical"], BeforeValidator(to_lower)] = Field(
+        "oas", description="covariance of each band-passed copy: OAS, Ledoit-Wolf or empirical"
+    )
+
+
+class _Coherence(Strict):
+    bands: Bands = Field(EEG_BANDS, description="Hz: bands [low, high), a list or name -> pair")
+    segment: Number = Field(
+        1.0, gt=0, description="seconds: Welch segment inside the window (half overlap, Hann)"
+    )
+
+
+class _GraphicalLasso(Strict):
+    alpha: Number = Field(
+        0.01, gt=0, description="l1 penalty on the correlation matrix (scikit-learn's default)"
+    )
+
+
 _PARAMS: dict[str, type[Strict]] = {
     **dict.fromkeys(("mav", "iav", "rms", "wl"), _NoParams),
     "var": _Var,
@@ -195,6 +225,9 @@ _PARAMS: dict[str, type[Strict]] = {
     **dict.fromkeys(("band_power", "rel_band_power"), _Bands),
     "logvar": _Eps,
     **dict.fromkeys(("cov", "cov_oas", "cov_lw", "corr"), _NoParams),  # pairwise
+    "fb_cov": _FilterBankCov,
+    "coh": _Coherence,
+    "glasso": _GraphicalLasso,
     **dict.fromkeys(("eeg_band_power", "eeg_rel_band_power"), _EEGSpectral),
 }
 

@@ -84,9 +84,12 @@ class PrepSpec(Strict):
     log_offset: Number = Field(default=1e-12, ge=0)
     context: Integer = Field(default=1, ge=1)
     normalize: Literal["recording", "subject"] | None = None
-    # pairwise feature kind (e.g. cov_oas) whose per-window matrices are mapped to the
-    # tangent space (pipeline.learn.riemann), and its label-free per-subject re-centring
-    tangent_space: str | None = None
+    # pairwise feature kind (e.g. cov_oas), or several (a filter bank: fbcov_theta, ...),
+    # whose per-window matrices are mapped to the tangent space (pipeline.learn.riemann),
+    # one per kind, concatenated; the mean the tangent space sits at; the label-free
+    # per-subject re-centring
+    tangent_space: str | tuple[str, ...] | None = None
+    tangent_mean: Literal["riemann", "logeuclid", "euclid"] = "riemann"
     recenter: Literal["riemann", "euclid"] | None = None
 
     @field_validator("features", "log", mode="before")
