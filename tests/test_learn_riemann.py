@@ -178,3 +178,24 @@ def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
     task["model"]["engine"] = "memory"
     path.write_text(yaml.safe_dump(task))
     load_checked_task(path)
+
+
+def test_logreg_cv_chooses_c_on_the_training_rows_only() -> None:
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.preprocessing import StandardScaler
+
+    from pipeline.learn.estimators import make_estimator
+
+    table = _fb_table()
+    train, test = table[table.subject != "s2"], table[table.subject == "s2"]
+    kinds = ["fbcov_alpha", "fbcov_beta"]
+    cfg = {"name": "logreg_cv", "prep": {"features": kinds, "tangent_space": kinds}}
+    model = make_estimator(cfg, seed=0).fit(train, train.label)
+    ts = FeaturePrep(features=kinds, tangent_space=kinds).fit(train)
+    scale = StandardScaler().fit(ts.transform(train))
+    ref = LogisticRegressionCV(max_iter=2000, class_weight="balanced", random_state=0)
+    ref.fit(scale.transform(ts.transform(train)), train.label)
+    assert model[-1].C_[0] == ref.C_[0] and ref.C_[0] in np.logspace(-4, 4, 10)
+    np.testing.assert_allclose(
+        model.predict_proba(test), ref.predict_proba(scale.transform(ts.transform(test)))
+    )

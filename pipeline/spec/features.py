@@ -206,9 +206,9 @@ class _Coherence(Strict):
 
 
 class _GraphicalLasso(Strict):
-    alpha: Number = Field(
-        0.01, gt=0, description="l1 penalty on the correlation matrix (scikit-learn's default)"
-    )
+    # 0.1, not GraphicalLasso's 0.01: at 0.01 the coordinate descent fails on rank-deficient
+    # montages (average-referenced EEG: the smallest eigenvalue of the correlation ~1e-9)
+    alpha: Number = Field(0.1, gt=0, description="l1 penalty on the correlation matrix")
 
 
 _PARAMS: dict[str, type[Strict]] = {

@@ -34,6 +34,7 @@ BUILTIN_ESTIMATORS: tuple[str, ...] = (
     "lda",
     "gaussian_nb",
     "logreg",
+    "logreg_cv",
     "random_forest",
     "gradient_boosting",
     "sgd",
