@@ -319,9 +319,30 @@ def _jobqueue_kwargs(profile: Mapping[str, Any], log_directory: str | None) -> d
         if not any(name in line for line in prologue):
             prologue.append(f"export {name}={value}")
     options["job_script_prologue"] = prologue
+    options["scheduler_options"] = _scheduler_options(profile["kind"], options)
     if log_directory is not None and "log_directory" not in options:
         options["log_directory"] = str(log_directory)
     return options
+
+
+def _scheduler_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the job queue's ``scheduler_options`` with a free dashboard port.
+
+    The profile's ``scheduler-options`` (else dask's ``jobqueue.<kind>.scheduler-options``
+    config, which dask-jobqueue would read), with ``dashboard_address`` (dask-jobqueue's
+    default ``:8787``) replaced by a free port when it is held: the scheduler runs in this
+    process, and distributed would otherwise take another port itself with a four-line
+    "Port 8787 is already in use" warning, as on a local cluster.
+    """
+    import dask
+
+    scheduler = options.get("scheduler_options")
+    if scheduler is None:
+        scheduler = dask.config.get(f"jobqueue.{kind}.scheduler-options", {}) or {}
+    scheduler = dict(scheduler)
+    address = str(scheduler.get("dashboard_address") or ":8787")  # dask-jobqueue's default
+    scheduler["dashboard_address"] = free_dashboard_address(address)
+    return scheduler
 
 
 def job_script(profile: Mapping[str, Any] | str | os.PathLike[str]) -> str:

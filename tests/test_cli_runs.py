@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -132,7 +134,9 @@ def test_killed_run_shows_as_interrupted(tmp_path: Path, capsys) -> None:
     assert re.match(r"last run \S+: interrupted", last), last
 
 
-def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _holding_8787() -> Iterator[None]:
+    """Listen on 8787 for the duration, as another cluster's dashboard would."""
     import socket
 
     taken = socket.socket()
@@ -142,7 +146,7 @@ def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
     deadline = time.monotonic() + 30
     while True:  # a killed run of an earlier test may still be releasing the port
         try:
-            taken.bind(("", 8787))  # as another cluster's dashboard would
+            taken.bind(("", 8787))
             taken.listen()
             break
         except OSError:
@@ -150,6 +154,13 @@ def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
                 break  # someone else holds it for good: the same situation
             time.sleep(0.5)
     try:
+        yield
+    finally:
+        taken.close()
+
+
+def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
+    with _holding_8787():
         argv = [sys.executable, "-m", "pipeline.cli", "run", str(_task(tmp_path)), "--out"]
         done = subprocess.run(
             [*argv, str(tmp_path / "out"), "--no-progress", "--workers", "1"],
@@ -158,12 +169,31 @@ def test_run_is_quiet_with_the_dashboard_port_taken(tmp_path: Path) -> None:
             text=True,
             timeout=300,
         )
-    finally:
-        taken.close()
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no port-in-use block, no distributed.sizeof warnings
     (link,) = re.findall(r"^Dask dashboard: http://[\d.]+:(\d+)/status$", done.stdout, re.M)
     assert link != "8787"
+
+
+def test_job_queue_cluster_takes_a_free_dashboard_port_without_a_warning() -> None:
+    # The scheduler of a SLURM/PBS cluster runs in this process: built from the shipped
+    # profile's arguments with 8787 held, it must not print distributed's port-in-use block.
+    # No job is submitted (the cluster is never scaled), so no scheduler is needed.
+    import warnings
+
+    import dask_jobqueue
+
+    from pipeline.cluster import _jobqueue_kwargs, load_profile
+
+    with _holding_8787(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kwargs = _jobqueue_kwargs(load_profile("slurm"), None)
+        with dask_jobqueue.SLURMCluster(**kwargs) as cluster:
+            link = cluster.dashboard_link
+    in_use = [str(w.message) for w in caught if "already in use" in str(w.message)]
+    assert in_use == []
+    port = re.fullmatch(r"http://[^/]+:(\d+)/status", link)
+    assert port is not None and port[1] != "8787", link
 
 
 def test_version_and_workers_arguments(capsys) -> None:
