@@ -265,11 +265,18 @@ def _check_calibration(spec: TaskSpec, source: str, index: pd.DataFrame) -> None
 
 def _check_engine(spec: TaskSpec, source: str) -> None:
     prep = spec.model.prep
-    if prep is not None and prep.tangent_space is not None and spec.model.engine == "distributed":
+    if (
+        prep is not None
+        and prep.tangent_space is not None
+        and spec.model.engine == "distributed"
+        and (prep.tangent_mean != "identity" or prep.recenter is not None)
+    ):
         expected = (
-            "'memory' or 'auto' with model.prep.tangent_space: the distributed engine fits "
-            "from per-subject sums of the features, and a tangent space needs every window's "
-            "matrix mapped at the training mean first (not implemented)"
+            "'memory' or 'auto' with model.prep.tangent_space at a fitted mean or with "
+            "recenter: the distributed engine fits from per-subject sums of the features, and "
+            "such a tangent space needs every window's matrix mapped at the training mean "
+            "first (not implemented); tangent_mean: identity (the log-Euclidean map, one "
+            "window at a time) runs on it"
         )
         raise key_error(source, "model.engine", expected, spec.model.engine)
     if spec.validation.scheme == "loso_calibrated" and spec.model.engine == "distributed":

@@ -105,6 +105,7 @@ _FEATURE_MODULES = (
     "pipeline.features",
     "pipeline.features._kernels",
     "pipeline.features.compute",
+    "pipeline.features.covariance",
     "pipeline.features.registry",
     "pipeline.labels",
     "pipeline.preprocessing",

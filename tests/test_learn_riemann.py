@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 
 from pipeline.exceptions import SpecError
 from pipeline.features import make_block_function
+from pipeline.features.covariance import pairwise_matrices
 from pipeline.features.registry import table_columns
 from pipeline.learn.prep import FeaturePrep
 from pipeline.learn.riemann import recenter
@@ -164,6 +165,70 @@ def test_errors_name_key_expected_found() -> None:
         FeaturePrep(tangent_space="cov_oas").fit(flat)
 
 
+@pytest.fixture(scope="module")
+def eeg_table(eeg_dir) -> pd.DataFrame:
+    """OAS covariances of real EEG: 3 subjects x (rest, task), the first 60 s, 4 s windows."""
+    mne = pytest.importorskip("mne")
+    func, names = make_block_function(["cov_oas"], 500.0, n_channels=19)
+    frames = []
+    for subject in ("00", "01", "02"):
+        for run, label in (("1", "rest"), ("2", "task")):
+            path = eeg_dir / f"Subject{subject}_{run}.edf"
+            raw = mne.io.read_raw_edf(path, preload=False, verbose="error")
+            x = raw.get_data(picks=raw.ch_names[:19], stop=500 * 60).T
+            channels = [c.removeprefix("EEG ") for c in raw.ch_names[:19]]
+            columns, keep = table_columns(channels, names)
+            out = func(x, 2000, 1000)
+            frame = pd.DataFrame(out.reshape(len(out), -1)[:, keep], columns=columns)
+            frame.insert(0, "recording", f"sub-{subject}_run-{run}")
+            frame.insert(1, "subject", subject)
+            frame.insert(2, "session", "")
+            frame.insert(3, "run", run)
+            frame.insert(4, "start", np.arange(len(frame), dtype=float) * 2.0)
+            frame["label"] = label
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_log_euclidean_tangent_space_runs_on_the_distributed_engine_exactly(
+    eeg_table, client
+) -> None:
+    import dask
+    import dask.dataframe as dd
+
+    from pipeline.learn import fit_and_validate
+
+    parts = [dask.delayed(g) for _, g in eeg_table.groupby("recording", sort=True)]
+    ddf = dd.from_delayed(parts, meta=eeg_table.iloc[:0], verify_meta=False)
+    prep = {"features": ["cov_oas"], "tangent_space": "cov_oas", "tangent_mean": "identity"}
+    cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
+    scheme = {"scheme": "loso", "n_permutations": 0}
+    model_m, rep_m = fit_and_validate(eeg_table, cfg | {"engine": "memory"}, scheme, n_jobs=1)
+    model_d, rep_d = fit_and_validate(ddf, cfg | {"engine": "distributed"}, scheme)
+    assert rep_d["engine"]["name"] == "distributed" and rep_m["engine"]["name"] == "memory"
+    assert rep_d["overall"]["confusion_matrix"] == rep_m["overall"]["confusion_matrix"]
+    assert abs(rep_d["overall"]["roc_auc"] - rep_m["overall"]["roc_auc"]) < 1e-9
+    for s, m in rep_m["per_subject"].items():
+        assert rep_d["per_subject"][s]["confusion_matrix"] == m["confusion_matrix"]
+    pm, pd_ = model_m.predict(eeg_table), model_d.predict(eeg_table)
+    cols = [c for c in pm.columns if c.startswith("proba__")]
+    np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-9)
+    # the vectors are logm(C) (off-diagonal x sqrt 2): the log-Euclidean map at the identity
+    prepared = model_m.model["prep"].transform(eeg_table.iloc[:3])
+    upper = np.triu_indices(19)
+    mats, _ = pairwise_matrices(
+        eeg_table.iloc[:3, 5:-1].to_numpy(), eeg_table.columns[5:-1], "cov_oas"
+    )
+    logs = np.stack([_logm(m) for m in mats])
+    weights = np.where(upper[0] == upper[1], 1.0, np.sqrt(2))
+    np.testing.assert_allclose(prepared, logs[:, upper[0], upper[1]] * weights, atol=1e-9)
+
+
+def _logm(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh(m)
+    return (v * np.log(w)) @ v.T
+
+
 def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
     import yaml
 
@@ -175,6 +240,13 @@ def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
     path.write_text(yaml.safe_dump(task))
     with pytest.raises(SpecError, match=r"model\.engine.*tangent_space.*not implemented"):
         load_checked_task(path)
+    task["model"]["prep"] |= {"tangent_mean": "identity", "recenter": "riemann"}
+    path.write_text(yaml.safe_dump(task))
+    with pytest.raises(SpecError, match=r"with recenter.*tangent_mean: identity.*runs on it"):
+        load_checked_task(path)
+    del task["model"]["prep"]["recenter"]  # the log-Euclidean map: one window at a time
+    path.write_text(yaml.safe_dump(task))
+    load_checked_task(path)
     task["model"]["engine"] = "memory"
     path.write_text(yaml.safe_dump(task))
     load_checked_task(path)

@@ -144,11 +144,12 @@ class FeaturePrep(TransformerMixin, BaseEstimator):
         (fitted in :meth:`fit`, so inside each fold), one tangent space per kind,
         concatenated in the order given; the other selected features pass through
         ``log``/``context``/``normalize`` as usual. Needs a feature table.
-    tangent_mean : {"riemann", "logeuclid", "euclid"}
+    tangent_mean : {"riemann", "logeuclid", "euclid", "identity"}
         The reference point of each tangent space: the Riemannian (affine-invariant) mean,
-        the log-Euclidean mean or the arithmetic mean of the training matrices
-        (:func:`pipeline.learn.riemann.reference_point`); the map itself is pyriemann's
-        Riemannian log at that point.
+        the log-Euclidean mean or the arithmetic mean of the training matrices, or the
+        identity (the log-Euclidean map ``logm(C)``: nothing fitted, so the distributed
+        engine runs it too; :func:`pipeline.learn.riemann.reference_point`); the map itself
+        is pyriemann's Riemannian log at that point.
     recenter : {None, "riemann", "euclid"}
         With ``tangent_space``: whiten each subject's matrices by that subject's own mean
         (Riemannian or arithmetic) over the rows given to :meth:`fit` or :meth:`transform`,

@@ -123,18 +123,22 @@ def reference_point(mats: np.ndarray, centred: bool, mean: str = "riemann") -> n
         SPD matrices.
     centred : bool
         Whether :func:`recenter` whitened them (the reference is then the identity).
-    mean : {"riemann", "logeuclid", "euclid"}
+    mean : {"riemann", "logeuclid", "euclid", "identity"}
         pyriemann's ``mean_riemann`` (affine-invariant, iterative), ``mean_logeuclid``
-        (``expm`` of the mean of ``logm``: closed form) or ``mean_euclid`` (arithmetic).
+        (``expm`` of the mean of ``logm``: closed form), ``mean_euclid`` (arithmetic), or
+        the identity whatever the matrices: the tangent vector is then ``logm(C)``'s upper
+        triangle (off-diagonal times sqrt 2), the log-Euclidean vector up to the constant
+        ``logm`` of the log-Euclidean mean, which a scaler and a linear model absorb. It
+        fits nothing, so it is a per-window map and runs on the distributed engine.
 
     Returns
     -------
     ndarray of shape (n_channels, n_channels)
     """
+    if centred or mean == "identity":
+        return np.eye(mats.shape[1])
     if len(mats) == 0:
         raise SpecError("Tangent space: expected at least one training window, found none")
-    if centred:
-        return np.eye(mats.shape[1])
     return _geometry().means[mean](mats)
 
 

@@ -90,7 +90,7 @@ class PrepSpec(Strict):
     # one per kind, concatenated; the mean the tangent space sits at; the label-free
     # per-subject re-centring
     tangent_space: str | tuple[str, ...] | None = None
-    tangent_mean: Literal["riemann", "logeuclid", "euclid"] = "riemann"
+    tangent_mean: Literal["riemann", "logeuclid", "euclid", "identity"] = "riemann"
     recenter: Literal["riemann", "euclid"] | None = None
 
     @field_validator("features", "log", mode="before")
