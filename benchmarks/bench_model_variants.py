@@ -29,6 +29,8 @@ EMG_BASE = {
 }
 # logvar is a log already (negative in the store's V^2): not logged twice.
 EEG_LOG = ["delta", "theta", "alpha", "beta", "gamma"]
+FB = [f"fbcov_{b}" for b in EEG_LOG[1:]]  # fb_cov's default bands
+FB9 = [f"fbcov_{lo}_{lo + 4}" for lo in range(4, 40, 4)]
 VARIANTS = {
     "emg": {
         "default, smoothing over 15 windows": {**EMG_BASE, "smooth": 15},
@@ -83,10 +85,69 @@ VARIANTS = {
             "params": {"C": 1.0},
             "prep": {"features": ["cov_oas"], "tangent_space": "cov_oas", "recenter": "riemann"},
         },
+        # issue 13's zero-shot candidates (tables with fb_cov, coh and glasso)
+        "TS of OAS, log-Euclidean mean + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {
+                "features": ["cov_oas"],
+                "tangent_space": "cov_oas",
+                "tangent_mean": "logeuclid",
+            },
+        },
+        "TS of OAS, Euclidean mean + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": ["cov_oas"], "tangent_space": "cov_oas", "tangent_mean": "euclid"},
+        },
+        "TS of OAS + LR, C chosen in the fold (logreg_cv)": {
+            "name": "logreg_cv",
+            "prep": {"features": ["cov_oas"], "tangent_space": "cov_oas"},
+        },
+        "log band power + TS of OAS + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {
+                "features": ["cov_oas", *EEG_LOG],
+                "log": EEG_LOG,
+                "log_offset": 1e-24,
+                "tangent_space": "cov_oas",
+            },
+        },
+        "filter-bank TS (theta, alpha, beta, gamma) + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": FB, "tangent_space": FB},
+        },
+        "filter-bank TS + LR, C chosen in the fold (logreg_cv)": {
+            "name": "logreg_cv",
+            "prep": {"features": FB, "tangent_space": FB},
+        },
+        "filter-bank TS, 9 bands of 4 Hz (4-40 Hz, FBCSP) + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": FB9, "tangent_space": FB9},
+        },
+        "coherence (5 bands) + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": [f"coh_{b}" for b in EEG_LOG]},
+        },
+        "graphical-lasso precision + LR": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": ["glasso"]},
+        },
+        "filter-bank TS + LR, re-centred per subject (unlabeled)": {
+            "name": "logreg",
+            "params": {"C": 1.0},
+            "prep": {"features": FB, "tangent_space": FB, "recenter": "riemann"},
+        },
     },
 }
 
 
+EEG_BASE = "tangent space of OAS covariances + LR"  # the EEG rows' paired reference
 WINDOW_S = {"emg": 0.2, "eeg": 4.0}  # the tasks' window lengths (loso_calibrated's overlaps)
 
 
@@ -104,10 +165,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="output folder of cohort run")
     parser.add_argument("--dataset", choices=sorted(VARIANTS), required=True)
+    parser.add_argument("--only", help="run the variants whose name contains this text")
     args = parser.parse_args()
     table = _table(args.run)
     print(f"{len(table)} windows, {table['label'].notna().sum()} labelled")
+    base_auc: dict[str, float] | None = None  # per subject, the EEG_BASE row's
     for name, cfg in VARIANTS[args.dataset].items():
+        if args.only and args.only not in name and name != EEG_BASE:
+            continue  # the EEG_BASE row stays: the others are paired against it
         t0 = time.perf_counter()
         # the ablation rows compare point estimates: no permutation test (each refits all folds)
         scheme = {"scheme": "loso", "n_permutations": 0}
@@ -127,6 +192,19 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
+        auc = {s: m.get("roc_auc") for s, m in report["per_subject"].items()}
+        if name == EEG_BASE:
+            base_auc = auc
+        elif args.dataset == "eeg" and base_auc is not None:
+            # paired per subject: each subject's AUC against its own in the EEG_BASE row
+            gain = [auc[s] - base_auc[s] for s in base_auc if auc.get(s) is not None]
+            if gain:
+                print(
+                    f"  per-subject ROC AUC against '{EEG_BASE}': median "
+                    f"{np.median(gain):+.3f}, min {np.min(gain):+.3f}, "
+                    f"{sum(g > 0 for g in gain)}/{len(gain)} subjects better",
+                    flush=True,
+                )
         for point in report.get("calibration_curve", {}).get("points", []):
             # paired per subject: each subject's k against its own k = 0 (plain LOSO)
             base = report["calibration_curve"]["points"][0]["per_subject"]
