@@ -184,6 +184,7 @@ def test_spec_round_trip():
         "context": 2,
         "normalize": "subject",
         "tangent_space": None,
+        "tangent_mean": "riemann",
         "recenter": None,
     }
 
