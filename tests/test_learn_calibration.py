@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -282,3 +283,133 @@ def test_cohort_run_with_loso_calibrated(tmp_path: Path) -> None:
     html = (out / "latest" / "report.html").read_text()
     assert "Calibration curve (labeled calibration of the held-out subject)" in html
     assert 'alt="Calibration curve"' in html
+
+
+# --- calibration weights (pipeline.learn.calibrate) ------------------------------------
+
+
+def _blobs(n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.array([f"c{i}" for i in range(n_classes)]), 15)
+    X = rng.normal(size=(len(y), 4)) @ rng.normal(size=(4, 4))
+    X += np.repeat(rng.normal(size=(n_classes, 4)) * 2, 15, axis=0)
+    return X, y, rng.integers(1, 5, size=len(y))
+
+
+@pytest.mark.parametrize(
+    ("n_classes", "shrinkage"), [(2, None), (3, None), (3, "auto"), (2, "auto"), (4, 0.3)]
+)
+def test_weighted_lda_equals_lda_on_repeated_rows(n_classes: int, shrinkage: Any) -> None:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis as LDA
+
+    from pipeline.learn.calibrate import fit_weighted_lda
+
+    X, y, w = _blobs(n_classes, seed=n_classes)
+    ours = fit_weighted_lda(LDA(solver="lsqr", shrinkage=shrinkage), X, y, w.astype(float))
+    ref = LDA(solver="lsqr", shrinkage=shrinkage).fit(np.repeat(X, w, 0), np.repeat(y, w))
+    for name in ("priors_", "means_", "covariance_", "coef_", "intercept_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(ref, name), rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(ours.classes_, ref.classes_)
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-9)
+
+
+def test_weighted_ledoit_wolf_equals_sklearn_on_repeats() -> None:
+    from sklearn.covariance import ledoit_wolf
+
+    from pipeline.learn.calibrate import weighted_ledoit_wolf
+
+    X, _, w = _blobs(3, seed=7)
+    np.testing.assert_allclose(
+        weighted_ledoit_wolf(X, w.astype(float)), ledoit_wolf(np.repeat(X, w, 0))[0], rtol=1e-10
+    )
+
+
+def test_balanced_weight_makes_both_sides_weigh_the_same() -> None:
+    from pipeline.learn.calibrate import calibration_sample_weight
+
+    is_cal = np.r_[np.zeros(90, bool), np.ones(10, bool)]
+    w = calibration_sample_weight(is_cal, "balanced")
+    assert w[~is_cal].sum() == w[is_cal].sum() == 90.0
+    assert calibration_sample_weight(is_cal, None).tolist() == w.tolist()
+    assert calibration_sample_weight(is_cal, 2.5)[is_cal].tolist() == [2.5] * 10
+
+
+def test_weight_1_without_normalisation_is_the_unweighted_fold() -> None:
+    from pipeline.learn.calibrate import calibrated_fold_proba
+    from pipeline.learn.fit import _fit
+    from pipeline.learn.model import predict_proba
+    from pipeline.spec.learn import ModelSpec
+
+    table = _table()
+    classes = sorted(table["label"].dropna().unique())
+    fold = make_folds(
+        table, {"scheme": "loso_calibrated", "calibration": [1]}, window_length=LENGTH
+    )[0]
+    spec = ModelSpec(name="lda", params={"shrinkage": "auto"}, smooth=3)
+    ours = calibrated_fold_proba(table, fold, spec, 0, classes, 1.0)
+    plain = _fit(table.iloc[fold.train], spec, 0, classes)
+    ref = predict_proba(plain.model, plain.metadata, table.iloc[fold.test])
+    np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+    weighted = calibrated_fold_proba(table, fold, spec, 0, classes, "balanced")
+    assert np.abs(weighted - ref).max() > 1e-3  # the weight changes the model
+
+
+def test_no_scored_window_nor_test_label_trains_a_calibrated_fold() -> None:
+    """Relabel every window a calibrated fold scores: its probabilities do not move."""
+    from pipeline.learn.calibrate import calibrated_fold_proba
+    from pipeline.learn.validation import calibration_rows
+    from pipeline.spec.learn import ModelSpec
+
+    table = _table()
+    classes = sorted(table["label"].dropna().unique())
+    spec = ModelSpec(name="lda", prep=PrepSpec(normalize="recording"), smooth=3)
+    fold = make_folds(
+        table, {"scheme": "loso_calibrated", "calibration": [1]}, window_length=LENGTH
+    )[1]
+    base = calibrated_fold_proba(table, fold, spec, 0, classes)
+    subject = table["subject"].iloc[fold.test[0]]
+    own = calibration_rows(table, fold)
+    assert len(own) and set(table["subject"].iloc[own]) == {subject}
+    assert not np.intersect1d(own, fold.test).size
+    relabeled = table.copy()
+    labels = relabeled["label"].to_numpy(dtype=object).copy()
+    rng = np.random.default_rng(0)
+    scored = fold.test[pd.notna(labels[fold.test])]
+    labels[scored] = rng.choice(classes, size=len(scored))  # every scored label scrambled
+    relabeled["label"] = labels
+    np.testing.assert_array_equal(calibrated_fold_proba(relabeled, fold, spec, 0, classes), base)
+    # the fold does learn from its calibration windows: relabel them and it moves
+    labels[own] = np.roll(labels[own], 7)
+    relabeled["label"] = labels
+    assert np.abs(calibrated_fold_proba(relabeled, fold, spec, 0, classes) - base).max() > 1e-3
+
+
+def test_calibration_lifts_a_subject_unlike_the_others() -> None:
+    """A held-out subject with its own gains: one weighted repetition beats none."""
+    table = synthetic_feature_table(
+        n_subjects=5, n_runs=2, blocks_per_class=3, seed=4, subject_gain=1.5
+    )
+    cfg = {"scheme": "loso_calibrated", "calibration": [0, 1], "n_permutations": 0}
+    model = {"name": "lda", "params": {"shrinkage": "auto"}, "prep": {"log": ["mav"]}}
+    _, rep = fit_and_validate(table, model, cfg, window_length=LENGTH, n_jobs=1)
+    _, unweighted = fit_and_validate(
+        table, model, {**cfg, "calibration_weight": 1}, window_length=LENGTH, n_jobs=1
+    )
+    k0, k1 = (p["overall"]["balanced_accuracy"] for p in rep["calibration_curve"]["points"])
+    k1_unweighted = unweighted["calibration_curve"]["points"][1]["overall"]["balanced_accuracy"]
+    assert k1 > max(k0, k1_unweighted)
+    assert rep["permutation"]["p_value"] is None
+
+
+def test_calibration_weight_errors_name_key_and_what_was_expected() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from pipeline.learn.calibrate import fit_weighted
+
+    with pytest.raises(SpecError, match=r"validation\.calibration_weight'.*for scheme 'loso'"):
+        validation_spec({"scheme": "loso", "calibration_weight": 2})
+    with pytest.raises(SpecError, match=r'expected "balanced" or a positive number.*found -1'):
+        validation_spec({"scheme": "loso_calibrated", "calibration_weight": -1})
+    X, y, w = _blobs(2, seed=1)
+    with pytest.raises(SpecError, match=r"KNeighborsClassifier\.fit takes no sample_weight"):
+        fit_weighted(KNeighborsClassifier(), X, y, w.astype(float))

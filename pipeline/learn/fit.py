@@ -109,10 +109,20 @@ def fit_model(
 
 
 def _run_fold(
-    table: pd.DataFrame, fold: Fold, spec: ModelSpec, seed: int, classes: list[str]
+    table: pd.DataFrame,
+    fold: Fold,
+    spec: ModelSpec,
+    seed: int,
+    classes: list[str],
+    calibration_weight: float | str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Fit on the training side, predict the test side; sides are prepared separately."""
     t0 = time.perf_counter()
+    if fold.calibration:  # k > 0: weighted calibration windows (pipeline.learn.calibrate)
+        from pipeline.learn.calibrate import calibrated_fold_proba
+
+        proba = calibrated_fold_proba(table, fold, spec, seed, classes, calibration_weight)
+        return fold.test, proba, time.perf_counter() - t0
     train = table.iloc[fold.train]
     test = table.iloc[fold.test]
     model = _fit(train, spec, seed, classes)
@@ -227,7 +237,8 @@ def fit_and_validate(
     with _parallel_backend(backend) as backend:
         logger.info("running %d folds with joblib backend %r", len(folds), backend)
         results = joblib.Parallel(n_jobs=n_jobs)(
-            joblib.delayed(_run_fold)(table, f, spec, seed, classes) for f in folds
+            joblib.delayed(_run_fold)(table, f, spec, seed, classes, vspec.calibration_weight)
+            for f in folds
         )
     t_cv = time.perf_counter() - t_start
     curve = None
@@ -266,10 +277,18 @@ def fit_and_validate(
     if note is not None:
         report["unlabeled_calibration"] = note
     n_perm = DEFAULT_PERMUTATIONS if vspec.n_permutations is None else vspec.n_permutations
-    with _parallel_backend(backend if backend != "loky" else "local"):
-        report["permutation"] = permutation_test(
-            table, folds, spec, seed, classes, report["overall"], n_perm, n_jobs=n_jobs
+    if n_perm and any(f.calibration for f in folds):
+        from pipeline.learn.permutation import skipped
+
+        report["permutation"] = skipped(
+            "not implemented for calibrated folds (k > 0): the permutation refits do not "
+            "weight the calibration windows nor prepare them with the held-out subject's"
         )
+    else:
+        with _parallel_backend(backend if backend != "loky" else "local"):
+            report["permutation"] = permutation_test(
+                table, folds, spec, seed, classes, report["overall"], n_perm, n_jobs=n_jobs
+            )
     t0 = time.perf_counter()
     model = _fit(table, spec, seed, classes)
     report["timing"] = {

@@ -26,6 +26,7 @@ from pipeline.learn.prep import ID_COLUMNS, trailing_mean
 
 __all__ = [
     "Bundle",
+    "align_proba",
     "check_table",
     "config_json",
     "model_metadata",
@@ -100,9 +101,31 @@ def predict_proba(
     numpy.ndarray of shape (n_windows, n_classes)
         Columns in the order of ``metadata["classes"]``.
     """
+    raw = np.asarray(pipeline.predict_proba(table), dtype=float)
+    return align_proba(raw, [str(c) for c in pipeline.classes_], metadata, table)
+
+
+def align_proba(
+    proba: np.ndarray, est_classes: list[str], metadata: Mapping[str, Any], table: pd.DataFrame
+) -> np.ndarray:
+    """Return a classifier's probabilities in the order of ``metadata["classes"]``, smoothed.
+
+    Parameters
+    ----------
+    proba : numpy.ndarray of shape (n_windows, len(est_classes))
+        ``predict_proba`` of the classifier, columns in the order of ``est_classes``.
+    est_classes : list of str
+        The classes the classifier knows (a subset of ``metadata["classes"]``).
+    metadata : mapping
+        ``classes`` and ``smooth`` (see :func:`model_metadata`).
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+        The windows' ``recording`` and ``start`` (whole recordings), for the smoothing.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_windows, n_classes)
+    """
     classes = list(metadata["classes"])
-    proba = np.asarray(pipeline.predict_proba(table), dtype=float)
-    est_classes = [str(c) for c in pipeline.classes_]
     if est_classes != classes:
         full = np.zeros((len(proba), len(classes)))
         for j, c in enumerate(est_classes):

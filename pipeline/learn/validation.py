@@ -54,6 +54,7 @@ __all__ = [
     "RandomWindowSplit",
     "SubjectKFold",
     "WithinSubjectSplit",
+    "calibration_rows",
     "calibration_segments",
     "calibration_windows",
     "check_calibrated_fold",
@@ -531,13 +532,29 @@ class CalibratedLeaveSubjectOut(_Splitter):
         return hit
 
 
+def calibration_rows(table: pd.DataFrame, fold: Fold) -> np.ndarray:
+    """Return the training rows of a fold's held-out subject (its calibration windows).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+        With ``subject``; the fold's positional rows index it.
+    fold : Fold
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_calibration_rows,)
+        Positional rows, in the order of ``fold.train``; empty at k = 0.
+    """
+    if not len(fold.test):
+        return np.zeros(0, dtype=int)
+    subjects = table["subject"].astype(str).to_numpy()
+    return fold.train[subjects[fold.train] == subjects[fold.test[0]]]
+
+
 def calibration_windows(table: pd.DataFrame, fold: Fold) -> int:
     """Return how many labeled windows of the held-out subject a fold trains on."""
-    if not len(fold.test):
-        return 0
-    subjects = table["subject"].astype(str).to_numpy()
-    own = fold.train[subjects[fold.train] == subjects[fold.test[0]]]
-    return int(table["label"].iloc[own].notna().sum())
+    return int(table["label"].iloc[calibration_rows(table, fold)].notna().sum())
 
 
 UNLABELED_SUBJECT_NOTE = (

@@ -210,7 +210,9 @@ _SCHEME_KEYS: dict[str, frozenset[str]] = {
     "loso": frozenset(),
     "group_kfold": frozenset({"n_splits"}),
     "random": frozenset({"n_splits", "allow_window_leakage"}),
-    "loso_calibrated": frozenset({"calibration", "calibration_unit", "report_k"}),
+    "loso_calibrated": frozenset(
+        {"calibration", "calibration_unit", "report_k", "calibration_weight"}
+    ),
 }
 SCHEMES: tuple[str, ...] = tuple(_SCHEME_KEYS)
 
@@ -246,6 +248,9 @@ class ValidationSpec(Strict):
     report_k: Number | None = Field(
         default=None, ge=0, description="the k of the headline metrics (a calibration entry)"
     )
+    # loso_calibrated: how much each calibration window counts in the fit (sample_weight);
+    # "balanced" (None): the new subject's windows weigh as much as all pooled windows
+    calibration_weight: float | str | None = None
 
     @field_validator(
         "n_splits",
@@ -256,6 +261,7 @@ class ValidationSpec(Strict):
         "calibration",
         "calibration_unit",
         "report_k",
+        "calibration_weight",
     )
     @classmethod
     def _key_of_the_scheme(cls, value: Any, info: ValidationInfo) -> Any:
@@ -269,6 +275,17 @@ class ValidationSpec(Strict):
             f"{takes or 'no other key'}; {info.field_name!r} is a key of {owners})"
         )
         raise ValueError(msg)
+
+    @field_validator("calibration_weight", mode="before")
+    @classmethod
+    def _weight(cls, value: Any) -> Any:
+        if value is None or value == "balanced":
+            return value
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not 0 < value < float("inf"):
+            msg = '"balanced" or a positive number (times a calibration window counts; 1: none)'
+            raise ValueError(msg)
+        return float(value)
 
     @field_validator("test")
     @classmethod
