@@ -47,8 +47,10 @@ _HELD_OUT = {
         "Calibrated leave-one-subject-out: every fold holds out one subject, except its "
         "first k labeled repetitions (or seconds) per class, which train; the subject is "
         "scored on the rest of its windows, none of which shares a sample with a "
-        "calibration window. The figure is that of a new user who recorded k labeled "
-        "repetitions per class first."
+        "calibration window. The calibration windows are weighted "
+        "(validation.calibration_weight) and prepared with the subject's test windows "
+        "(one label-free normalisation per recording); no test label reaches training. "
+        "The figure is that of a new user who recorded k labeled repetitions per class first."
     ),
     "random": (
         "Random window split: windows of one recording fall on both sides, so overlapping "
