@@ -21,6 +21,9 @@ Each scheme of a :class:`pipeline.spec.learn.ValidationSpec` is a
     Leave one subject out, with the first k labeled repetitions per class of the held-out
     subject (or its first k seconds per class) added to training, for every k of
     ``"calibration": [0, 1, 2, 3]``: one fold per (subject, k). k = 0 is plain ``loso``.
+    The fit weights those windows (``"calibration_weight"``, default ``"balanced"``: as
+    much as all other subjects' windows together) and prepares them with the subject's
+    test windows (:mod:`pipeline.learn.calibrate`).
 
 The splitters read ``subject``, ``session`` and ``run`` from the identifier columns of ``X``
 (a feature table); the subject-level ones also take ``groups`` (the subject of every row)

@@ -223,7 +223,8 @@ class ValidationSpec(Strict):
     ``n_splits`` belongs to ``group_kfold`` and ``random``; ``by``, ``train``, ``test`` to
     ``within_subject``; ``allow_window_leakage`` to ``random``; ``specificity`` (binary
     tasks: the threshold reaching it is reported) and ``n_permutations`` (the report's
-    permutation test; each permutation refits every fold) to every scheme.
+    permutation test; each permutation refits every fold) to every scheme; ``calibration``,
+    ``calibration_unit``, ``report_k`` and ``calibration_weight`` to ``loso_calibrated``.
     """
 
     scheme: Literal[
