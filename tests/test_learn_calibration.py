@@ -413,3 +413,16 @@ def test_calibration_weight_errors_name_key_and_what_was_expected() -> None:
     X, y, w = _blobs(2, seed=1)
     with pytest.raises(SpecError, match=r"KNeighborsClassifier\.fit takes no sample_weight"):
         fit_weighted(KNeighborsClassifier(), X, y, w.astype(float))
+
+
+def test_unweightable_names_why_a_model_cannot_take_the_weights() -> None:
+    from pipeline.learn.calibrate import unweightable
+    from pipeline.spec.learn import ModelSpec
+
+    vote = ModelSpec(name="soft_vote", estimators=[{"name": "lda"}, {"name": "gaussian_nb"}])
+    assert "LinearDiscriminantAnalysis" in str(unweightable(vote))
+    assert "solver 'lsqr', got 'svd'" in str(
+        unweightable(ModelSpec(name="lda", params={"solver": "svd"}))
+    )
+    for name in ("lda", "logreg", "random_forest", "gradient_boosting", "sgd", "gaussian_nb"):
+        assert unweightable(ModelSpec(name=name)) is None, name

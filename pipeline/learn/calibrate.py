@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.ensemble import VotingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import has_fit_parameter
 
 from pipeline.exceptions import SpecError
-from pipeline.learn.estimators import make_estimator
+from pipeline.learn.estimators import make_classifier, make_estimator
 from pipeline.learn.model import align_proba
 from pipeline.learn.validation import Fold, calibration_rows
 from pipeline.spec.learn import ModelSpec
@@ -51,6 +52,7 @@ __all__ = [
     "calibration_sample_weight",
     "fit_weighted",
     "fit_weighted_lda",
+    "unweightable",
     "weighted_ledoit_wolf",
 ]
 
@@ -204,24 +206,51 @@ def fit_weighted_lda(
     return lda
 
 
+def unweightable(estimator: Any) -> str | None:
+    """Return why ``estimator`` cannot be fitted with sample weights, or None if it can.
+
+    Parameters
+    ----------
+    estimator : classifier or ModelSpec
+        A model config is turned into its classifier first (nothing is fitted).
+    """
+    if isinstance(estimator, ModelSpec):
+        estimator = make_classifier(estimator)
+    name = type(estimator).__name__
+    if isinstance(estimator, LinearDiscriminantAnalysis):
+        if estimator.solver != "lsqr" or estimator.covariance_estimator is not None:
+            return f"the weighted LDA needs solver 'lsqr', got {estimator.solver!r}"
+        return None
+    if isinstance(estimator, VotingClassifier):  # scikit-learn passes the weights on
+        reasons = [unweightable(e) for _, e in estimator.estimators]
+        if any(isinstance(e, LinearDiscriminantAnalysis) for _, e in estimator.estimators):
+            return (
+                "soft_vote passes sample_weight to LinearDiscriminantAnalysis.fit, which has none"
+            )
+        return next((r for r in reasons if r is not None), None)
+    if not has_fit_parameter(estimator, "sample_weight"):
+        return f"{name}.fit takes no sample_weight"
+    return None
+
+
 def fit_weighted(estimator: Any, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray) -> Any:
     """Fit ``estimator`` with ``sample_weight`` (LDA through :func:`fit_weighted_lda`).
 
     Raises
     ------
     SpecError
-        If the estimator's ``fit`` takes no ``sample_weight``.
+        If the estimator cannot take the weights (:func:`unweightable`).
     """
-    if isinstance(estimator, LinearDiscriminantAnalysis):
-        return fit_weighted_lda(estimator, X, y, sample_weight)
-    if not has_fit_parameter(estimator, "sample_weight"):
+    reason = unweightable(estimator)
+    if reason is not None:
         msg = (
-            f"validation.calibration_weight: {type(estimator).__name__}.fit takes no "
-            "sample_weight, so the calibration windows cannot be weighted; set "
-            "validation.calibration_weight: 1 or use lda, logreg, random_forest, "
-            "gradient_boosting or sgd"
+            f"validation.calibration_weight: {reason}, so the calibration windows cannot be "
+            "weighted; set validation.calibration_weight: 1 or use lda (solver lsqr), logreg, "
+            "random_forest, gradient_boosting or sgd"
         )
         raise SpecError(msg)
+    if isinstance(estimator, LinearDiscriminantAnalysis):
+        return fit_weighted_lda(estimator, X, y, sample_weight)
     return estimator.fit(X, y, sample_weight=sample_weight)
 
 
