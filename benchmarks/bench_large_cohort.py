@@ -238,7 +238,7 @@ def main() -> None:
     }
     results: dict[str, Any] = {"shape": shape}
     if "lda" not in skip:
-        task = write_task(root, args, lda, {"scheme": "loso"})
+        task = write_task(root, args, lda, {"scheme": "loso", "n_permutations": 0})
         results["lda"] = cohort_run(task, out, profile, args.sample)
         print(json.dumps({"run": "lda", **results["lda"]}), flush=True)
     # the feature stage's outputs: one stages/<key>/features.parquet per recording
@@ -249,7 +249,12 @@ def main() -> None:
         results["table"] = {"files": len(files), "nbytes_gb": round(table_nbytes(files) / 1e9, 2)}
         print(json.dumps({"table": results["table"]}), flush=True)
     if "rf" not in skip:
-        task = write_task(root, args, rf, {"scheme": "group_kfold", "n_splits": args.rf_splits})
+        task = write_task(
+            root,
+            args,
+            rf,
+            {"scheme": "group_kfold", "n_splits": args.rf_splits, "n_permutations": 0},
+        )
         results["rf"] = cohort_run(task, out, profile, args.sample)
         print(json.dumps({"run": "rf", **results["rf"]}), flush=True)
     if "scaling" not in skip and files:

@@ -199,7 +199,7 @@ def test_each_pass_is_a_named_task_group(table):
     ):
         fit_and_validate_distributed(_per_recording(table), cfg, {"scheme": "loso"})
     groups = {key_split(k) for k in keys}
-    assert {"statistics-pass", "subsample-pass", "prediction-pass"} <= groups
+    assert {"statistics-pass", "subsample-pass", "fold-fit-pass", "prediction-pass"} <= groups
 
 
 def test_source_nbytes_of_a_written_table(table, tmp_path):
@@ -292,8 +292,35 @@ def test_random_forest_fits_on_a_reproducible_capped_subsample(table):
     assert [p["name"] for p in report["engine"]["passes"]] == [
         "statistics",
         "subsample",
+        "fold-fit",
         "prediction",
     ]
+
+
+def test_tree_folds_are_fitted_in_parallel_on_the_workers(table, client):
+    cfg = {
+        "name": "random_forest",
+        "params": {"n_estimators": 10},
+        "prep": PREP,
+        "engine": "distributed",
+        "max_train_windows": 300,
+    }
+    ddf = _per_recording(table)
+    with dask.config.set(scheduler="sync"):  # no client: the folds fitted one by one here
+        serial_model, serial = fit_and_validate_distributed(ddf, cfg, {"scheme": "loso"}, 3)
+    from dask.utils import key_split
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as ts:
+        model, report = fit_and_validate_distributed(ddf, cfg, {"scheme": "loso"}, 3)
+    fits = [t for t in ts.data if key_split(t["key"]) == "fold-fit-pass"]
+    # every fold's fit and the final one ran as tasks on the workers, on both of them
+    assert len(fits) == len(report["folds"]) + 1 == table["subject"].nunique() + 1
+    assert len({t["worker"] for t in fits}) == 2
+    assert report["overall"] == serial["overall"]
+    assert report["per_subject"] == serial["per_subject"]
+    X = table.loc[table["label"].notna()]
+    np.testing.assert_array_equal(model.model.predict_proba(X), serial_model.model.predict_proba(X))
 
 
 def test_a_subsample_above_the_memory_budget_says_what_cap_fits(table):

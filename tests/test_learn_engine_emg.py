@@ -59,6 +59,18 @@ def test_distributed_run_gives_the_memory_engines_loso_metrics(runs):
         d = report_d["per_subject"][s]
         assert d["confusion_matrix"] == m["confusion_matrix"], s
         assert d["balanced_accuracy"] == pytest.approx(m["balanced_accuracy"], abs=1e-9), s
+        assert d["roc_auc"] == pytest.approx(m["roc_auc"], abs=1e-9), s
+    # the distributed engine's figures come from per-partition confusion counts and the
+    # scores; the memory engine's from the collected windows
+    assert report_d["overall"]["roc_auc"] == pytest.approx(report_m["overall"]["roc_auc"], abs=1e-9)
+    for name in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc"):
+        for end in ("low", "high"):
+            got, want = report_d["ci95"][name][end], report_m["ci95"][name][end]
+            assert got == pytest.approx(want, abs=1e-9), (name, end)
+    assert report_d["calibration"]["ece"] == pytest.approx(report_m["calibration"]["ece"], abs=1e-9)
+    folds_m = {f["name"]: f["metrics"] for f in report_m["folds"]}
+    for f in report_d["folds"]:
+        assert f["metrics"]["roc_auc"] == pytest.approx(folds_m[f["name"]]["roc_auc"], abs=1e-9)
     # the same report schema; the run's stage adds the store's quality and the provenance
     assert set(report_d) - {"quality", "provenance"} == set(report_m)
 

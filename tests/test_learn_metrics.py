@@ -231,3 +231,28 @@ def test_a_subject_predicted_the_wrong_way_round_is_flagged_inverted():
         "balanced accuracy 0.000 < chance 0.500",
         "ROC AUC 0.000 < 0.5",
     ]
+
+
+def test_rank_auc_and_pair_rank_sums_equal_sklearn_with_ties():
+    from pipeline.learn.metrics import binary_auc, pair_rank_sums
+
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(size=500) < 0.4
+    score = np.round(rng.uniform(size=500) + 0.3 * pos, 1)  # one decimal: many ties
+    assert binary_auc(pos, score) == pytest.approx(skm.roc_auc_score(pos, score), abs=1e-12)
+    subject = rng.integers(0, 4, size=500)
+    U = pair_rank_sums(subject, pos, score, 4)
+    # the subjects' pairwise counts add up to the pooled Mann-Whitney count
+    assert U.sum() / (pos.sum() * (~pos).sum()) == pytest.approx(binary_auc(pos, score), abs=1e-12)
+    s0 = subject == 0
+    assert U[0, 0] / (pos[s0].sum() * (~pos[s0]).sum()) == pytest.approx(
+        skm.roc_auc_score(pos[s0], score[s0]), abs=1e-12
+    )
+
+
+def test_a_label_outside_the_classes_is_scored_as_scikit_learn_scores_it():
+    y = np.array(["a", "b", "z", "a"])
+    pred = np.array(["a", "b", "a", "b"])
+    m = classification_metrics(y, pred, None, ["a", "b"])
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=["a", "b"]).tolist()
+    assert m["accuracy"] == skm.accuracy_score(y, pred) and m["n_windows"] == 4

@@ -52,9 +52,11 @@ from threadpoolctl import threadpool_limits
 from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
-    classification_metrics,
-    per_subject_metrics,
+    auc_from_scores,
+    metrics_from_confusion,
     roc_curves,
+    rows_by_code,
+    summarize_subjects,
     threshold_at_specificity,
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
@@ -218,6 +220,10 @@ def statistics_pass(
     return counts, out
 
 
+def _item(pair: tuple[Any, Any], i: int) -> Any:
+    return pair[i]
+
+
 def _merge(*parts: dict[_Key, Moments]) -> dict[_Key, Moments]:
     out: dict[_Key, Moments] = {}
     for part in parts:
@@ -258,6 +264,38 @@ def _batches(parts: list[Any]) -> list[Any]:
         return list(parts)
     concat = dask.delayed(_concat, pure=True)
     return [concat(*parts[i : i + k]) for i in range(0, len(parts), k)]
+
+
+def _compute_pass(name: str, tasks: list[Any]) -> list[Any]:
+    """Compute one pass's tasks, with a progress bar fed by their futures' completion.
+
+    The bar (``<name> pass``, one step a task) shows on the client when its stderr is a
+    terminal (tqdm's ``disable=None``). Without a ``distributed.Client`` the tasks run on
+    dask's default scheduler, without a bar. The results stay futures on the cluster
+    until gathered: the moments are summed there (:func:`_tree_sum`).
+    """
+    client = _active_client()
+    if client is None:
+        return list(dask.compute(*tasks))
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = client.compute(tasks)
+    with tqdm(total=len(futures), desc=f"{name} pass", unit="task", disable=None) as bar:
+        for _ in as_completed(futures):
+            bar.update()
+    return futures
+
+
+def _gather(results: list[Any]) -> list[Any]:
+    """Return the values of :func:`_compute_pass` results (futures or values)."""
+    try:
+        from distributed import Future
+    except ImportError:
+        return results
+    if results and isinstance(results[0], Future):
+        return results[0].client.gather(results)
+    return results
 
 
 def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
@@ -334,9 +372,12 @@ def prediction_pass(
     Returns
     -------
     dict
-        One entry per labeled window and fold testing it: ``fold`` (int32), ``subject`` and
-        ``label`` (int32 codes into ``subjects`` and the classes), ``proba`` (float64,
-        shape (n, n_classes)); compact, since the client receives every partition's.
+        ``confusion`` (int64, shape (m, n_classes, n_classes)) and ``confusion_of`` (int32,
+        shape (m, 2): fold, subject code): the confusion counts of every (fold, subject) of
+        the partition, which add across partitions. The scores the exact ROC AUC needs
+        (its rank statistic pairs windows across partitions): one entry per labeled window
+        and fold testing it, ``fold`` (int32), ``subject`` and ``label`` (int32 codes into
+        ``subjects`` and the classes), ``proba`` (float64, shape (n, n_classes)).
     """
     rec = df["recording"].astype(str).to_numpy()
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
@@ -359,7 +400,15 @@ def prediction_pass(
         out["proba"].append(proba[lab])
     if not folds:
         return {}
-    return {k: np.concatenate(v) for k, v in out.items()}
+    got = {k: np.concatenate(v) for k, v in out.items()}
+    k = len(models[folds[0]].classes)
+    pred = got["proba"].argmax(1)
+    # one confusion matrix per (fold, subject): flat index ((fold, subject), true, predicted)
+    pair, inverse = np.unique(np.c_[got["fold"], got["subject"]], axis=0, return_inverse=True)
+    flat = (inverse.ravel() * k + got["label"]) * k + pred
+    got["confusion"] = np.bincount(flat, minlength=len(pair) * k * k).reshape(len(pair), k, k)
+    got["confusion_of"] = pair.astype(np.int32)
+    return got
 
 
 def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray:
@@ -472,14 +521,22 @@ def _draw(
         raise SpecError(msg)
     quota = _quota(counts, cap)
     t0 = time.perf_counter()
-    drawn = dask.compute(
-        *[
+    drawn = _compute_pass(
+        "subsample",
+        [
             dask.delayed(subsample_pass)(p, prep, quota, seed, dask_key_name=_key("subsample", i))
             for i, p in enumerate(parts)
-        ]
+        ],
     )
-    ids = pd.concat([d[0] for d in drawn], ignore_index=True)
-    X = np.concatenate([d[1] for d in drawn]) if drawn else np.zeros((0, len(prep.columns_)))
+    # the identifiers come to the client (the report, the folds' rows); the features stay
+    # on the cluster, where the folds are fitted
+    ids = pd.concat(
+        dask.compute(*[dask.delayed(_item, pure=True)(d, 0) for d in drawn]), ignore_index=True
+    )
+    X = dask.delayed(_stack, pure=True)(
+        [dask.delayed(_item, pure=True)(d, 1) for d in drawn], len(prep.columns_)
+    )
+    X = dask.persist(X)[0] if _active_client() is not None else X
     per = ids.groupby(["subject", "label"]).size()
     windows = {str(s): {} for s in per.index.get_level_values(0)}
     for (subj, c), n in per.items():
@@ -496,6 +553,26 @@ def _draw(
             "windows": windows,
         },
     }
+
+
+def _stack(parts: list[np.ndarray], n_features: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((0, n_features))
+
+
+def _active_client() -> Any:
+    """Return the ``distributed.Client`` dask computes on now, else None.
+
+    None also when a client exists but ``dask.config`` picks another scheduler (e.g.
+    ``scheduler="sync"``): the passes then run where ``dask.compute`` would run them.
+    """
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    return client if isinstance(client, Client) else None
 
 
 KIB_MB = 1e6 / 1024
@@ -551,6 +628,54 @@ def _by_class(moments: Mapping[_Key, Moments], units: set[str]) -> dict[str, Mom
 
 def _minus(total: dict[str, Moments], held: dict[str, Moments]) -> dict[str, Moments]:
     return {c: (m - held[c] if c in held else m) for c, m in total.items()}
+
+
+def _reduced_metrics(
+    pred: Mapping[str, np.ndarray], subjects: Sequence[str], classes: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[int, dict[str, Any]]]:
+    """Return per-subject, overall and per-fold metrics from the prediction pass's output.
+
+    The confusion-based figures come from the partitions' summed confusion counts; only the
+    ROC AUC reads the scores (ranks pair windows across partitions: no partial sum of a
+    partition gives it exactly).
+
+    Returns
+    -------
+    per_subject : dict
+        ``{subject: metrics}`` as :func:`pipeline.learn.metrics.per_subject_metrics`.
+    overall : dict
+        Every scored window's metrics.
+    per_fold : dict
+        ``{fold index: metrics}`` of the folds that scored a window.
+    """
+    k = len(classes)
+    cms, of = pred["confusion"], pred["confusion_of"]
+    label, proba = pred["label"], pred["proba"]
+    subj_rows = rows_by_code(pred["subject"], len(subjects))
+    per_subject: dict[str, dict[str, Any]] = {}
+    for s, rows in enumerate(subj_rows):
+        if not len(rows):
+            continue
+        m = metrics_from_confusion(cms[of[:, 1] == s].sum(0), classes)
+        m["roc_auc"] = auc_from_scores(label[rows], proba[rows], k)
+        per_subject[str(subjects[s])] = m
+    overall = metrics_from_confusion(cms.sum(0), classes)
+    overall["roc_auc"] = auc_from_scores(label, proba, k)
+    n_folds = int(of[:, 0].max()) + 1 if len(of) else 0
+    per_fold: dict[int, dict[str, Any]] = {}
+    for f, rows in enumerate(rows_by_code(pred["fold"], n_folds)):
+        if not len(rows):
+            continue
+        in_fold = of[:, 0] == f
+        if in_fold.sum() == 1:  # one subject tested: its figures (a LOSO fold)
+            only = str(subjects[of[in_fold, 1][0]])
+            if cms[in_fold].sum() == per_subject[only]["n_windows"]:
+                per_fold[f] = per_subject[only]
+                continue
+        m = metrics_from_confusion(cms[in_fold].sum(0), classes)
+        m["roc_auc"] = auc_from_scores(label[rows], proba[rows], k)
+        per_fold[f] = m
+    return per_subject, overall, per_fold
 
 
 def _fold_ids(counts: pd.DataFrame, scheme: str) -> pd.DataFrame:
@@ -638,9 +763,11 @@ def fit_and_validate_distributed(
         dask.delayed(statistics_pass)(p, prep, unit, fourth, dask_key_name=_key("statistics", i))
         for i, p in enumerate(parts)
     ]
-    count_parts = [s[0] for s in stat_parts]
-    moments_tree = _tree_sum([s[1] for s in stat_parts])
-    count_list, moments = dask.compute(count_parts, moments_tree)
+    done = _compute_pass("statistics", stat_parts)
+    count_list, moments = dask.compute(
+        [dask.delayed(_item, pure=True)(d, 0) for d in done],
+        _tree_sum([dask.delayed(_item, pure=True)(d, 1) for d in done]),
+    )
     passes.append({"name": "statistics", "seconds": round(time.perf_counter() - t0, 3)})
     counts = pd.concat(count_list, ignore_index=True)
     per_part = pd.concat(
@@ -695,9 +822,18 @@ def fit_and_validate_distributed(
                 "least 2 to fit a classifier"
             )
             raise SpecError(msg)
-        if sample is not None:
+        if sample is not None:  # fitted on the cluster, every fold at once (below)
             models.append(
-                _sample_model(spec, prep, sample["ids"], sample["X"], train_rows, classes, seed)
+                dask.delayed(_sample_model)(
+                    spec,
+                    prep,
+                    sample["ids"],
+                    sample["X"],
+                    train_rows,
+                    classes,
+                    seed,
+                    dask_key_name=_key("fold-fit", i),
+                )
             )
         else:
             models.append(_fold_model(spec, prep, stats, classes))
@@ -720,6 +856,24 @@ def fit_and_validate_distributed(
             desc["classes_absent_from_training"] = absent
             logger.warning("fold %s: classes %s have no training window", fold.name, absent)
         fold_reports.append(desc)
+    final_task = None
+    if sample is not None:
+        # the final model's fit joins the folds' on the workers (its result is needed last)
+        every = np.arange(len(sample["ids"]))
+        final_task = dask.delayed(_sample_model)(
+            spec,
+            prep,
+            sample["ids"],
+            sample["X"],
+            every,
+            classes,
+            seed,
+            dask_key_name=_key("fold-fit", len(models)),
+        )
+        fitted = _compute_pass("fold-fit", [*models, final_task])
+        final_task = fitted[-1]
+        models = _gather(fitted[:-1])
+        passes.append({"name": "fold-fit", "seconds": round(time.perf_counter() - t0, 3)})
     algebra_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -731,38 +885,26 @@ def fit_and_validate_distributed(
         )
         for i, p in enumerate(parts)
     ]
-    got = [p for p in dask.compute(*pred_parts) if p]
-    pred = {k: np.concatenate([p[k] for p in got]) for k in ("fold", "subject", "label", "proba")}
+    got = [p for p in _gather(_compute_pass("prediction", pred_parts)) if p]
+    keys = ("fold", "subject", "label", "proba", "confusion", "confusion_of")
+    pred = {k: np.concatenate([p[k] for p in got]) for k in keys}
     passes.append({"name": "prediction", "seconds": round(time.perf_counter() - t0, 3)})
     t_cv = time.perf_counter() - t_start
 
     proba_all = pred["proba"]
     y_all = np.asarray(classes, dtype=object)[pred["label"]]
     pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
-    per_subject, summary = per_subject_metrics(
-        np.asarray(subject_names, dtype=object)[pred["subject"]],
-        y_all,
-        pred_all,
-        proba_all,
-        classes,
-    )
-    fold_of = pred["fold"]
+    per_subject, overall, fold_metrics = _reduced_metrics(pred, subject_names, classes)
+    summary = summarize_subjects(per_subject)
     for i, desc in enumerate(fold_reports):
-        m = fold_of == i
-        if not m.any():
-            continue
-        subjects = desc["test_subjects"]
-        if len(subjects) == 1 and desc["level"] == "subject":
-            fm = per_subject[subjects[0]]  # a LOSO fold's windows are its subject's
-        else:
-            fm = classification_metrics(y_all[m], pred_all[m], proba_all[m], classes)
-        desc["metrics"] = {
-            k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
-        }
+        if i in fold_metrics:
+            fm = fold_metrics[i]
+            desc["metrics"] = {
+                k: fm[k] for k in ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+            }
     t0 = time.perf_counter()
-    if sample is not None:
-        every = np.arange(len(sample["ids"]))
-        final = _sample_model(spec, prep, sample["ids"], sample["X"], every, classes, seed)
+    if final_task is not None:
+        final = _gather([final_task])[0]
     else:
         final = _fold_model(spec, prep, total, classes)
     report: dict[str, Any] = {
@@ -774,7 +916,7 @@ def fit_and_validate_distributed(
         "n_labeled_windows": int(labeled["n"].sum()),
         "subjects": sorted(map(str, counts["subject"].unique())),
         "folds": fold_reports,
-        "overall": classification_metrics(y_all, pred_all, proba_all, classes),
+        "overall": overall,
         "per_subject": per_subject,
         "per_subject_summary": summary,
         "roc": roc_curves(y_all, proba_all, classes),

@@ -7,13 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    roc_auc_score,
-    roc_curve,
-)
+from sklearn.metrics import roc_curve
 
 from pipeline.exceptions import SpecError
 
@@ -46,6 +40,148 @@ def sensitivity_specificity(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return tp / (tp + fn), tn / (tn + fp)
 
 
+def class_codes(values: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
+    """Return the index of each value in ``classes`` (-1 for a value not among them).
+
+    Parameters
+    ----------
+    values : sequence of shape (n_windows,)
+    classes : sequence of shape (n_classes,)
+        Distinct.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_windows,)
+        int64 codes.
+    """
+    index = pd.Index(list(classes), dtype=object)
+    return np.asarray(index.get_indexer(np.asarray(values, dtype=object)), dtype=np.int64)
+
+
+def confusion_from_codes(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Return the confusion matrix of class codes (rows true); windows coded -1 are left out.
+
+    Parameters
+    ----------
+    y_true, y_pred : numpy.ndarray of shape (n_windows,)
+        Codes from :func:`class_codes`.
+    n_classes : int
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_classes, n_classes)
+        int64, as ``sklearn.metrics.confusion_matrix(..., labels=classes)``.
+    """
+    ok = (y_true >= 0) & (y_pred >= 0)
+    flat = y_true[ok] * n_classes + y_pred[ok]
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def metrics_from_confusion(
+    cm: np.ndarray,
+    classes: Sequence[Any],
+    *,
+    n_windows: int | None = None,
+    accuracy: float | None = None,
+) -> dict[str, Any]:
+    """Return the confusion-based part of :func:`classification_metrics` from counts.
+
+    What the distributed engine reduces per partition is enough: confusion matrices add.
+
+    Parameters
+    ----------
+    cm : numpy.ndarray of shape (n_classes, n_classes)
+        Rows are true classes, columns predicted classes.
+    classes : sequence of shape (n_classes,)
+    n_windows, accuracy : int and float, optional
+        When windows outside ``classes`` were scored (then not in ``cm``): their number and
+        the accuracy over all of them; by default ``cm``'s total and trace / total.
+
+    Returns
+    -------
+    dict
+        As :func:`classification_metrics`, ``roc_auc`` None (it needs the scores).
+
+    Raises
+    ------
+    SpecError
+        If ``cm`` counts no window.
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    classes = list(classes)
+    total = int(cm.sum()) if n_windows is None else int(n_windows)
+    if total == 0:
+        msg = "classification_metrics: no window to score (y_true is empty)"
+        raise SpecError(msg)
+    support, predicted, tp = cm.sum(1), cm.sum(0), np.diag(cm)
+    present = np.flatnonzero(support > 0)
+    sens, spec = sensitivity_specificity(cm)
+    # f1 of class c = 2 TP / (2 TP + FP + FN) = 2 TP / (support + predicted), as scikit-learn
+    f1 = 2.0 * tp[present] / (support[present] + predicted[present])
+    return {
+        "n_windows": total,
+        "accuracy": float(tp.sum() / total) if accuracy is None else float(accuracy),
+        "balanced_accuracy": float(np.mean(sens[present])) if len(present) else float("nan"),
+        "f1_macro": float(np.mean(f1)) if len(present) else 0.0,
+        "roc_auc": None,
+        "classes": [str(c) for c in classes],
+        "confusion_matrix": cm.astype(int).tolist(),
+        "per_class": {
+            str(c): {
+                "sensitivity": _none_if_nan(sens[i]),
+                "specificity": _none_if_nan(spec[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        },
+    }
+
+
+def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """Return the ROC AUC of scores (the Mann-Whitney statistic, ties counting one half).
+
+    Equal to ``sklearn.metrics.roc_auc_score(positive, score)`` (the trapezoids of the ROC
+    curve) up to float rounding; NaN when either side is empty.
+
+    Parameters
+    ----------
+    positive : numpy.ndarray of shape (n_windows,)
+        bool.
+    score : numpy.ndarray of shape (n_windows,)
+    """
+    uniq, groups = np.unique(score, return_inverse=True)
+    return _weighted_auc(groups, np.asarray(positive, dtype=bool), 1.0, len(uniq))
+
+
+def auc_from_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> float | None:
+    """Return :func:`classification_metrics`' ``roc_auc`` from class codes and scores.
+
+    Parameters
+    ----------
+    y_true : numpy.ndarray of shape (n_windows,)
+        Codes from :func:`class_codes` (-1 counts as a negative of every class).
+    proba : numpy.ndarray of shape (n_windows, n_classes), or (n_windows,) for two
+        classes (the second class's probability: the only column the AUC reads)
+    n_classes : int
+
+    Returns
+    -------
+    float or None
+        Binary: the AUC of the second class; more classes: the one-vs-rest AUC averaged
+        over the classes present in ``y_true``; None with fewer than two classes present.
+    """
+    present = np.flatnonzero(np.bincount(y_true[y_true >= 0], minlength=n_classes))
+    if len(present) < 2:
+        return None
+    if n_classes == 2:
+        score = proba if proba.ndim == 1 else proba[:, 1]
+        return float(binary_auc(y_true == 1, score))
+    # One-vs-rest, macro over the classes present in y_true (a class absent from a test
+    # subject has no positive and its AUC is undefined).
+    aucs = [binary_auc(y_true == j, proba[:, j]) for j in present]
+    return _none_if_nan(float(np.mean(aucs)))
+
+
 def classification_metrics(
     y_true: Sequence[Any],
     y_pred: Sequence[Any],
@@ -70,50 +206,30 @@ def classification_metrics(
         e.g. a test subject holding one class), ``per_class`` {class: {sensitivity,
         specificity, support}}, ``confusion_matrix`` (list of lists, rows = true class),
         ``classes``, ``n_windows``. Balanced accuracy and macro F1 are over the classes
-        present in ``y_true``.
+        present in ``y_true``. Computed from integer codes (:func:`metrics_from_confusion`,
+        :func:`auc_from_scores`): the figures of scikit-learn's functions to float rounding.
     """
     y_true = np.asarray(y_true, dtype=object)
     y_pred = np.asarray(y_pred, dtype=object)
-    classes = [c for c in classes]
     if len(y_true) == 0:
         msg = "classification_metrics: no window to score (y_true is empty)"
         raise SpecError(msg)
-    present = [c for c in classes if np.any(y_true == c)]
-    cm = confusion_matrix(y_true, y_pred, labels=classes)
-    sens, spec = sensitivity_specificity(cm)
-    out: dict[str, Any] = {
-        "n_windows": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(np.mean(sens[[classes.index(c) for c in present]])),
-        "f1_macro": float(
-            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
-        ),
-        "roc_auc": None,
-        "classes": [str(c) for c in classes],
-        "confusion_matrix": cm.astype(int).tolist(),
-        "per_class": {
-            str(c): {
-                "sensitivity": _none_if_nan(sens[i]),
-                "specificity": _none_if_nan(spec[i]),
-                "support": int(cm[i].sum()),
-            }
-            for i, c in enumerate(classes)
-        },
-    }
-    if proba is not None and len(present) >= 2:
-        out["roc_auc"] = _roc_auc(y_true, np.asarray(proba, dtype=float), classes, present)
+    yt, yp = class_codes(y_true, classes), class_codes(y_pred, classes)
+    return _code_metrics(yt, yp, proba, list(classes), float(np.mean(y_true == y_pred)))
+
+
+def _code_metrics(
+    yt: np.ndarray,
+    yp: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[Any],
+    accuracy: float | None = None,
+) -> dict[str, Any]:
+    cm = confusion_from_codes(yt, yp, len(classes))
+    out = metrics_from_confusion(cm, classes, n_windows=len(yt), accuracy=accuracy)
+    if proba is not None:
+        out["roc_auc"] = auc_from_scores(yt, np.asarray(proba, dtype=float), len(classes))
     return out
-
-
-def _roc_auc(
-    y_true: np.ndarray, proba: np.ndarray, classes: list[Any], present: list[Any]
-) -> float | None:
-    if len(classes) == 2:
-        return float(roc_auc_score(y_true == classes[1], proba[:, 1]))
-    # One-vs-rest, macro over the classes present in y_true (a class absent from a test
-    # subject has no positive and its AUC is undefined).
-    aucs = [roc_auc_score(y_true == c, proba[:, classes.index(c)]) for c in present]
-    return _none_if_nan(float(np.mean(aucs)))
 
 
 def per_subject_metrics(
@@ -143,12 +259,40 @@ def per_subject_metrics(
     subjects = np.asarray(subjects).astype(str)
     y_true = np.asarray(y_true, dtype=object)
     y_pred = np.asarray(y_pred, dtype=object)
+    classes = list(classes)
+    yt, yp = class_codes(y_true, classes), class_codes(y_pred, classes)
+    correct = y_true == y_pred
+    names, sid = np.unique(subjects, return_inverse=True)
     per: dict[str, dict[str, Any]] = {}
-    for s in sorted(np.unique(subjects)):
-        m = subjects == s
-        per[s] = classification_metrics(
-            y_true[m], y_pred[m], None if proba is None else proba[m], classes
+    for s, rows in zip(names, rows_by_code(sid, len(names)), strict=True):
+        per[str(s)] = _code_metrics(
+            yt[rows],
+            yp[rows],
+            None if proba is None else proba[rows],
+            classes,
+            float(np.mean(correct[rows])),
         )
+    return per, summarize_subjects(per)
+
+
+def rows_by_code(codes: np.ndarray, n: int) -> list[np.ndarray]:
+    """Return the row indices of each code 0 .. n - 1 (increasing within a code)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
+
+
+def summarize_subjects(
+    per: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, float | None]]:
+    """Return ``{metric: {"min", "median", "max", "mean", "worst_subject"}}`` over subjects.
+
+    Parameters
+    ----------
+    per : dict
+        ``{subject: classification_metrics(...)}``; subjects with an undefined value of a
+        metric are skipped for it.
+    """
     summary: dict[str, dict[str, float | None]] = {}
     for name in SUMMARY_METRICS:
         vals = {s: d[name] for s, d in per.items() if d[name] is not None}
@@ -163,7 +307,7 @@ def per_subject_metrics(
             "mean": float(arr.mean()),
             "worst_subject": min(vals, key=vals.get),
         }
-    return per, summary
+    return summary
 
 
 def threshold_at_specificity(
@@ -233,7 +377,7 @@ def roc_curves(
         out[str(c)] = {
             "fpr": fpr.round(5).tolist(),
             "tpr": tpr.round(5).tolist(),
-            "auc": float(roc_auc_score(pos, proba[:, classes.index(c)])),
+            "auc": binary_auc(pos, proba[:, classes.index(c)]),
         }
     return out
 
@@ -363,19 +507,59 @@ def calibration_metrics(
     }
 
 
-def _weighted_auc(groups: np.ndarray, pos: np.ndarray, w: np.ndarray, n_groups: int) -> float:
+def _weighted_auc(
+    groups: np.ndarray, pos: np.ndarray, w: np.ndarray | float, n_groups: int
+) -> float:
     """Return the ROC AUC of windows weighted by ``w`` (ties count one half).
 
     ``groups`` numbers the distinct scores in increasing order; a weight of 2 counts a
     window twice, which is what drawing its subject twice in a bootstrap does.
     """
-    wp = np.bincount(groups, weights=w * pos, minlength=n_groups)
-    wn = np.bincount(groups, weights=w * ~pos, minlength=n_groups)
+    wp = np.bincount(groups, weights=np.where(pos, w, 0.0), minlength=n_groups)
+    wn = np.bincount(groups, weights=np.where(pos, 0.0, w), minlength=n_groups)
     total_p, total_n = wp.sum(), wn.sum()
     if total_p == 0 or total_n == 0:
         return float("nan")
     below = np.cumsum(wn) - wn
     return float(np.sum(wp * (below + 0.5 * wn)) / (total_p * total_n))
+
+
+def pair_rank_sums(
+    subject: np.ndarray, positive: np.ndarray, score: np.ndarray, n_subjects: int
+) -> np.ndarray:
+    """Return the Mann-Whitney counts of every (positive subject, negative subject) pair.
+
+    ``U[s, t]`` = the number of (positive window of ``s``, negative window of ``t``) pairs
+    whose positive scores higher, ties counting one half. The AUC of any weighting ``w`` of
+    the subjects (a bootstrap replicate) is then ``w @ U @ w / ((w @ P) (w @ N))`` with
+    ``P``, ``N`` the subjects' positive and negative counts: exact, without the windows.
+
+    Parameters
+    ----------
+    subject : numpy.ndarray of shape (n_windows,)
+        Subject codes 0 .. n_subjects - 1.
+    positive : numpy.ndarray of shape (n_windows,)
+        bool.
+    score : numpy.ndarray of shape (n_windows,)
+    n_subjects : int
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_subjects, n_subjects)
+        float64 (half-integers: exact).
+    """
+    U = np.zeros((n_subjects, n_subjects))
+    xp, sp = score[positive], subject[positive]
+    if not len(xp):
+        return U
+    for t in range(n_subjects):
+        neg = np.sort(score[~positive & (subject == t)])
+        if not len(neg):
+            continue
+        lo = np.searchsorted(neg, xp, side="left")
+        hi = np.searchsorted(neg, xp, side="right")
+        U[:, t] = np.bincount(sp, weights=lo + 0.5 * (hi - lo), minlength=n_subjects)
+    return U
 
 
 def bootstrap_ci(
@@ -416,16 +600,13 @@ def bootstrap_ci(
         undefined (e.g. one class drawn only) are left out of that metric's interval.
     """
     subjects = np.asarray(subjects).astype(str)
-    y_true = np.asarray(y_true, dtype=object)
-    y_pred = np.asarray(y_pred, dtype=object)
     classes = list(classes)
     names, sid = np.unique(subjects, return_inverse=True)
     k = len(classes)
-    code = {c: i for i, c in enumerate(classes)}
-    yt = np.array([code[c] for c in y_true], dtype=np.int64)
-    yp = np.array([code[c] for c in y_pred], dtype=np.int64)
+    yt, yp = class_codes(y_true, classes), class_codes(y_pred, classes)
     cms = np.zeros((len(names), k, k))
-    np.add.at(cms, (sid, yt, yp), 1.0)
+    ok = (yt >= 0) & (yp >= 0)
+    np.add.at(cms, (sid[ok], yt[ok], yp[ok]), 1.0)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(names), size=(n_boot, len(names)))
     weights = np.stack([np.bincount(d, minlength=len(names)) for d in draws]).astype(float)
@@ -448,20 +629,23 @@ def bootstrap_ci(
     if proba is not None:
         proba = np.asarray(proba, dtype=float)
         targets = [1] if k == 2 else list(range(k))
-        ranked = {}
-        for j in targets:
-            uniq, groups = np.unique(proba[:, j], return_inverse=True)
-            ranked[j] = (groups, len(uniq))
-        for b in range(n_boot):
-            w = weights[b][sid]
-            aucs = []
-            for j in targets:
-                if k > 2 and not present[b, j]:
-                    continue
-                groups, n_groups = ranked[j]
-                aucs.append(_weighted_auc(groups, yt == j, w, n_groups))
-            if aucs and n_present[b] >= 2:
-                values["roc_auc"][b] = float(np.mean(aucs))
+        auc = np.empty((n_boot, len(targets)))
+        for i, j in enumerate(targets):
+            pos = yt == j
+            U = pair_rank_sums(sid, pos, proba[:, j], len(names))
+            P = np.bincount(sid[pos], minlength=len(names)).astype(float)
+            N = np.bincount(sid[~pos], minlength=len(names)).astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                wp, wn = weights @ P, weights @ N
+                num = np.einsum("bs,st,bt->b", weights, U, weights)
+                auc[:, i] = np.where((wp > 0) & (wn > 0), num / (wp * wn), np.nan)
+        # a class absent from a replicate's windows has no AUC and is left out of its mean
+        used = present[:, targets] if k > 2 else np.ones_like(auc, dtype=bool)
+        n_used = used.sum(1)
+        undefined = (used & ~np.isfinite(auc)).any(1) | (n_used == 0) | (n_present < 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(used, auc, 0.0).sum(1) / n_used
+        values["roc_auc"] = np.where(undefined, np.nan, mean)
     alpha = (1 - level) / 2
     out: dict[str, Any] = {}
     for name, v in values.items():
