@@ -1,5 +1,7 @@
 """The Dask paths: parallel folds on a LocalCluster and out-of-core fitting with dask-ml."""
 
+import itertools
+
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -80,3 +82,57 @@ def test_out_of_core_refusals(client, table):
         fit_and_validate(ddf, {"name": "logreg"}, {"scheme": "loso"})
     with pytest.raises(LeakageError, match="allow_window_leakage"):
         fit_and_validate(ddf, {"name": "sgd"}, {"scheme": "random"})
+
+
+@pytest.mark.parametrize("loss", ["log_loss", "hinge"])
+def test_sgd_out_of_core_equals_sklearn_partial_fit_on_the_same_blocks(client, table, loss):
+    # logistic regression (log_loss) and a linear SVM (hinge) by SGD: the out-of-core fit is
+    # scikit-learn's partial_fit over the table's blocks, in the order the seed shuffles
+    from sklearn.utils import check_random_state
+
+    from pipeline.learn.estimators import make_classifier, model_spec
+    from pipeline.learn.outofcore import _prepare, fit_incremental
+
+    cfg = {
+        "name": "sgd",
+        "params": {"loss": loss, "alpha": 1e-3},
+        "prep": {"log": ["mav"], "normalize": "recording"},
+    }
+    classes = sorted(table["label"].dropna().unique())
+    ddf = dd.from_pandas(table, npartitions=4)
+    model = fit_incremental(ddf, cfg, 7, classes)
+    prepared = _prepare(ddf, model.model["prep"])
+    blocks = [prepared.get_partition(i).compute() for i in range(prepared.npartitions)]
+    blocks = [b[b["label"].notna()] for b in blocks]
+    blocks = [b for b in blocks if len(b)]
+    assert len(blocks) > 1
+    order = list(range(len(blocks)))
+    check_random_state(7).shuffle(order)
+    counts = table["label"].value_counts()
+    weights = {str(c): len(table["label"].dropna()) / (len(counts) * k) for c, k in counts.items()}
+    ref = make_classifier(model_spec(cfg), 7).set_params(class_weight=weights)
+    cols = model.feature_names
+    for i in order:
+        X = model.model["scale"].transform(blocks[i][cols].to_numpy())
+        ref.partial_fit(X, blocks[i]["label"].astype(str).to_numpy(), classes=np.array(classes))
+    np.testing.assert_array_equal(model.model[-1].coef_, ref.coef_)
+    np.testing.assert_array_equal(model.model[-1].intercept_, ref.intercept_)
+
+
+def test_out_of_core_folds_are_fitted_concurrently(client, table):
+    ddf = dd.from_pandas(table, npartitions=4)
+    cfg = {"name": "sgd", "params": {"loss": "log_loss"}, "prep": {"normalize": "recording"}}
+    with distributed.get_task_stream(client) as ts:
+        _, report = fit_and_validate(ddf, cfg, {"scheme": "loso"}, seed=0)
+    # one partial_fit chain per fold plus the final model's (keys ("fit-<token>", block))
+    spans: dict[str, list[float]] = {}
+    for t in ts.data:
+        if isinstance(t["key"], tuple) and str(t["key"][0]).startswith("fit-"):
+            for ss in t["startstops"]:
+                span = spans.setdefault(t["key"][0], [ss["start"], ss["stop"]])
+                span[0], span[1] = min(span[0], ss["start"]), max(span[1], ss["stop"])
+    assert len(spans) == len(report["folds"]) + 1 == table["subject"].nunique() + 1
+    # computed together: some chain starts before another one has finished
+    ordered = sorted(spans.values())
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(ordered))
+    assert report["timing"]["concurrent_fits_s"] > 0
