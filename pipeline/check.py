@@ -45,7 +45,7 @@ _SKLEARN_PARAM = re.compile(
 )
 
 
-def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
+def check_task(spec: TaskSpec, source: str, *, model: bool = True) -> FeatureTableSpec:
     """Check a validated task against the registered readers and features.
 
     Parameters
@@ -53,6 +53,9 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
     spec : TaskSpec
     source : str
         The task file, first on every error line.
+    model : bool
+        Also :func:`check_model` (imports scikit-learn). ``cohort run`` leaves it to after
+        the stage keys are known: a complete fit stage was fitted with these very parameters.
 
     Returns
     -------
@@ -76,7 +79,8 @@ def check_task(spec: TaskSpec, source: str) -> FeatureTableSpec:
     if spec.data.format in READER_OPTIONS:
         parse_reader_options(spec.data.format, spec.data.options, source, "data.options")
     table = FeatureTableSpec.from_task(spec)
-    check_model(spec.model, source)
+    if model:
+        check_model(spec.model, source)
     _check_engine(spec, source)
     return table
 
@@ -139,7 +143,9 @@ def check_model(member: MemberSpec, source: str, path: str = "model") -> None:
         raise key_error(source, f"{path}.params.{key}", expected, found) from None
 
 
-def load_checked_task(path: str | os.PathLike[str]) -> tuple[TaskSpec, FeatureTableSpec]:
+def load_checked_task(
+    path: str | os.PathLike[str], *, model: bool = True
+) -> tuple[TaskSpec, FeatureTableSpec]:
     """Load a task spec (:func:`pipeline.spec.load_task`) and :func:`check_task` it.
 
     The one loader of every command that takes a task, so that a mistake gets the same
@@ -150,7 +156,7 @@ def load_checked_task(path: str | os.PathLike[str]) -> tuple[TaskSpec, FeatureTa
     (TaskSpec, FeatureTableSpec)
     """
     spec = load_task(path)
-    return spec, check_task(spec, str(Path(path)))
+    return spec, check_task(spec, str(Path(path)), model=model)
 
 
 def _labels_of(index: pd.DataFrame) -> list[str]:

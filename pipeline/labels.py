@@ -17,15 +17,17 @@ chunk-exact like the features.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dask.array as da
 import numpy as np
 
 from pipeline.exceptions import SpecError
 from pipeline.spec.errors import parse
 from pipeline.spec.windows import LABEL_SOURCES, LabelSpec
 from pipeline.windows import map_windows, n_windows
+
+if TYPE_CHECKING:  # imported where arrays are built: a label policy alone needs none of it
+    import dask.array as da
 
 __all__ = [
     "LabelPolicy",
@@ -156,6 +158,8 @@ def window_sample_labels(
     keep : dask.array.Array of shape (n_windows,) bool
         False for mixed windows when ``policy.mixed == "drop"``.
     """
+    import dask.array as da
+
     if not isinstance(labels, da.Array):
         labels = da.from_array(np.asarray(labels))
     stats = map_windows(labels[:, None], length, step, sample_label_stats, 3)

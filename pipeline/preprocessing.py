@@ -27,18 +27,20 @@ import json
 import logging
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-import scipy.signal as sps
-import xarray as xr
 
 from pipeline.exceptions import PreprocessingError
 from pipeline.spec.errors import key_error, parse_list
 from pipeline.spec.preprocess import FREQUENCY_KEYS, STEP_MODELS, Step
-from pipeline.store import time_coordinate
 from pipeline.windows import map_ranges
+
+# dask.array and scipy.signal are imported where signals are processed: validating a task's
+# steps (the task check, an unchanged rerun) needs neither
+if TYPE_CHECKING:
+    import dask.array as da
+    import xarray as xr
 
 __all__ = [
     "KNOWN_OPS",
@@ -79,6 +81,8 @@ def design_filter(step: dict[str, Any], sampling_rate: float) -> np.ndarray:
     -------
     ndarray of shape (n_sections, 6)
     """
+    import scipy.signal as sps
+
     op = step["op"]
     fs = float(sampling_rate)
     if op == "bandpass":
@@ -116,6 +120,8 @@ def filter_halo(sos: np.ndarray, tol: float = HALO_TOLERANCE, cap: int | None = 
     cap : int, optional
         Upper bound (the recording length: a halo longer than the recording is pointless).
     """
+    import scipy.signal as sps
+
     n = 1024
     limit = cap if cap is not None else 1 << 26
     while True:
@@ -143,6 +149,8 @@ def _padlen(sos: np.ndarray) -> int:
 
 
 def _filtfilt_block(block: np.ndarray, sos: np.ndarray, keep: int, length: int) -> np.ndarray:
+    import scipy.signal as sps
+
     if block.shape[0] <= _padlen(sos):
         msg = (
             f"zero-phase filter needs more than {_padlen(sos)} samples, found a recording of "
@@ -154,6 +162,8 @@ def _filtfilt_block(block: np.ndarray, sos: np.ndarray, keep: int, length: int) 
 
 
 def _sosfilt_block(block: np.ndarray, sos: np.ndarray, keep: int, length: int) -> np.ndarray:
+    import scipy.signal as sps
+
     y = sps.sosfilt(sos, block.astype(np.float64, copy=False), axis=0)
     return y[keep : keep + length].astype(block.dtype, copy=False)
 
@@ -206,6 +216,8 @@ def filter_signal(
 
 def rectify(x: da.Array) -> da.Array:
     """Return ``|x|``, same shape and chunks."""
+    import dask.array as da
+
     return da.absolute(x)
 
 
@@ -276,6 +288,8 @@ def resample_ratio(sampling_rate: float, target: float) -> tuple[int, int]:
 
 
 def _resample_block(block: np.ndarray, up: int, down: int, skip: int, size: int) -> np.ndarray:
+    import scipy.signal as sps
+
     y = sps.resample_poly(block.astype(np.float64, copy=False), up, down, axis=0)
     return y[skip : skip + size].astype(block.dtype, copy=False)
 
@@ -505,6 +519,8 @@ def apply_preprocessing(ds: xr.Dataset, steps: Sequence[dict[str, Any]]) -> xr.D
         If a valid step cannot be applied to this recording (unknown channel, no EEG
         channel for ``car``, recording too short for a zero-phase filter).
     """
+    import dask.array as da
+
     fs = float(ds.attrs["sampling_rate"])
     steps = validate_steps(steps, fs)
     signal = ds["signal"].data
@@ -545,6 +561,10 @@ def apply_preprocessing(ds: xr.Dataset, steps: Sequence[dict[str, Any]]) -> xr.D
 
 
 def _resample_dataset(ds: xr.Dataset, fs: float, target: float) -> xr.Dataset:
+    import dask.array as da
+
+    from pipeline.store import time_coordinate
+
     up, down = resample_ratio(fs, target)
     signal = resample(ds["signal"].data, up, down)
     has_label = "label" in ds.variables

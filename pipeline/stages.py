@@ -34,10 +34,10 @@ from filelock import FileLock
 
 from pipeline._fs import atomic_write_json, sha256_json
 from pipeline.cache import Run, StageCache, module_code_version, stage_key
-from pipeline.check import check_cohort, check_task, load_checked_task
+from pipeline.check import check_cohort, check_model, check_task, load_checked_task
 from pipeline.cluster import n_workers
 from pipeline.spec import TaskSpec
-from pipeline.table import FeatureTableSpec, read_feature_table, write_recording_features
+from pipeline.table import FeatureTableSpec
 
 __all__ = ["RunSummary", "StageOutcome", "run_task", "task_feature_spec"]
 
@@ -274,6 +274,8 @@ def _stage_features(
 
     def compute(rid: str) -> Path:
         def write(tmp: Path) -> dict[str, Any]:
+            from pipeline.table import write_recording_features
+
             rows = write_recording_features(cohort, rid, spec, tmp / FEATURES_FILE)
             return {"rows": rows, "recording": rid}
 
@@ -356,6 +358,7 @@ def _stage_fit(
         from pipeline.learn.distributed import resolve_engine, table_nbytes
         from pipeline.learn.report import attach_quality, cohort_quality, provenance
         from pipeline.store import open_cohort
+        from pipeline.table import read_feature_table
 
         state["computed"] = 1
         engine = resolve_engine(task.model, table_nbytes(feature_paths))
@@ -474,7 +477,8 @@ def run_task(
         ``logs/``, ``dask-report.html`` and ``latest/`` (links to this run's report and
         model bundle).
     cluster : str, mapping or None
-        Cluster profile (see :func:`pipeline.cluster.load_profile`); None: local.
+        Cluster profile (see :func:`pipeline.cluster.load_profile`); None: local. Not read
+        when every stage is cached: no cluster starts then.
     progress : bool
         Show progress bars.
     on_cluster : callable, optional
@@ -502,18 +506,26 @@ def run_task(
     if isinstance(task, TaskSpec):
         spec = task
         source_name = spec.source or spec.name
-        check_task(spec, source_name)
+        check_task(spec, source_name, model=False)
     else:
-        spec, _ = load_checked_task(task)
+        spec, _ = load_checked_task(task, model=False)
         source_name = str(Path(task))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = StageCache(out)
-    profile = with_workers(load_profile(cluster), workers)
-    summary = RunSummary(task=str(task_path or spec.name), out=out)
     # A rerun with nothing to compute starts no cluster (seconds of start-up, and the
     # imports of distributed): the keys are checked first, then the stages reuse them.
-    cached = client is None and all_cached(spec, out, cache)
+    cached = client is None and (out / "stages").is_dir() and all_cached(spec, out, StageCache(out))
+    profile: dict[str, Any] = {}
+    if not cached:
+        # a complete fit stage was fitted with these very parameters (they are in its key):
+        # scikit-learn is imported to check them only when they may be fitted now
+        check_model(spec.model, source_name)
+        if client is None:
+            # read only when a cluster starts: validating a profile imports distributed and
+            # dask-jobqueue to learn the keys their classes take
+            profile = with_workers(load_profile(cluster), workers)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(out)
+    summary = RunSummary(task=str(task_path or spec.name), out=out)
     if cached:
         log.info("every stage is cached: no cluster started")
         cluster_cm: Any = contextlib.nullcontext(None)

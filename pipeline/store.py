@@ -48,12 +48,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
-import zarr
 
 from pipeline import _zarr_v3
 from pipeline._fs import (
@@ -64,9 +62,15 @@ from pipeline._fs import (
     owner_gone,
     sha256_json,
 )
-from pipeline._time import TIME_ATTRS, SampleTimeIndex, sample_times, time_coordinate
 from pipeline.exceptions import InputError, RecordingNotFoundError, StoreError
 from pipeline.io.base import RecordingSource, SourceFile
+
+# xarray, zarr and the time index are imported where a recording is written or opened: the
+# cohort index alone (an unchanged rerun, ``cohort info``) needs none of them.
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from pipeline._time import TIME_ATTRS, SampleTimeIndex, sample_times, time_coordinate
 
 __all__ = [
     "STORE_FORMAT_VERSION",
@@ -84,6 +88,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_TIME_EXPORTS = ("TIME_ATTRS", "SampleTimeIndex", "sample_times", "time_coordinate")
+
+
+def __getattr__(name: str) -> Any:
+    # the time index's names, re-exported on first use (PEP 562; see the imports above)
+    if name in _TIME_EXPORTS:
+        from pipeline import _time
+
+        return getattr(_time, name)
+    raise AttributeError(f"module 'pipeline.store' has no attribute {name!r}")
+
 
 STORE_FORMAT_VERSION = 1
 RECORDINGS = "recordings"
@@ -154,6 +170,8 @@ def create_store(path: str | os.PathLike[str]) -> Path:
     if path.exists():
         _check_is_store(path)
         return path
+    import zarr
+
     path.mkdir(parents=True)
     zarr.open_group(str(path), mode="w", zarr_format=3, attributes=_root_attrs())
     (path / RECORDINGS).mkdir()
@@ -385,6 +403,8 @@ def _write_dataset(
     any other Zarr client see the coordinate; :meth:`Cohort.recording` never reads it but
     computes the same values from ``sampling_rate`` (:class:`SampleTimeIndex`).
     """
+    from pipeline._time import TIME_ATTRS, sample_times
+
     _zarr_v3.write_group(staging, attrs)
     per_channel = ["channel_type", "unit", *source.channel_attrs]
     signal = _zarr_v3.ArrayWriter(
@@ -742,6 +762,10 @@ class Cohort:
             If the store holds no such recording (a ``KeyError`` whose message lists the
             closest ids).
         """
+        import xarray as xr
+
+        from pipeline._time import SampleTimeIndex, sample_times, time_coordinate
+
         self._check_known(recording_id)
         path = self.path / RECORDINGS / recording_id
         # The layout the store writes is read directly: metadata only, one dask task per

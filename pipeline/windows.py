@@ -16,9 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
@@ -26,6 +25,9 @@ from dask.highlevelgraph import HighLevelGraph
 from pipeline.exceptions import WindowError
 from pipeline.spec.errors import parse
 from pipeline.spec.windows import WindowPlanSpec
+
+if TYPE_CHECKING:  # imported where arrays are built: a window plan alone needs none of it
+    import dask.array as da
 
 __all__ = [
     "BlockFunction",
@@ -201,6 +203,8 @@ def map_ranges(
     -------
     dask.array.Array of shape (sum(out_chunks), *trailing_shape)
     """
+    import dask.array as da
+
     if len(ranges) != len(out_chunks):
         msg = f"map_ranges: {len(ranges)} ranges but {len(out_chunks)} output chunks"
         raise WindowError(msg)
@@ -317,6 +321,8 @@ def map_windows(
     total = n_windows(n, length, step)
     dtype = np.dtype(dtype)
     if total == 0:
+        import dask.array as da
+
         return da.zeros((0, n_channels, n_features), dtype=dtype)
     x = _drop_empty_chunks(x.rechunk({1: -1}) if len(x.chunks[1]) != 1 else x)
     blocks = window_blocks(x.chunks[0], length, step)

@@ -27,6 +27,7 @@ data: {source: demo, format: synthetic, options: {seed: 0, n_subjects: 2, n_runs
 windows: {length: 0.2, step: 0.05, exclude_labels: [unmarked]}
 features: [mav, {name: zc, threshold: 1.0e-5}]
 model: {name: lda}
+validation: {n_permutations: 0}   # no test here counts permutations
 """
 
 
@@ -296,3 +297,32 @@ def test_unchanged_rerun_starts_no_cluster_and_gives_the_same_report(tmp_path: P
     assert {s["state"] for s in last["stages"]} == {"reused"}
     assert (out / "latest" / "report.json").resolve() == report
     assert report.read_bytes() == before
+    # and it imports nothing that only computing needs (issue 14: a rerun in about a second)
+    code = (
+        "import sys; from pipeline.cli import main; "
+        f"rc = main(['run', {str(task)!r}, '--out', {str(out)!r}, '--no-progress']); "
+        f"print(rc, sorted(m for m in {COMPUTE_ONLY!r} if m in sys.modules))"
+    )
+    probe = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().splitlines()[-1] == "0 []"
+
+
+#: Modules an unchanged rerun must not import: the cluster, the kernels, the signal and
+#: array libraries, Parquet, scikit-learn and the bundle format, plotting.
+COMPUTE_ONLY = (
+    "dask.array",
+    "dask.dataframe",
+    "dask_jobqueue",
+    "distributed",
+    "matplotlib",
+    "numba",
+    "pyarrow.parquet",
+    "scipy.signal",
+    "skops",
+    "sklearn",
+    "xarray",
+    "zarr",
+)

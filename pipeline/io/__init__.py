@@ -19,15 +19,10 @@ reports unreadable folders and files instead of dropping them.
 
 from pipeline.exceptions import UnknownFormatError
 
-# Importing the reader modules registers them.
-from pipeline.io import bids as _bids  # noqa: F401
-from pipeline.io import csv as _csv  # noqa: F401
-from pipeline.io import edf as _edf  # noqa: F401
-from pipeline.io import mne as _mne  # noqa: F401
-from pipeline.io import synthetic as _synthetic  # noqa: F401
-from pipeline.io import uci_emg as _uci_emg  # noqa: F401
-from pipeline.io import wfdb as _wfdb  # noqa: F401
+# The readers register on import; READERS imports a built-in reader's module only when that
+# format is first asked for (see ReaderRegistry).
 from pipeline.io.base import (
+    BUILTIN_READERS,
     READERS,
     Reader,
     RecordingSource,
@@ -37,6 +32,7 @@ from pipeline.io.base import (
 )
 
 __all__ = [
+    "BUILTIN_READERS",
     "READERS",
     "Reader",
     "RecordingSource",

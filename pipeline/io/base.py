@@ -7,17 +7,21 @@ block by block and never has to fit in RAM.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from pipeline._fs import file_sha256
 
 __all__ = [
+    "BUILTIN_READERS",
     "READERS",
     "Reader",
     "RecordingSource",
@@ -143,7 +147,60 @@ class Reader(Protocol):
     def read(self, file: SourceFile, **options: Any) -> RecordingSource: ...
 
 
-READERS: dict[str, Callable[[], Reader]] = {}
+#: The built-in readers: format name -> the module that registers it on import.
+BUILTIN_READERS: dict[str, str] = {
+    "bids": "pipeline.io.bids",
+    "csv": "pipeline.io.csv",
+    "edf": "pipeline.io.edf",
+    "mne": "pipeline.io.mne",
+    "synthetic": "pipeline.io.synthetic",
+    "uci-emg": "pipeline.io.uci_emg",
+    "wfdb": "pipeline.io.wfdb",
+}
+
+
+class ReaderRegistry(MutableMapping[str, Callable[[], Reader]]):
+    """Reader factories by format name; a built-in reader's module is imported on first use.
+
+    Every name is known (``in``, iteration, the list an unknown format's error shows) without
+    importing any reader: a cached rerun or a task check that only names ``uci-emg`` does not
+    pay for pyedflib, MNE, scipy.signal and numba, which the other readers import.
+
+    Parameters
+    ----------
+    modules : mapping of str to str
+        Format name -> the module whose import registers it (:data:`BUILTIN_READERS`).
+    """
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+        self._factories: dict[str, Callable[[], Reader]] = {}
+
+    def __getitem__(self, name: str) -> Callable[[], Reader]:
+        if name not in self._factories and name in self._modules:
+            importlib.import_module(self._modules[name])
+        return self._factories[name]
+
+    def __setitem__(self, name: str, factory: Callable[[], Reader]) -> None:
+        self._factories[name] = factory
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._factories.pop(name, None)
+        self._modules.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._factories or name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(set(self._modules) | set(self._factories)))
+
+    def __len__(self) -> int:
+        return len(set(self._modules) | set(self._factories))
+
+
+READERS = ReaderRegistry(BUILTIN_READERS)
 
 
 def register_reader(name: str) -> Callable[[Callable[[], Reader]], Callable[[], Reader]]:

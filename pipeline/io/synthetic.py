@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
 from pipeline._fs import sha256_json
 from pipeline.exceptions import InputError, SpecError
@@ -241,6 +240,9 @@ def _von_mises(phi: np.ndarray, mu: float, kappa: float) -> np.ndarray:
 @lru_cache(maxsize=64)
 def _bandpass(fs: float, low: float, high: float, order: int) -> tuple[np.ndarray, float]:
     """Return (sos, 1/std of white noise through it) for a Butterworth band-pass."""
+    # imported to generate: discovery and fingerprints need none of scipy.signal
+    from scipy import signal as sps
+
     high = min(high, 0.45 * fs)
     sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
     impulse = np.zeros(int(20 * fs / low))
@@ -317,6 +319,8 @@ def _labels_from_schedule(sched: dict[str, np.ndarray], n: int) -> np.ndarray:
 
 
 def _emg_segments(p: dict[str, Any], subject: int, run: int, n: int) -> Iterator[np.ndarray]:
+    from scipy import signal as sps  # as in _bandpass
+
     # Channels-first (c, m) arrays: filters and mixing run on contiguous rows.
     fs, c = p["sampling_rate"], p["n_channels"]
     act_t = _emg_activation(p, subject, run).T
@@ -383,6 +387,8 @@ def _eeg_class_per_sample(p: dict[str, Any], subject: int, run: int, a: int, m: 
 
 
 def _eeg_segments(p: dict[str, Any], subject: int, run: int, n: int) -> Iterator[np.ndarray]:
+    from scipy import signal as sps  # as in _bandpass
+
     # Channels-first (c, m) arrays: filters and mixing run on contiguous rows.
     fs, c, k = p["sampling_rate"], p["n_channels"], p["n_classes"]
     _, pos = _eeg_montage(p)

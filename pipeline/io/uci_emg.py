@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline.exceptions import InputError, SpecError
-from pipeline.io._fastparse import parse_rows, resample_rows
 from pipeline.io._options import check_options, check_unique_ids, list_files
 from pipeline.io._text import convert_options, locate_error, read_header
 from pipeline.io.base import RecordingSource, SourceFile, register_reader
@@ -173,6 +172,9 @@ def parse_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"found {header!r}"
         )
         raise InputError(msg, path=str(path))
+    # numba: imported to parse a file, not to discover the source's files
+    from pipeline.io._fastparse import parse_rows
+
     data = Path(path).read_bytes()
     fast = parse_rows(data, len(CHANNELS))
     if fast is not None:
@@ -261,6 +263,8 @@ class UciEmgReader:
             msg = f"reader 'uci-emg': option 'max_gap_ms' must be > 0, found {max_gap!r}"
             raise SpecError(msg)
         path = Path(file.path)
+        from pipeline.io._fastparse import resample_rows
+
         time_ms, values, classes = parse_file(path)
         jumps = np.flatnonzero(np.diff(time_ms) > max_gap)
         if jumps.size:

@@ -8,24 +8,63 @@
   spec and fingerprints in the key-value metadata), its writers and its reader.
 """
 
-from pipeline.table.build import (
-    ID_COLUMNS,
-    TablePlan,
-    feature_table,
-    plan_table,
-    recording_features,
-)
-from pipeline.table.parquet import (
-    METADATA_KEY,
-    feature_table_metadata,
-    read_feature_table,
-    run_features,
-    table_schema,
-    table_writes,
-    write_feature_table,
-    write_recording_features,
-)
-from pipeline.table.spec import FeatureTableSpec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below are imported on first use (PEP 562): the task check and an unchanged rerun
+# need only FeatureTableSpec, not the graph construction and the Parquet writer (dask.array,
+# dask.dataframe, xarray, pyarrow.parquet).
+_EXPORTS = {
+    "ID_COLUMNS": "pipeline.table.build",
+    "TablePlan": "pipeline.table.build",
+    "feature_table": "pipeline.table.build",
+    "plan_table": "pipeline.table.build",
+    "recording_features": "pipeline.table.build",
+    "METADATA_KEY": "pipeline.table.parquet",
+    "feature_table_metadata": "pipeline.table.parquet",
+    "read_feature_table": "pipeline.table.parquet",
+    "run_features": "pipeline.table.parquet",
+    "table_schema": "pipeline.table.parquet",
+    "table_writes": "pipeline.table.parquet",
+    "write_feature_table": "pipeline.table.parquet",
+    "write_recording_features": "pipeline.table.parquet",
+    "FeatureTableSpec": "pipeline.table.spec",
+}
+
+if TYPE_CHECKING:  # the static view of the same names
+    from pipeline.table.build import (
+        ID_COLUMNS,
+        TablePlan,
+        feature_table,
+        plan_table,
+        recording_features,
+    )
+    from pipeline.table.parquet import (
+        METADATA_KEY,
+        feature_table_metadata,
+        read_feature_table,
+        run_features,
+        table_schema,
+        table_writes,
+        write_feature_table,
+        write_recording_features,
+    )
+    from pipeline.table.spec import FeatureTableSpec
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'pipeline.table' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "ID_COLUMNS",
