@@ -50,15 +50,25 @@ def test_committed_notebook_has_no_outputs(name: str) -> None:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    ("name", "large"),
+    [(NAMES[0], False), (NAMES[1], False), (NAMES[1], True)],
+    ids=["01", "02", "02-large-cohort"],
+)
 def test_notebook_runs_on_the_demo_cohort(
-    name: str, kernel_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    large: bool,
+    kernel_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from nbclient import NotebookClient
 
     for key, value in kernel_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("COHORT_NOTEBOOK_FAST", "1")
+    if large:  # notebook 02's LARGE_COHORT branch: the table stays on the cluster
+        monkeypatch.setenv("COHORT_NOTEBOOK_LARGE", "1")
     monkeypatch.setenv("COHORT_NOTEBOOK_DATA", str(tmp_path))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(
@@ -76,4 +86,9 @@ def test_notebook_runs_on_the_demo_cohort(
     assert len(images) >= 4, f"{name}: expected the figures to display, got {len(images)}"
     written = {p.name for p in tmp_path.iterdir()}
     want = "demo-fast.zarr" if name.startswith("01") else "run-demo-fast"
+    want += "-large" if large else ""
     assert want in written, f"{name}: expected {want} in COHORT_NOTEBOOK_DATA, found {written}"
+    if name.startswith("02"):
+        report = json.loads((tmp_path / want / "latest" / "report.json").read_text())
+        engine = report.get("engine", {}).get("name", "memory")
+        assert engine == ("distributed" if large else "memory"), engine
