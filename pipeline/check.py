@@ -81,6 +81,7 @@ def check_task(spec: TaskSpec, source: str, *, model: bool = True) -> FeatureTab
     table = FeatureTableSpec.from_task(spec)
     if model:
         check_model(spec.model, source)
+        _check_calibration_weight(spec, source)
     _check_engine(spec, source)
     return table
 
@@ -267,6 +268,18 @@ def _check_calibration(spec: TaskSpec, source: str, index: pd.DataFrame) -> None
             "would be scored on none of it; use 'loso'"
         )
         raise key_error(source, "validation.scheme", expected, "loso_calibrated")
+
+
+def _check_calibration_weight(spec: TaskSpec, source: str) -> None:
+    weight = spec.validation.calibration_weight
+    if spec.validation.scheme != "loso_calibrated" or weight == 1:
+        return
+    from pipeline.learn.calibrate import unweightable  # scikit-learn, as check_model
+
+    reason = unweightable(spec.model)
+    if reason is not None:
+        expected = f"1 (unweighted) for model.name {spec.model.name!r}: {reason}"
+        raise key_error(source, "validation.calibration_weight", expected, weight or "balanced")
 
 
 def _check_engine(spec: TaskSpec, source: str) -> None:

@@ -426,3 +426,20 @@ def test_unweightable_names_why_a_model_cannot_take_the_weights() -> None:
     )
     for name in ("lda", "logreg", "random_forest", "gradient_boosting", "sgd", "gaussian_nb"):
         assert unweightable(ModelSpec(name=name)) is None, name
+
+
+def test_unweightable_model_refused_before_anything_runs(tmp_path: Path) -> None:
+    model = "model: {name: soft_vote, estimators: [{name: lda}, {name: gaussian_nb}]}\n"
+    text = TASK.replace("model: {name: lda, prep: {normalize: recording}}\n", model)
+    spec = _spec(tmp_path, text + "validation: {scheme: loso_calibrated}\n")
+    with pytest.raises(
+        SpecError,
+        match=r"key 'validation\.calibration_weight': expected 1 \(unweighted\) for model\.name "
+        r"'soft_vote': soft_vote passes sample_weight to LinearDiscriminantAnalysis.*"
+        r"found 'balanced'$",
+    ):
+        check_task(spec, "x.yaml")
+    unweighted = _spec(
+        tmp_path, text + "validation: {scheme: loso_calibrated, calibration_weight: 1}\n"
+    )
+    check_task(unweighted, "x.yaml")
