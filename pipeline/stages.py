@@ -262,14 +262,16 @@ def _stage_features(
     task: TaskSpec, cache: StageCache, run: Run, store: Path, client: Any, progress: bool
 ) -> tuple[StageOutcome, list[Path]]:
     """One cached stage per recording; the missing ones are computed in parallel."""
-    from tqdm.auto import tqdm
-
     from pipeline.store import open_cohort
 
     spec = task_feature_spec(task)
     cohort = open_cohort(store)
     params, code, keys = _feature_keys(task, cohort)
     todo = [rid for rid, key in keys.items() if not cache.is_complete(key)]
+    if todo and progress:
+        from tqdm.auto import tqdm
+    else:  # no bar to draw: tqdm.auto would import asyncio and look for a notebook for nothing
+        from tqdm.std import tqdm
     t0 = time.perf_counter()
 
     def compute(rid: str) -> Path:

@@ -705,6 +705,7 @@ class Cohort:
         _check_is_store(self.path)
         self.index = _rows_to_frame(self._load_rows())
         self._by_id = self.index.set_index("recording")
+        self._fingerprints: dict[str, str] = {}
 
     def _load_rows(self) -> list[dict[str, Any]]:
         on_disk = sorted(p.name for p in (self.path / RECORDINGS).iterdir() if p.is_dir())
@@ -814,9 +815,16 @@ class Cohort:
         RecordingNotFoundError
             If the store holds no such recording.
         """
+        # memoised (the index never changes once opened): the feature table's writer asks for
+        # the store's fingerprint once per file, and a row lookup costs about a millisecond
+        done = self._fingerprints.get(recording_id)
+        if done is not None:
+            return done
         self._check_known(recording_id)
         row = self._by_id.loc[recording_id]
-        return sha256_json([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
+        fp = sha256_json([recording_id, row["ingest_key"], row["reader"], row["reader_version"]])
+        self._fingerprints[recording_id] = fp
+        return fp
 
     @property
     def fingerprint(self) -> str:
