@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,9 +25,41 @@ def _squeue_ids() -> set[str]:
     return set(out.split())
 
 
+@contextlib.contextmanager
+def _holding_8787() -> Iterator[None]:
+    """Listen on 8787 for the duration (SO_REUSEADDR: a port in TIME_WAIT is free to bind)."""
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        taken.bind(("", 8787))
+        taken.listen()
+    except OSError:
+        pass  # another process holds it: the same situation
+    try:
+        yield
+    finally:
+        taken.close()
+
+
 def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = subprocess.run(
+    # 8787 held, as by another run's dashboard: the scheduler takes a free port, quietly
+    with _holding_8787():
+        result = _run_demo_on_slurm(tmp_path, out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "already in use" not in result.stderr
+    (port,) = re.findall(r"^Dask dashboard: http://[^\s/]+:(\d+)/status$", result.stdout, re.M)
+    assert port != "8787"
+    run = json.loads(max((out / "runs").glob("*.json")).read_text())
+    assert run["status"] == "finished"
+    workers = run["workers"]
+    assert workers and all(str(w["slurm_job_id"]).isdigit() for w in workers)
+    assert (out / "latest" / "model.skops").exists() and (out / "latest" / "report.html").exists()
+    assert (out / "dask-report.html").exists()
+
+
+def _run_demo_on_slurm(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -40,14 +76,6 @@ def test_demo_with_workers_submitted_by_dask_jobqueue(tmp_path: Path) -> None:
         timeout=900,
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Dask dashboard: http" in result.stdout
-    run = json.loads(max((out / "runs").glob("*.json")).read_text())
-    assert run["status"] == "finished"
-    workers = run["workers"]
-    assert workers and all(str(w["slurm_job_id"]).isdigit() for w in workers)
-    assert (out / "latest" / "model.skops").exists() and (out / "latest" / "report.html").exists()
-    assert (out / "dask-report.html").exists()
 
 
 def test_sbatch_job_script_runs_the_demo(tmp_path: Path) -> None:
@@ -94,7 +122,6 @@ def _alive(pid: int) -> bool:
 
 
 def test_stopped_controller_fails_the_run_at_once(tmp_path: Path) -> None:
-    import re
     import signal
     import time
 
