@@ -40,7 +40,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import dask
 import dask.dataframe as dd
@@ -176,15 +176,59 @@ def _check_finite(df: pd.DataFrame, cols: list[str]) -> None:
         raise SpecError(msg)
 
 
+class Prepared(NamedTuple):
+    """A partition's identifier columns and its prepared features (kept on a worker).
+
+    Attributes
+    ----------
+    ids : pandas.DataFrame of shape (n_windows, n_ids)
+        The :data:`~pipeline.learn.prep.ID_COLUMNS`, with the partition's index.
+    X : numpy.ndarray of shape (n_windows, n_prepared)
+        ``prep.transform`` of the partition.
+    """
+
+    ids: pd.DataFrame
+    X: np.ndarray
+
+
+def prepare_partition(df: pd.DataFrame, prep: FeaturePrep) -> Prepared:
+    """Return a partition prepared once for every pass (checked for non-finite values).
+
+    The prep is label-free and fitted on no window (per-recording statistics come from
+    the recording's own windows, all in the partition), so the statistics, subsample and
+    prediction passes can share one preparation: held between the passes when the table
+    is (:func:`_keep_on_workers`).
+    """
+    if len(df):
+        _check_finite(df, list(prep.columns_))
+        X = np.asarray(prep.transform(df), dtype=float)
+    else:
+        X = np.zeros((0, len(prep.columns_)))
+    return Prepared(df.loc[:, list(ID_COLUMNS)], X)
+
+
+def _unpack(df: pd.DataFrame | Prepared, prep: FeaturePrep) -> tuple[pd.DataFrame, Any]:
+    """Return the identifier table and a function giving the prepared features."""
+    if isinstance(df, Prepared):
+        return df.ids, lambda: df.X
+
+    def transform() -> np.ndarray:
+        _check_finite(df, list(prep.columns_))
+        return prep.transform(df)
+
+    return df, transform
+
+
 def statistics_pass(
-    df: pd.DataFrame, prep: FeaturePrep, unit: str, fourth: bool
+    df: pd.DataFrame | Prepared, prep: FeaturePrep, unit: str, fourth: bool
 ) -> tuple[pd.DataFrame, dict[_Key, Moments]]:
     """Return one partition's window counts and per (unit, class) moments.
 
     Parameters
     ----------
-    df : pandas.DataFrame of shape (n_windows, n_columns)
-        Whole recordings (or whole subjects for ``normalize: subject``).
+    df : pandas.DataFrame of shape (n_windows, n_columns), or Prepared
+        Whole recordings (or whole subjects for ``normalize: subject``), raw or already
+        prepared (:func:`prepare_partition`).
     prep : FeaturePrep
         Fitted (it knows its columns).
     unit : {"subject", "recording"}
@@ -198,6 +242,7 @@ def statistics_pass(
     moments : dict
         ``{(unit, class): Moments}`` of the prepared labeled windows.
     """
+    df, features = _unpack(df, prep)
     ids = ["recording", "subject", "session", "run"]
     labels = df["label"].astype(object).where(df["label"].notna(), "").astype(str)
     frame = df.loc[:, ids].astype(object).where(df.loc[:, ids].notna(), "").astype(str)
@@ -206,8 +251,7 @@ def statistics_pass(
     ).reset_index()
     if len(df) == 0:
         return counts, {}
-    _check_finite(df, list(prep.columns_))
-    X = prep.transform(df)
+    X = features()
     lab = (labels != "").to_numpy()
     keys = pd.DataFrame({"u": df[unit].astype(str).to_numpy()[lab], "c": labels.to_numpy()[lab]})
     Xl = X[lab]
@@ -360,7 +404,7 @@ def prediction_pass(
 
     Parameters
     ----------
-    df : pandas.DataFrame of shape (n_windows, n_columns)
+    df : pandas.DataFrame of shape (n_windows, n_columns), or Prepared
         Whole recordings.
     models : list of Bundle
         One per fold (every one with the same ``classes``).
@@ -379,11 +423,12 @@ def prediction_pass(
         and fold testing it, ``fold`` (int32), ``subject`` and ``label`` (int32 codes into
         ``subjects`` and the classes), ``proba`` (float64, shape (n, n_classes)).
     """
+    df, features = _unpack(df, models[0].model["prep"])
     rec = df["recording"].astype(str).to_numpy()
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
     out: dict[str, list[np.ndarray]] = {"fold": [], "subject": [], "label": [], "proba": []}
     # every fold shares the label-free prep: prepare the partition once
-    X = models[folds[0]].model["prep"].transform(df) if folds else None
+    X = features() if folds else None
     for f in folds:
         rows = np.flatnonzero(
             np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
@@ -451,7 +496,8 @@ def subsample_pass(
     """
     import zlib
 
-    X = prep.transform(df)
+    df, features = _unpack(df, prep)
+    X = features()
     rec = df["recording"].astype(str).to_numpy()
     labels = df["label"].astype(object).where(df["label"].notna(), "").astype(str).to_numpy()
     picked = []
@@ -757,8 +803,15 @@ def fit_and_validate_distributed(
     t0 = time.perf_counter()
     parts = _batches(ddf.to_delayed())
     persisted = _keep_on_workers(ddf, spec, persist)
-    if persisted:
-        parts = list(dask.persist(*parts))
+    if persisted:  # held prepared: the prediction pass neither reads nor prepares again
+        parts = list(
+            dask.persist(
+                *[
+                    dask.delayed(prepare_partition)(p, prep, dask_key_name=_key("prepare", i))
+                    for i, p in enumerate(parts)
+                ]
+            )
+        )
     stat_parts = [
         dask.delayed(statistics_pass)(p, prep, unit, fourth, dask_key_name=_key("statistics", i))
         for i, p in enumerate(parts)
