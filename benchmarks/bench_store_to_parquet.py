@@ -21,6 +21,11 @@ against the NumPy ``sliding_window_view`` references of ``bench_features.py``.
 Run from the repository root::
 
     .venv/bin/python benchmarks/bench_store_to_parquet.py [--repeats 3]
+    .venv/bin/python benchmarks/bench_store_to_parquet.py --profile   # where the CPU goes
+
+``--profile`` runs the timed path once more in this process under cProfile, with dask's
+synchronous scheduler (no cluster: the client's and the worker's work in one profile), and
+prints its CPU time and the 25 costliest functions; nothing else is run.
 
 Data: ``$COHORT_DATA/emg-gestures`` (default ``../shared/data``), all files. The store goes
 to ``--store`` (default ``../bench-data/emg-gestures.zarr`` beside the checkout, outside it);
@@ -247,6 +252,27 @@ def check_values(out: Path, rids: list[str], xs: list[np.ndarray], fe, ssc_files
         )
 
 
+def profile_pipeline(store: Path, out: Path) -> None:
+    """Print the CPU time and cProfile's costliest functions of one in-process run."""
+    import cProfile
+    import pstats
+
+    import dask
+
+    spec = make_spec()
+    with dask.config.set(scheduler="synchronous"):
+        run_pipeline(store, out, spec)  # warm-up: imports, Numba cache, page cache
+        profiler = cProfile.Profile()
+        cpu0 = time.process_time()
+        profiler.enable()
+        run_pipeline(store, out, spec)
+        profiler.disable()
+        cpu = time.process_time() - cpu0
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"in-process store -> Parquet (synchronous scheduler): CPU {cpu:.3f} s")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, default=ROOT.parent / "bench-data" / "emg-gestures.zarr")
@@ -256,6 +282,7 @@ def main() -> None:
         help="delete --store and ingest it again (e.g. after a store format change)",
     )
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="profile one in-process run only")
     ap.add_argument("--libemg-repeats", type=int, default=2)
     ap.add_argument(
         "--ssc-files",
@@ -282,6 +309,9 @@ def main() -> None:
     )
 
     out = args.store.parent / "emg-gestures-features.parquet"
+    if args.profile:
+        profile_pipeline(args.store, out)
+        return
     fe = bf.load_libemg()
     try:
         runs = time_pipeline(args.store, out, args.repeats)
