@@ -207,8 +207,10 @@ def direct_run(
             memory_limit=args.memory_limit,
             dashboard_address=":0",
         ) as cluster,
-        Client(cluster),
+        Client(cluster) as client,
     ):
+        # imports on the workers (scikit-learn, pyarrow) before the timed passes
+        client.run(lambda: __import__("pipeline.learn.distributed"))
         ddf, _ = read_feature_table(files)
         _, report = fit_and_validate_distributed(ddf, model, validation, 0)
     engine = report["engine"]
