@@ -356,3 +356,31 @@ def test_the_report_records_the_workers_peak_memory(table):
         # the lifetime peak (getrusage) is at least the current RSS, within page rounding
         assert end["worker_peak_rss_mb"][w] >= now - 1.0
     assert end["client_peak_rss_mb"] >= end["client_rss_mb"] - 1.0
+
+
+def test_one_progress_bar_per_pass_fed_by_the_futures(table, client, monkeypatch):
+    import tqdm.auto
+
+    bars: list[dict] = []
+
+    class Bar:
+        def __init__(self, total, desc, unit, disable):
+            self.state = {"desc": desc, "total": total, "done": 0}
+            bars.append(self.state)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n=1):
+            self.state["done"] += n
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    cfg = {"name": "lda", "params": {"shrinkage": "auto", "solver": "lsqr"}, "prep": PREP}
+    _, report = fit_and_validate_distributed(_per_recording(table), cfg, {"scheme": "loso"})
+    assert [b["desc"] for b in bars] == ["statistics pass", "prediction pass"]
+    # one step per task, every one completed
+    assert all(b["done"] == b["total"] > 0 for b in bars)
+    assert [p["name"] for p in report["engine"]["passes"]] == ["statistics", "prediction"]
