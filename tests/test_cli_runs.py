@@ -311,14 +311,18 @@ def test_unchanged_rerun_starts_no_cluster_and_gives_the_same_report(tmp_path: P
 
 
 #: Modules an unchanged rerun must not import: the cluster, the kernels, the signal and
-#: array libraries, Parquet, scikit-learn and the bundle format, plotting.
+#: array libraries, Parquet, scikit-learn and the bundle format, plotting, and the readers
+#: of the formats the task does not use (their libraries).
 COMPUTE_ONLY = (
     "dask.array",
     "dask.dataframe",
     "dask_jobqueue",
     "distributed",
     "matplotlib",
+    "mne",
     "numba",
+    "pipeline.io.edf",
+    "pyedflib",
     "pyarrow.parquet",
     "scipy.signal",
     "skops",
