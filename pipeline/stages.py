@@ -120,6 +120,7 @@ _FEATURE_MODULES = (
 _LEARN_MODULES = (
     "pipeline.learn",
     "pipeline.learn.bundle",
+    "pipeline.learn.calibrate",
     "pipeline.learn.distributed",
     "pipeline.learn.estimators",
     "pipeline.learn.fit",
@@ -130,6 +131,7 @@ _LEARN_MODULES = (
     "pipeline.learn.prep",
     "pipeline.learn.presets",
     "pipeline.learn.report",
+    "pipeline.learn.riemann",
     "pipeline.learn.sufficient",
     "pipeline.learn.trust",
     "pipeline.learn.validation",

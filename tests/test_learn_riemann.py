@@ -156,6 +156,9 @@ def test_errors_name_key_expected_found() -> None:
         FeaturePrep(recenter="riemann").fit(table)
     with pytest.raises(SpecError, match="'tangent_space' expected a pairwise feature kind"):
         FeaturePrep(tangent_space="logvar").fit(table)
+    with pytest.raises(SpecError, match="'riemann' mean: expected at least one training window"):
+        FeaturePrep(tangent_space="cov_oas").fit(table.iloc[:0])
+    assert FeaturePrep(tangent_space="cov_oas", tangent_mean="identity").fit(table.iloc[:0])
     with pytest.raises(SpecError, match="'tangent_space' reads '<ch_i>:<ch_j>__<kind>' columns"):
         FeaturePrep(tangent_space="cov_oas").fit(np.eye(3))
     flat = table.copy()

@@ -138,7 +138,12 @@ def reference_point(mats: np.ndarray, centred: bool, mean: str = "riemann") -> n
     if centred or mean == "identity":
         return np.eye(mats.shape[1])
     if len(mats) == 0:
-        raise SpecError("Tangent space: expected at least one training window, found none")
+        msg = (
+            f"Tangent space at the training windows' {mean!r} mean: expected at least one "
+            f"training window, found none (the distributed engine, also under engine: auto, "
+            f"fits the prep on no rows: use tangent_mean: identity there, or engine: memory)"
+        )
+        raise SpecError(msg)
     return _geometry().means[mean](mats)
 
 
