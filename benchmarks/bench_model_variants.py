@@ -7,6 +7,9 @@ Run from the repository root, after `cohort run` has computed the features::
     # the rows needing more EMG features (skipped on the table of tasks/emg_gestures.yaml)
     .venv/bin/cohort run benchmarks/tasks/emg_gestures_extra_features.yaml --out runs/emg-extra
     .venv/bin/python benchmarks/bench_model_variants.py runs/emg-extra --dataset emg --only Hjorth
+    # the EEG rows needing fb_cov, coh and glasso (skipped on the table of tasks/eeg_arithmetic.yaml)
+    .venv/bin/cohort run benchmarks/tasks/eeg_arithmetic_extra_features.yaml --out runs/eeg-extra
+    .venv/bin/python benchmarks/bench_model_variants.py runs/eeg-extra --dataset eeg
 
 Reads the feature stages of the run's latest manifest and cross-validates each variant
 leave-one-subject-out with :func:`pipeline.learn.fit_and_validate`.
@@ -124,7 +127,7 @@ VARIANTS = {
             "params": {"C": 1.0},
             "prep": {"features": ["cov_oas"], "tangent_space": "cov_oas", "recenter": "riemann"},
         },
-        # issue 13's zero-shot candidates (tables with fb_cov, coh and glasso)
+        # issue 13's zero-shot candidates (benchmarks/tasks/eeg_arithmetic_extra_features.yaml's table)
         "TS of OAS, log-Euclidean mean + LR": {
             "name": "logreg",
             "params": {"C": 1.0},
