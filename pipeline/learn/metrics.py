@@ -475,15 +475,20 @@ def calibration_metrics(
     if len(y_true) == 0:
         msg = "calibration_metrics: no window to score (y_true is empty)"
         raise SpecError(msg)
-    onehot = np.stack([y_true == c for c in classes], axis=1).astype(float)
+    codes = class_codes(y_true, classes)
+    # one class column at a time: no (n_windows, n_classes) temporaries (9.6 M windows x 6
+    # classes are 460 MB each); the row sums add the columns in the same order as np.sum
     if len(classes) == 2:
-        brier = float(np.mean((proba[:, 1] - onehot[:, 1]) ** 2))
+        brier = float(np.mean((proba[:, 1] - (codes == 1)) ** 2))
         definition = f"mean((p[{classes[1]}] - y)^2), binary"
     else:
-        brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)))
+        total = np.zeros(len(codes))
+        for j in range(len(classes)):
+            total += (proba[:, j] - (codes == j)) ** 2
+        brier = float(np.mean(total))
         definition = "mean(sum_k (p_k - y_k)^2), multi-class (Brier 1950), range [0, 2]"
     conf = proba.max(axis=1)
-    correct = (np.asarray(classes, dtype=object)[proba.argmax(1)] == y_true).astype(float)
+    correct = (proba.argmax(1) == codes).astype(float)
     # inner edges b / n_bins; a confidence on an edge belongs to the bin below it
     idx = np.searchsorted(np.arange(1, n_bins) / n_bins, conf, side="left")
     ece = 0.0
