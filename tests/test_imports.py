@@ -134,7 +134,7 @@ def test_importing_every_module_keeps_the_matplotlib_backend(backend: str) -> No
 #: ``cluster`` (profiles, starting a cluster, the worker count) needs only the schema, and
 #: ingest and the table ask it how many workers share the work, so it sits just below spec.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("pipeline.exceptions", "pipeline._fs", "pipeline._data"),
+    ("pipeline.exceptions", "pipeline._fs", "pipeline._data", "pipeline._lazy"),
     ("pipeline.spec",),
     ("pipeline.cluster",),
     ("pipeline.io",),

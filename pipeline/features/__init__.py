@@ -5,9 +5,9 @@ block ``(n_samples, n_channels)`` to ``(n_windows, n_channels, n_features)``; se
 `pipeline.features.registry` for the exact definition of every feature.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pipeline._lazy import lazy_exports
 from pipeline.features.registry import (
     EEG_BANDS,
     FEATURES,
@@ -28,18 +28,7 @@ if TYPE_CHECKING:  # the static view of the same names
     from pipeline.features.compute import BlockFunction, compute_features, make_block_function
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'pipeline.features' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("pipeline.features", _EXPORTS, globals())
 
 
 __all__ = [

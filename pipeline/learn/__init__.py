@@ -6,8 +6,9 @@ Gaussian NB from moments) -> ``outofcore`` -> ``distributed`` (the engine that l
 table on the cluster) -> ``fit`` -> ``bundle`` (the skops file).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import lazy_exports
 
 # The names below are imported on first use (PEP 562): importing one submodule, e.g.
 # ``pipeline.learn.estimators`` for the task check, does not import the bundle format (skops)
@@ -70,18 +71,7 @@ if TYPE_CHECKING:  # the static view of the same names
     )
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'pipeline.learn' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("pipeline.learn", _EXPORTS, globals())
 
 
 __all__ = [

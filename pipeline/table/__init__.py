@@ -8,8 +8,9 @@
   spec and fingerprints in the key-value metadata), its writers and its reader.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline._lazy import lazy_exports
 
 # The names below are imported on first use (PEP 562): the task check and an unchanged rerun
 # need only FeatureTableSpec, not the graph construction and the Parquet writer (dask.array,
@@ -52,18 +53,7 @@ if TYPE_CHECKING:  # the static view of the same names
     from pipeline.table.spec import FeatureTableSpec
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'pipeline.table' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports("pipeline.table", _EXPORTS, globals())
 
 
 __all__ = [
