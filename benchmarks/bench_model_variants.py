@@ -7,7 +7,7 @@ Run from the repository root, after `cohort run` has computed the features::
     # the rows needing more EMG features (skipped on the table of tasks/emg_gestures.yaml)
     .venv/bin/cohort run benchmarks/tasks/emg_gestures_extra_features.yaml --out runs/emg-extra
     .venv/bin/python benchmarks/bench_model_variants.py runs/emg-extra --dataset emg --only Hjorth
-    # the EEG rows needing fb_cov, coh and glasso (skipped on the table of tasks/eeg_arithmetic.yaml)
+    # the EEG rows needing fb_cov, coh and glasso (skipped on tasks/eeg_arithmetic.yaml's table)
     .venv/bin/cohort run benchmarks/tasks/eeg_arithmetic_extra_features.yaml --out runs/eeg-extra
     .venv/bin/python benchmarks/bench_model_variants.py runs/eeg-extra --dataset eeg
 
@@ -127,7 +127,8 @@ VARIANTS = {
             "params": {"C": 1.0},
             "prep": {"features": ["cov_oas"], "tangent_space": "cov_oas", "recenter": "riemann"},
         },
-        # issue 13's zero-shot candidates (benchmarks/tasks/eeg_arithmetic_extra_features.yaml's table)
+        # issue 13's zero-shot candidates (on the table of
+        # benchmarks/tasks/eeg_arithmetic_extra_features.yaml)
         "TS of OAS, log-Euclidean mean + LR": {
             "name": "logreg",
             "params": {"C": 1.0},
