@@ -15,9 +15,11 @@ of float64 feature values (the identifier columns come on top; the run prints
 2. The same run with a random forest on a subsample capped at ``--max-train-windows``
    (group k-fold, ``--rf-splits`` folds; the store and feature table are reused from the
    stage cache, so only the fit stage runs).
-3. The statistics pass of the distributed engine (LDA) over the run's feature table on a
-   ``LocalCluster`` of 1 worker and of 2 workers (``--memory-limit`` each): its seconds from
-   the report's ``engine.passes``, and the ratio.
+3. The statistics pass of the distributed engine (LDA) alone over the run's feature table
+   on a ``LocalCluster`` of 1 worker and of 2 workers (``--memory-limit`` each): its
+   seconds, the ratio, and per worker the tasks it ran (task stream), their compute
+   seconds, its CPU seconds and bytes read from storage and from the page cache (``--pin``:
+   also with every worker's thread pools at one thread).
 
 Prints one JSON line per measurement and a final summary line. Run from the repository root::
 
@@ -166,11 +168,48 @@ def cohort_run(task: Path, out: Path, profile: Path, interval: float) -> dict[st
     }
 
 
-def statistics_pass(files: list[str], workers: int, memory_limit: str, model: dict) -> float:
-    """Return the seconds of the distributed engine's statistics pass on ``workers`` workers."""
-    from distributed import Client, LocalCluster
+def _worker_usage() -> dict[str, Any]:
+    """This worker process's CPU seconds, storage reads, threads and pyarrow pools."""
+    import pyarrow as pa
 
-    from pipeline.learn.distributed import fit_and_validate_distributed
+    proc = psutil.Process()
+    cpu = proc.cpu_times()
+    io = proc.io_counters()
+    return {
+        "cpu_s": cpu.user + cpu.system,
+        "read_bytes": io.read_bytes,
+        "read_chars": io.read_chars,
+        "threads": proc.num_threads(),
+        "arrow_cpu": pa.cpu_count(),
+        "arrow_io": pa.io_thread_count(),
+    }
+
+
+def _pin_worker() -> None:
+    """One thread for every pool of this worker (pyarrow's CPU and I/O pools, BLAS, OpenMP)."""
+    import pyarrow as pa
+    from threadpoolctl import threadpool_limits
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    threadpool_limits(1)
+
+
+def statistics_pass(
+    files: list[str], workers: int, memory_limit: str, model: dict, pin: bool = False
+) -> dict[str, Any]:
+    """Time the distributed engine's statistics pass alone on ``workers`` workers.
+
+    The pass is the engine's own (:func:`pipeline.learn.distributed.run_statistics` over the
+    partitions it batches); around it each worker's CPU seconds and storage reads
+    (``/proc/<pid>/io``) are taken, and the task stream says which worker ran which task
+    and for how long. ``pin`` first limits every worker's thread pools to one thread.
+    """
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from pipeline.learn.distributed import _batches, run_statistics
+    from pipeline.learn.estimators import model_spec
+    from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
     from pipeline.table import read_feature_table
 
     with (
@@ -184,9 +223,54 @@ def statistics_pass(files: list[str], workers: int, memory_limit: str, model: di
     ):
         # imports on the workers (scikit-learn, pyarrow) before the timed pass
         client.run(lambda: __import__("pipeline.learn.distributed"))
+        if pin:
+            client.run(_pin_worker)
+        spec = model_spec(model)
         ddf, _ = read_feature_table(files)
-        _, report = fit_and_validate_distributed(ddf, model, {"scheme": "loso"}, 0)
-    return float(report["engine"]["passes"][0]["seconds"])
+        prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
+        ddf = ddf.loc[:, [*ID_COLUMNS, *prep.columns_]]
+        before = client.run(_worker_usage)
+        client_cpu = sum(os.times()[:2])
+        t0 = time.perf_counter()
+        with get_task_stream(client) as stream:
+            run_statistics(_batches(ddf.to_delayed()), prep, "subject", True)
+        wall = time.perf_counter() - t0
+        client_cpu = sum(os.times()[:2]) - client_cpu
+        after = client.run(_worker_usage)
+    busy: dict[str, float] = {}
+    tasks: dict[str, int] = {}
+    for rec in stream.data:
+        if not str(rec["key"]).startswith("statistics-pass"):
+            continue
+        w = rec["worker"]
+        tasks[w] = tasks.get(w, 0) + 1
+        busy[w] = busy.get(w, 0.0) + sum(
+            s["stop"] - s["start"] for s in rec["startstops"] if s["action"] == "compute"
+        )
+    per_worker = []
+    for i, w in enumerate(sorted(after)):
+        a, b = after[w], before[w]
+        per_worker.append(
+            {
+                "worker": i,
+                "tasks": tasks.get(w, 0),
+                "compute_s": round(busy.get(w, 0.0), 1),
+                "cpu_s": round(a["cpu_s"] - b["cpu_s"], 1),
+                "storage_read_gb": round((a["read_bytes"] - b["read_bytes"]) / 1e9, 2),
+                "read_gb": round((a["read_chars"] - b["read_chars"]) / 1e9, 2),
+                "threads": a["threads"],
+                "arrow_cpu_threads": a["arrow_cpu"],
+                "arrow_io_threads": a["arrow_io"],
+            }
+        )
+    return {
+        "workers": workers,
+        "pinned": pin,
+        "seconds": round(wall, 2),
+        "client_cpu_s": round(client_cpu, 1),
+        "load": [round(x, 2) for x in os.getloadavg()],
+        "per_worker": per_worker,
+    }
 
 
 def direct_run(
@@ -224,6 +308,21 @@ def direct_run(
     }
 
 
+def scaling(files: list[str], args: argparse.Namespace, model: dict) -> dict[str, Any]:
+    """Measurement 3: the statistics pass on 1 and 2 workers (``--pin``: pinned and not)."""
+    out: dict[str, Any] = {}
+    for pin in (False, True) if args.pin else (False,):
+        runs = {}
+        for w in (1, 2):
+            runs[w] = statistics_pass(files, w, args.memory_limit, model, pin)
+            print(json.dumps({"statistics_pass": runs[w]}), flush=True)
+        ratio = round(runs[1]["seconds"] / runs[2]["seconds"], 2)
+        key = "pinned" if pin else "default"
+        out[key] = {"seconds": {w: r["seconds"] for w, r in runs.items()}, "speedup": ratio}
+        print(json.dumps({"speedup_2_over_1": ratio, "pinned": pin}), flush=True)
+    return out
+
+
 def main() -> None:
     """Run the benchmark (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -241,6 +340,9 @@ def main() -> None:
     ap.add_argument("--cleanup", action="store_true", help="delete --root at the end")
     ap.add_argument("--files", help="glob of feature files: measure on them, no cohort run")
     ap.add_argument("--max-files", type=int, default=None, help="with --files: the first N")
+    ap.add_argument(
+        "--pin", action="store_true", help="scaling also with every worker pool at one thread"
+    )
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     root = args.root.resolve()
@@ -298,10 +400,7 @@ def main() -> None:
                 results[run] = direct_run(files, model, validation, args)
                 print(json.dumps({"run": run, **results[run]}), flush=True)
         if "scaling" not in skip:
-            secs = {w: statistics_pass(files, w, args.memory_limit, lda) for w in (1, 2)}
-            results["statistics_pass_s"] = secs
-            results["speedup_2_over_1"] = round(secs[1] / secs[2], 2)
-            print(json.dumps({"statistics_pass_s": secs, "speedup": results["speedup_2_over_1"]}))
+            results["scaling"] = scaling(files, args, lda)
         print(json.dumps({"summary": results}, default=str))
         return
     if "lda" not in skip:
@@ -325,10 +424,7 @@ def main() -> None:
         results["rf"] = cohort_run(task, out, profile, args.sample)
         print(json.dumps({"run": "rf", **results["rf"]}), flush=True)
     if "scaling" not in skip and files:
-        secs = {w: statistics_pass(files, w, args.memory_limit, lda) for w in (1, 2)}
-        results["statistics_pass_s"] = secs
-        results["speedup_2_over_1"] = round(secs[1] / secs[2], 2)
-        print(json.dumps({"statistics_pass_s": secs, "speedup": results["speedup_2_over_1"]}))
+        results["scaling"] = scaling(files, args, lda)
     for run in ("lda", "rf"):
         results.get(run, {}).pop("stages", None)
     print(json.dumps({"summary": results}, default=str))

@@ -284,6 +284,43 @@ def _tree_sum(parts: list[Any], width: int = 8) -> Any:
     return parts[0]
 
 
+def run_statistics(
+    parts: list[Any], prep: FeaturePrep, unit: str, fourth: bool
+) -> tuple[list[pd.DataFrame], dict[_Key, Moments]]:
+    """Run the statistics pass: every partition's counts, and the moments summed on the cluster.
+
+    Parameters
+    ----------
+    parts : list of dask.delayed
+        The table's partitions (:func:`_batches`), raw or prepared.
+    prep : FeaturePrep
+    unit : {"subject", "recording"}
+    fourth : bool
+        Accumulate the fourth moments (Ledoit-Wolf).
+
+    Returns
+    -------
+    counts : list of pandas.DataFrame
+        One per partition, as :func:`statistics_pass`.
+    moments : dict
+        ``{(unit, class): Moments}`` of the whole table.
+    """
+    done = _compute_pass(
+        "statistics",
+        [
+            dask.delayed(statistics_pass)(
+                p, prep, unit, fourth, dask_key_name=_key("statistics", i)
+            )
+            for i, p in enumerate(parts)
+        ],
+    )
+    count_list, moments = dask.compute(
+        [dask.delayed(_item, pure=True)(d, 0) for d in done],
+        _tree_sum([dask.delayed(_item, pure=True)(d, 1) for d in done]),
+    )
+    return list(count_list), moments
+
+
 MAX_BATCH = 8
 """Most partitions (recordings) one task of a pass handles."""
 
@@ -860,15 +897,7 @@ def fit_and_validate_distributed(
                 ]
             )
         )
-    stat_parts = [
-        dask.delayed(statistics_pass)(p, prep, unit, fourth, dask_key_name=_key("statistics", i))
-        for i, p in enumerate(parts)
-    ]
-    done = _compute_pass("statistics", stat_parts)
-    count_list, moments = dask.compute(
-        [dask.delayed(_item, pure=True)(d, 0) for d in done],
-        _tree_sum([dask.delayed(_item, pure=True)(d, 1) for d in done]),
-    )
+    count_list, moments = run_statistics(parts, prep, unit, fourth)
     passes.append({"name": "statistics", "seconds": round(time.perf_counter() - t0, 3)})
     counts = pd.concat(count_list, ignore_index=True)
     per_part = pd.concat(
