@@ -175,8 +175,12 @@ def _worker_usage() -> dict[str, Any]:
     proc = psutil.Process()
     cpu = proc.cpu_times()
     io = proc.io_counters()
+    with open(f"/proc/{proc.pid}/stat") as f:  # after the parenthesised name: minflt, majflt
+        fields = f.read().rsplit(")", 1)[1].split()
     return {
         "cpu_s": cpu.user + cpu.system,
+        "sys_s": cpu.system,
+        "minor_faults": int(fields[7]),
         "read_bytes": io.read_bytes,
         "read_chars": io.read_chars,
         "threads": proc.num_threads(),
@@ -207,12 +211,14 @@ def statistics_pass(
     """
     from distributed import Client, LocalCluster, get_task_stream
 
+    from pipeline.cluster import worker_malloc_config
     from pipeline.learn.distributed import _batches, run_statistics
     from pipeline.learn.estimators import model_spec
     from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
     from pipeline.table import read_feature_table
 
     with (
+        worker_malloc_config(),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -256,6 +262,8 @@ def statistics_pass(
                 "tasks": tasks.get(w, 0),
                 "compute_s": round(busy.get(w, 0.0), 1),
                 "cpu_s": round(a["cpu_s"] - b["cpu_s"], 1),
+                "sys_s": round(a["sys_s"] - b["sys_s"], 1),
+                "minor_faults_m": round((a["minor_faults"] - b["minor_faults"]) / 1e6, 2),
                 "storage_read_gb": round((a["read_bytes"] - b["read_bytes"]) / 1e9, 2),
                 "read_gb": round((a["read_chars"] - b["read_chars"]) / 1e9, 2),
                 "threads": a["threads"],
@@ -279,12 +287,14 @@ def direct_run(
     """Fit and validate on ``files`` in this process (``--files``), sampling the RSS."""
     from distributed import Client, LocalCluster
 
+    from pipeline.cluster import worker_malloc_config
     from pipeline.learn.distributed import fit_and_validate_distributed
     from pipeline.table import read_feature_table
 
     t0 = time.perf_counter()
     with (
         TreeRss(os.getpid(), args.sample) as rss,
+        worker_malloc_config(),
         LocalCluster(
             n_workers=args.workers,
             threads_per_worker=1,

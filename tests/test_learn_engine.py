@@ -384,3 +384,40 @@ def test_one_progress_bar_per_pass_fed_by_the_futures(table, client, monkeypatch
     # one step per task, every one completed
     assert all(b["done"] == b["total"] > 0 for b in bars)
     assert [p["name"] for p in report["engine"]["passes"]] == ["statistics", "prediction"]
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_trust_sections_from_codes_equal_those_from_names(k):
+    """The distributed engine's report path (integer codes, no per-window object array)
+    gives the sections the memory engine's names give, a subject code without windows
+    included (the bootstrap draws among the scored subjects only)."""
+    from pipeline.learn.metrics import (
+        class_codes,
+        per_subject_metrics,
+        roc_curves,
+        roc_curves_from_codes,
+    )
+    from pipeline.learn.trust import trust_sections, trust_sections_from_codes
+    from pipeline.learn.validation import validation_spec
+
+    rng = np.random.default_rng(k)
+    classes = [f"c{i}" for i in range(k)]
+    names = np.array(["s0", "s1", "s2", "s3"])  # s2 scores no window
+    subj = rng.choice([0, 1, 3], size=400)
+    label = rng.integers(0, k, 400)
+    proba = rng.dirichlet(np.ones(k), 400).round(2)  # rounded: ties in the scores
+    proba[np.arange(400), label] += 0.3 * (subj != 3)  # subject s3 near chance
+    proba /= proba.sum(1, keepdims=True)
+    y = np.asarray(classes, dtype=object)[label]
+    yp = np.asarray(classes, dtype=object)[proba.argmax(1)]
+    vspec = validation_spec({"scheme": "loso"})
+    per, _ = per_subject_metrics(names[subj], y, yp, proba, classes)
+    want = trust_sections(names[subj], y, yp, proba, classes, per, vspec, None, 3)
+    per2, _ = per_subject_metrics(names[subj], y, yp, proba, classes)
+    got = trust_sections_from_codes(
+        subj, len(names), label, proba.argmax(1), proba, classes, per2, vspec, None, 3
+    )
+    assert got == want
+    assert got["ci95"]["n_subjects"] == 3
+    assert class_codes(y, classes).tolist() == label.tolist()
+    assert roc_curves_from_codes(label, proba, classes) == roc_curves(y, proba, classes)

@@ -54,7 +54,7 @@ from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     auc_from_scores,
     metrics_from_confusion,
-    roc_curves,
+    roc_curves_from_codes,
     rows_by_code,
     summarize_subjects,
     threshold_at_specificity,
@@ -72,7 +72,7 @@ from pipeline.learn.sufficient import (
     needs_fourth_moments,
     scaler_from_moments,
 )
-from pipeline.learn.trust import trust_sections
+from pipeline.learn.trust import trust_sections_from_codes
 from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
 from pipeline.spec.learn import DISTRIBUTED_ESTIMATORS, ModelSpec, ValidationSpec
 
@@ -1019,10 +1019,11 @@ def fit_and_validate_distributed(
     passes.append({"name": "prediction", "seconds": round(time.perf_counter() - t0, 3)})
     t_cv = time.perf_counter() - t_start
 
-    proba_all = pred["proba"]
-    y_all = np.asarray(classes, dtype=object)[pred["label"]]
-    pred_all = np.asarray(classes, dtype=object)[proba_all.argmax(1)]
     per_subject, overall, fold_metrics = _reduced_metrics(pred, subject_names, classes)
+    # codes end to end (class and subject names only in the report's keys): a per-window
+    # object array is 8 bytes a window, 77 MB each on the 9.6 M-window cohort
+    del pred["fold"]
+    proba_all, y_all = pred["proba"], pred["label"]
     summary = summarize_subjects(per_subject)
     for i, desc in enumerate(fold_reports):
         if i in fold_metrics:
@@ -1047,17 +1048,16 @@ def fit_and_validate_distributed(
         "overall": overall,
         "per_subject": per_subject,
         "per_subject_summary": summary,
-        "roc": roc_curves(y_all, proba_all, classes),
+        "roc": roc_curves_from_codes(y_all, proba_all, classes),
     }
     if len(classes) == 2:
-        report["threshold"] = threshold_at_specificity(
-            y_all == classes[1], proba_all[:, 1], specificity
-        )
+        report["threshold"] = threshold_at_specificity(y_all == 1, proba_all[:, 1], specificity)
     report.update(
-        trust_sections(
-            np.asarray(subject_names, dtype=object)[pred["subject"]],
+        trust_sections_from_codes(
+            pred["subject"],
+            len(subject_names),
             y_all,
-            pred_all,
+            proba_all.argmax(1).astype(np.int32),
             proba_all,
             classes,
             per_subject,
@@ -1066,6 +1066,7 @@ def fit_and_validate_distributed(
             seed,
         )
     )
+    del pred, proba_all, y_all
     # refitting per permutation would need a statistics pass per relabelling; not built yet
     report["permutation"] = skipped_permutation(
         "not computed by the distributed engine (model.engine: memory computes it)"

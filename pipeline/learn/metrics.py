@@ -149,8 +149,22 @@ def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
         bool.
     score : numpy.ndarray of shape (n_windows,)
     """
-    uniq, groups = np.unique(score, return_inverse=True)
-    return _weighted_auc(groups, np.asarray(positive, dtype=bool), 1.0, len(uniq))
+    # sorted once, tie runs by their edges: about a third of np.unique(return_inverse)'s
+    # temporaries (9.6 M scores a class on the large cohort); the sums are of integers and
+    # half-integers far below 2**53, so the figure is the same to the last bit
+    order = np.argsort(score, kind="stable")
+    pos = np.asarray(positive, dtype=bool)[order]
+    ordered = np.asarray(score)[order]
+    del order
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    del ordered
+    wp = np.add.reduceat(pos, starts, dtype=np.int64).astype(float) if len(pos) else np.zeros(0)
+    wn = np.diff(np.r_[starts, len(pos)]).astype(float) - wp
+    total_p, total_n = wp.sum(), wn.sum()
+    if total_p == 0 or total_n == 0:
+        return float("nan")
+    below = np.cumsum(wn) - wn
+    return float(np.sum(wp * (below + 0.5 * wn)) / (total_p * total_n))
 
 
 def auc_from_scores(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> float | None:
@@ -362,12 +376,27 @@ def roc_curves(
         ``{class: {"fpr": [...], "tpr": [...], "auc": float}}``; for two classes only the
         second (positive) class.
     """
-    y_true = np.asarray(y_true, dtype=object)
+    return roc_curves_from_codes(class_codes(y_true, classes), proba, classes, max_points)
+
+
+def roc_curves_from_codes(
+    codes: np.ndarray, proba: np.ndarray, classes: Sequence[Any], max_points: int = 200
+) -> dict[str, dict[str, list[float]]]:
+    """Return :func:`roc_curves` from class codes (:func:`class_codes`) of the true classes.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of shape (n_windows,)
+        Integer codes into ``classes``.
+    proba : numpy.ndarray of shape (n_windows, n_classes)
+    classes : sequence of shape (n_classes,)
+    max_points : int
+    """
     classes = list(classes)
     targets = classes[1:] if len(classes) == 2 else classes
     out = {}
     for c in targets:
-        pos = y_true == c
+        pos = codes == classes.index(c)
         if pos.all() or not pos.any():
             continue
         fpr, tpr, _ = roc_curve(pos, proba[:, classes.index(c)])
@@ -414,17 +443,36 @@ def baseline_scores(y_true: Sequence[Any], classes: Sequence[Any]) -> dict[str, 
         ``sum(p_k**2)``, balanced accuracy and macro F1 ``1 / K`` (K classes present; each
         class's precision and recall are then ``p_k``), ROC AUC 0.5.
     """
-    y_true = np.asarray(y_true, dtype=object)
+    return baseline_from_codes(class_codes(y_true, classes), classes)
+
+
+def baseline_from_codes(codes: np.ndarray, classes: Sequence[Any]) -> dict[str, Any]:
+    """Return :func:`baseline_scores` from class codes (:func:`class_codes`, -1 outside).
+
+    The majority predictor's figures come from its confusion matrix (every window predicted
+    as the majority class) and its constant probabilities tie every window (ROC AUC 0.5):
+    no per-window array is built.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of shape (n_windows,)
+    classes : sequence of shape (n_classes,)
+    """
     classes = list(classes)
-    counts = np.array([np.sum(y_true == c) for c in classes], dtype=float)
+    codes = np.asarray(codes)
+    counts = np.bincount(codes[codes >= 0], minlength=len(classes)).astype(float)
     if counts.sum() == 0:
         msg = "baseline_scores: no window to score (y_true is empty)"
         raise SpecError(msg)
     prior = counts / counts.sum()
-    majority = classes[int(np.argmax(counts))]
-    const = np.repeat(prior[None, :], len(y_true), axis=0)
-    m = classification_metrics(y_true, np.full(len(y_true), majority, dtype=object), const, classes)
+    top = int(np.argmax(counts))
+    majority = classes[top]
+    cm = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    cm[:, top] = counts
+    m = metrics_from_confusion(cm, classes, n_windows=len(codes), accuracy=counts[top] / len(codes))
     k = int(np.count_nonzero(counts))
+    # all scores tie: the Mann-Whitney statistic of every class present is one half
+    m["roc_auc"] = 0.5 if k >= 2 else None
     chance = {
         "accuracy": float(np.sum(prior**2)),
         "balanced_accuracy": 1.0 / k,
@@ -464,18 +512,32 @@ def calibration_metrics(
         ``reliability``: per non-empty bin ``low, high, n, confidence, accuracy``.
     """
     y_true = np.asarray(y_true, dtype=object)
+    return calibration_from_codes(class_codes(y_true, classes), proba, classes, n_bins)
+
+
+def calibration_from_codes(
+    codes: np.ndarray, proba: np.ndarray, classes: Sequence[Any], n_bins: int = 10
+) -> dict[str, Any]:
+    """Return :func:`calibration_metrics` from class codes (:func:`class_codes`).
+
+    Parameters
+    ----------
+    codes : numpy.ndarray of shape (n_windows,)
+    proba : numpy.ndarray of shape (n_windows, n_classes)
+    classes : sequence of shape (n_classes,)
+    n_bins : int, default 10
+    """
     proba = np.asarray(proba, dtype=float)
     classes = list(classes)
-    if proba.shape != (len(y_true), len(classes)):
+    if proba.shape != (len(codes), len(classes)):
         msg = (
-            f"calibration_metrics: proba expected shape ({len(y_true)}, {len(classes)}), "
+            f"calibration_metrics: proba expected shape ({len(codes)}, {len(classes)}), "
             f"found {proba.shape}"
         )
         raise SpecError(msg)
-    if len(y_true) == 0:
+    if len(codes) == 0:
         msg = "calibration_metrics: no window to score (y_true is empty)"
         raise SpecError(msg)
-    codes = class_codes(y_true, classes)
     # one class column at a time: no (n_windows, n_classes) temporaries (9.6 M windows x 6
     # classes are 460 MB each); the row sums add the columns in the same order as np.sum
     if len(classes) == 2:
@@ -486,6 +548,7 @@ def calibration_metrics(
         for j in range(len(classes)):
             total += (proba[:, j] - (codes == j)) ** 2
         brier = float(np.mean(total))
+        del total
         definition = "mean(sum_k (p_k - y_k)^2), multi-class (Brier 1950), range [0, 2]"
     conf = proba.max(axis=1)
     correct = (proba.argmax(1) == codes).astype(float)
@@ -499,7 +562,7 @@ def calibration_metrics(
         if not n:
             continue
         acc, cf = float(correct[m].mean()), float(conf[m].mean())
-        ece += n / len(y_true) * abs(acc - cf)
+        ece += n / len(codes) * abs(acc - cf)
         bins.append(
             {"low": b / n_bins, "high": (b + 1) / n_bins, "n": n, "confidence": cf, "accuracy": acc}
         )
@@ -605,16 +668,61 @@ def bootstrap_ci(
         undefined (e.g. one class drawn only) are left out of that metric's interval.
     """
     subjects = np.asarray(subjects).astype(str)
-    classes = list(classes)
     names, sid = np.unique(subjects, return_inverse=True)
-    k = len(classes)
-    yt, yp = class_codes(y_true, classes), class_codes(y_pred, classes)
-    cms = np.zeros((len(names), k, k))
+    return bootstrap_ci_from_codes(
+        sid,
+        len(names),
+        class_codes(y_true, classes),
+        class_codes(y_pred, classes),
+        proba,
+        len(classes),
+        n_boot=n_boot,
+        seed=seed,
+        level=level,
+    )
+
+
+def bootstrap_ci_from_codes(
+    subject: np.ndarray,
+    n_subjects: int,
+    yt: np.ndarray,
+    yp: np.ndarray,
+    proba: np.ndarray | None,
+    k: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Return :func:`bootstrap_ci` from subject and class codes.
+
+    Parameters
+    ----------
+    subject : numpy.ndarray of shape (n_windows,)
+        Codes 0 .. n_subjects - 1 of sorted subject names; a code no window holds is left
+        out (the bootstrap draws among the subjects scored, as :func:`bootstrap_ci`).
+    n_subjects : int
+    yt, yp : numpy.ndarray of shape (n_windows,)
+        True and predicted class codes (:func:`class_codes`; -1 counts in no confusion).
+    proba : numpy.ndarray of shape (n_windows, n_classes) or None
+    k : int
+        The number of classes.
+    n_boot, seed, level
+        As :func:`bootstrap_ci`.
+    """
+    held = np.bincount(subject, minlength=n_subjects) > 0
+    if not held.all():
+        recode = np.cumsum(held) - 1
+        subject, n_subjects = recode[subject], int(held.sum())
+    sid = subject
     ok = (yt >= 0) & (yp >= 0)
-    np.add.at(cms, (sid[ok], yt[ok], yp[ok]), 1.0)
+    # counts add exactly in float64: the same matrices as np.add.at, without its index copies
+    flat = (sid[ok].astype(np.int64) * k + yt[ok]) * k + yp[ok]
+    cms = np.bincount(flat, minlength=n_subjects * k * k).reshape(n_subjects, k, k).astype(float)
+    del flat, ok
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(names), size=(n_boot, len(names)))
-    weights = np.stack([np.bincount(d, minlength=len(names)) for d in draws]).astype(float)
+    draws = rng.integers(0, n_subjects, size=(n_boot, n_subjects))
+    weights = np.stack([np.bincount(d, minlength=n_subjects) for d in draws]).astype(float)
     cm = np.einsum("bs,sij->bij", weights, cms)
     tp = np.einsum("bii->bi", cm)
     support = cm.sum(2)
@@ -637,9 +745,9 @@ def bootstrap_ci(
         auc = np.empty((n_boot, len(targets)))
         for i, j in enumerate(targets):
             pos = yt == j
-            U = pair_rank_sums(sid, pos, proba[:, j], len(names))
-            P = np.bincount(sid[pos], minlength=len(names)).astype(float)
-            N = np.bincount(sid[~pos], minlength=len(names)).astype(float)
+            U = pair_rank_sums(sid, pos, proba[:, j], n_subjects)
+            P = np.bincount(sid[pos], minlength=n_subjects).astype(float)
+            N = np.bincount(sid[~pos], minlength=n_subjects).astype(float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 wp, wn = weights @ P, weights @ N
                 num = np.einsum("bs,st,bt->b", weights, U, weights)
@@ -661,7 +769,7 @@ def bootstrap_ci(
             else {"low": None, "high": None}
         )
     out.update({"n_boot": int(n_boot), "seed": int(seed), "level": float(level), "unit": "subject"})
-    out["n_subjects"] = len(names)
+    out["n_subjects"] = n_subjects
     return out
 
 

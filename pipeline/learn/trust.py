@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.learn.metrics import (
-    baseline_scores,
-    bootstrap_ci,
-    calibration_metrics,
+    baseline_from_codes,
+    bootstrap_ci_from_codes,
+    calibration_from_codes,
+    class_codes,
     inverted_subjects,
 )
 from pipeline.spec.learn import PrepSpec, ValidationSpec
 
-__all__ = ["leakage_statement", "trust_sections"]
+__all__ = ["leakage_statement", "trust_sections", "trust_sections_from_codes"]
 
 _HELD_OUT = {
     "loso": (
@@ -130,13 +131,54 @@ def trust_sections(
     seed : int
         Seed of the bootstrap.
     """
+    names, sid = np.unique(np.asarray(subjects).astype(str), return_inverse=True)
+    return trust_sections_from_codes(
+        sid,
+        len(names),
+        class_codes(y_true, classes),
+        class_codes(y_pred, classes),
+        proba,
+        classes,
+        per_subject,
+        validation,
+        prep,
+        seed,
+    )
+
+
+def trust_sections_from_codes(
+    subject: np.ndarray,
+    n_subjects: int,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    classes: Sequence[Any],
+    per_subject: dict[str, dict[str, Any]],
+    validation: ValidationSpec,
+    prep: PrepSpec | None,
+    seed: int,
+) -> dict[str, Any]:
+    """Return :func:`trust_sections` from integer codes (no per-window object array).
+
+    Parameters
+    ----------
+    subject : numpy.ndarray of shape (n_windows,)
+        Codes 0 .. n_subjects - 1 of the sorted subject names.
+    n_subjects : int
+    y_true, y_pred : numpy.ndarray of shape (n_windows,)
+        Class codes (:func:`pipeline.learn.metrics.class_codes`).
+    proba, classes, per_subject, validation, prep, seed
+        As :func:`trust_sections`.
+    """
     inverted = inverted_subjects(per_subject)
     for s, d in per_subject.items():
         d["inverted"] = s in inverted
     return {
-        "baseline": baseline_scores(y_true, classes),
-        "ci95": bootstrap_ci(subjects, y_true, y_pred, proba, classes, seed=seed),
-        "calibration": None if proba is None else calibration_metrics(y_true, proba, classes),
+        "baseline": baseline_from_codes(y_true, classes),
+        "ci95": bootstrap_ci_from_codes(
+            subject, n_subjects, y_true, y_pred, proba, len(classes), seed=seed
+        ),
+        "calibration": None if proba is None else calibration_from_codes(y_true, proba, classes),
         "inverted": inverted,
         "leakage": leakage_statement(validation, prep),
     }
