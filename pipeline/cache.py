@@ -415,7 +415,9 @@ class StageCache:
         tmp.mkdir()
         started, t0, c0 = _now(), time.perf_counter(), time.process_time()
         pending = {**dict(manifest_extra or {}), "name": name, "key": key}
-        atomic_write_json(tmp / _PENDING, pending | {"host": host, "pid": pid})
+        # a marker of the stage's owner, read leniently (status); the stage dir it sits in is
+        # discarded after a crash, so it is not flushed to disk
+        atomic_write_json(tmp / _PENDING, pending | {"host": host, "pid": pid}, fsync=False)
         logger.info("stage %s [%s]: computing", name, key[:12])
         try:
             result = fn(tmp)

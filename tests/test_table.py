@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import dask
@@ -340,6 +341,35 @@ def test_failed_write_leaves_nothing(make_store, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="kernel failed"):
         write_feature_table(open_cohort(store), SPEC, tmp_path / "out" / "t")
     assert [p for p in (tmp_path / "out").rglob("*") if not p.is_dir()] == []
+
+
+def test_table_files_are_flushed_together_after_the_last_write(make_store, tmp_path, monkeypatch):
+    """The write tasks rename their files into place unflushed; every file and the folder
+    are flushed once all are written, before write_feature_table returns."""
+    import pipeline._fs as fs
+
+    events: list[tuple[str, object]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        st = os.fstat(fd)
+        events.append(("fsync", (st.st_dev, st.st_ino)))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        real_replace(src, dst)
+        events.append(("replace", Path(dst).name))
+
+    cohort = open_cohort(make_store(SPECS))
+    monkeypatch.setattr(fs.os, "fsync", fsync)
+    monkeypatch.setattr(fs.os, "replace", replace)
+    out = write_feature_table(cohort, SPEC, tmp_path / "t")
+    files = sorted(out.glob("*.parquet"))
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["replace"] * 3 + ["fsync"] * 4
+    assert sorted(name for kind, name in events if kind == "replace") == [f.name for f in files]
+    inodes = [(os.stat(p).st_dev, os.stat(p).st_ino) for p in [*files, out]]
+    assert sorted(ino for kind, ino in events if kind == "fsync") == sorted(inodes)
 
 
 def test_recording_features_in_memory_matches_table(make_store):

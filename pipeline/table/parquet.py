@@ -11,7 +11,9 @@ in the Parquet key-value metadata under ``cohort_pipeline``, a JSON object::
 (:func:`write_feature_table`); ``cohort run`` writes one per feature stage
 (:func:`write_recording_features`, without the store's path and fingerprint, which its
 cache key does not hold). :func:`read_feature_table` opens either, as one dask DataFrame
-with the combined metadata. Every file is written through :func:`pipeline._fs.atomic_path`.
+with the combined metadata. Every file is written through :func:`pipeline._fs.atomic_path`
+(a temporary name renamed into place); :func:`write_feature_table` flushes its files to disk
+together once the last is written (:func:`pipeline._fs.fsync_paths`), not one by one.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from pipeline._fs import atomic_path, jsonable
+from pipeline._fs import atomic_path, fsync_paths, jsonable
 from pipeline.exceptions import StoreError
 from pipeline.table.build import (
     _MAX_PARTITION_BYTES,
@@ -174,10 +176,17 @@ def _arrow_partition(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _write_file(tables: Sequence[pa.Table], path: str, schema: pa.Schema) -> int:
-    """Write a recording's partitions, in order, as one Parquet file; return its rows."""
+def _write_file(
+    tables: Sequence[pa.Table], path: str, schema: pa.Schema, fsync: bool = True
+) -> int:
+    """Write a recording's partitions, in order, as one Parquet file; return its rows.
+
+    The file is renamed into place complete; with ``fsync`` false it is not flushed to
+    disk here (the caller flushes the table's files together, see
+    :func:`write_feature_table`).
+    """
     rows = 0
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=fsync) as tmp:
         with pq.ParquetWriter(tmp, schema, use_dictionary=_DICTIONARY_COLUMNS) as writer:
             for table in tables:
                 writer.write_table(table)
@@ -185,8 +194,11 @@ def _write_file(tables: Sequence[pa.Table], path: str, schema: pa.Schema) -> int
     return rows
 
 
-def _recording_write(parts: Sequence[_Part], path: Path, schema: pa.Schema) -> Delayed:
-    """Return the task that computes one recording's partitions and writes its file.
+def _recording_write(
+    parts: Sequence[_Part], path: Path, schema: pa.Schema, fsync: bool = True
+) -> Delayed:
+    """Return the task that computes one recording's partitions and writes its file
+    (flushed to disk by the task if ``fsync``).
 
     A partition task returns an Arrow table; the write task takes them all, so a recording's
     whole table (36 000 windows x 72 features: 21 MB) is in one worker's memory while it is
@@ -198,7 +210,7 @@ def _recording_write(parts: Sequence[_Part], path: Path, schema: pa.Schema) -> D
         for i, p in enumerate(parts)
     ]
     name = f"write-features-{token}"
-    task = (_write_file, [t.key for t in tables], str(path), schema)
+    task = (_write_file, [t.key for t in tables], str(path), schema, fsync)
     write = Delayed(name, HighLevelGraph.from_collections(name, {name: task}, tables))
     if len(parts) == 1 and parts[0].fused:
         return fuse_delayed(write, f"fused-{name}")
@@ -223,10 +235,13 @@ def table_writes(
     *,
     max_partition_bytes: int = _MAX_PARTITION_BYTES,
     fuse: bool | None = None,
+    fsync: bool = True,
 ) -> tuple[list[Path], list[Delayed]]:
     """Return the files of a table and the tasks writing them (one per recording), uncomputed.
 
-    The graph of :func:`write_feature_table`, which checks ``path`` first and computes it.
+    The graph of :func:`write_feature_table`, which checks ``path`` first, computes it with
+    ``fsync=False`` (the tasks do not flush their files) and flushes every file once all are
+    written. ``fsync=True``: each task flushes its own file.
     """
     plan = plan_table(cohort, spec, recordings, max_partition_bytes=max_partition_bytes, fuse=fuse)
     files, writes = [], []
@@ -234,7 +249,7 @@ def table_writes(
         files.append(path / _file_name(rid))
         fp = cohort.recording_fingerprint(rid)
         schema = table_schema(plan.columns, _file_metadata(spec, plan.columns, rid, fp, cohort))
-        writes.append(_recording_write(parts, files[-1], schema))
+        writes.append(_recording_write(parts, files[-1], schema, fsync))
     return files, writes
 
 
@@ -254,7 +269,10 @@ def write_feature_table(
     :func:`pipeline.table.feature_table` gives; each recording's task(s) end in writing
     ``path/<recording>.parquet`` through :func:`pipeline._fs.atomic_path`, so a file is
     either complete or absent. A write killed midway leaves the recordings it finished
-    (each a valid file); write again with ``overwrite=True``.
+    (each a valid file); write again with ``overwrite=True``. The tasks do not flush their
+    files to disk: once the last is written, every file and ``path`` are flushed together
+    (:func:`pipeline._fs.fsync_paths`), and only then does the function return (the files
+    survive a power loss once it has).
 
     Parameters
     ----------
@@ -290,10 +308,19 @@ def write_feature_table(
         )
         raise StoreError(msg)
     files, writes = table_writes(
-        cohort, spec, path, recordings, max_partition_bytes=max_partition_bytes, fuse=fuse
+        cohort,
+        spec,
+        path,
+        recordings,
+        max_partition_bytes=max_partition_bytes,
+        fuse=fuse,
+        fsync=False,
     )
     path.mkdir(parents=True, exist_ok=True)
     dask.compute(*writes)
+    # One flush of the whole table once every file is in place: a flush per file and per
+    # rename in the tasks made each wait for its own journal commit.
+    fsync_paths(files)
     keep = set(files)
     for old in existing:
         if old not in keep:
