@@ -16,6 +16,7 @@ chunk-exact like the features.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -99,6 +100,45 @@ class LabelPolicy:
         return cls(**parse(LabelSpec, data, "LabelPolicy").model_dump())
 
 
+_MAX_COUNTS = 2**23  # (segment, class) counts held at once by sample_label_stats
+
+
+def _dense_codes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sorted codes present and each sample's index among them (np.unique's
+    ``return_inverse``, without its sort when the codes span a small range)."""
+    if codes.dtype.kind not in "iu":
+        return np.unique(codes, return_inverse=True)
+    lo, hi = int(codes.min()), int(codes.max())
+    if hi - lo > 4 * codes.shape[0]:
+        return np.unique(codes, return_inverse=True)
+    shifted = codes - lo
+    present = np.flatnonzero(np.bincount(shifted, minlength=hi - lo + 1))
+    lut = np.zeros(hi - lo + 1, dtype=np.intp)
+    lut[present] = np.arange(present.shape[0])
+    return present + lo, lut[shifted]
+
+
+def _sample_label_stats_by_class(
+    codes: np.ndarray, length: int, step: int, out: np.ndarray
+) -> np.ndarray:
+    """:func:`sample_label_stats` one class at a time: O(n_samples) memory whatever the
+    number of classes (for windows of many short segments and many classes)."""
+    nw = out.shape[0]
+    starts = np.arange(nw) * step
+    best = np.full(nw, -1, dtype=np.int64)
+    best_code = np.zeros(nw, dtype=np.float64)
+    for c in np.unique(codes):
+        cs = np.concatenate(([0], np.cumsum(codes == c, dtype=np.int64)))
+        count = cs[starts + length] - cs[starts]
+        better = count > best  # classes come in increasing order: ties keep the smaller
+        best = np.where(better, count, best)
+        best_code = np.where(better, float(c), best_code)
+    out[:, 0, 0] = best_code
+    out[:, 0, 1] = best / length
+    out[:, 0, 2] = codes[starts + length // 2]
+    return out
+
+
 def sample_label_stats(block: np.ndarray, length: int, step: int) -> np.ndarray:
     """Return majority code, its purity and the centre code of every window of a block.
 
@@ -123,17 +163,23 @@ def sample_label_stats(block: np.ndarray, length: int, step: int) -> np.ndarray:
     if nw == 0:
         return out
     starts = np.arange(nw) * step
-    best = np.full(nw, -1, dtype=np.int64)
-    best_code = np.zeros(nw, dtype=np.float64)
-    # One cumulative count per class present: O(n_samples) memory whatever the window length.
-    for c in np.unique(codes):
-        cs = np.concatenate(([0], np.cumsum(codes == c, dtype=np.int64)))
-        count = cs[starts + length] - cs[starts]
-        better = count > best  # classes come in increasing order: ties keep the smaller
-        best = np.where(better, count, best)
-        best_code = np.where(better, float(c), best_code)
-    out[:, 0, 0] = best_code
-    out[:, 0, 1] = best / length
+    # Windows are whole numbers of segments of gcd(length, step) samples: one bincount of
+    # (segment, class) pairs and a cumulative sum over segments give every window's class
+    # counts, in one pass over the samples (not one per class).
+    g = math.gcd(length, step)
+    m = (nw - 1) * step + length
+    present, inverse = _dense_codes(codes[:m])
+    n_cls = present.shape[0]
+    if (m // g) * n_cls > _MAX_COUNTS:
+        return _sample_label_stats_by_class(codes, length, step, out)
+    seg = np.arange(m) // g
+    counts = np.bincount(seg * n_cls + inverse, minlength=(m // g) * n_cls)
+    cum = np.zeros((m // g + 1, n_cls), dtype=np.int64)
+    np.cumsum(counts.reshape(m // g, n_cls), axis=0, out=cum[1:])
+    window_counts = cum[(starts + length) // g] - cum[starts // g]
+    best = window_counts.argmax(axis=1)  # the first maximum: ties keep the smaller code
+    out[:, 0, 0] = present[best]
+    out[:, 0, 1] = window_counts[np.arange(nw), best] / length
     out[:, 0, 2] = codes[starts + length // 2]
     return out
 

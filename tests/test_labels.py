@@ -78,6 +78,25 @@ def test_sample_label_stats_values():
     np.testing.assert_array_equal(out[:, 0, 2], [1, 2, 2])  # sample start + 2
 
 
+@pytest.mark.parametrize("by_class", [False, True])
+@pytest.mark.parametrize("span", [5, 10_000])  # dense codes, and codes too sparse to index
+@pytest.mark.parametrize(("length", "step"), [(200, 50), (7, 3), (5, 5), (1, 1), (10, 20)])
+def test_sample_label_stats_match_counting_each_window(monkeypatch, by_class, span, length, step):
+    import pipeline.labels as labels_mod
+
+    if by_class:  # the one-class-at-a-time path taken when the counts would be too large
+        monkeypatch.setattr(labels_mod, "_MAX_COUNTS", 0)
+    rng = np.random.default_rng(length * 31 + step)
+    codes = rng.choice(rng.integers(-3, span, 6), 997)
+    out = sample_label_stats(codes[:, None], length, step)
+    for k in range(out.shape[0]):
+        w = codes[k * step : k * step + length]
+        values, counts = np.unique(w, return_counts=True)  # sorted: argmax takes the smallest
+        assert out[k, 0, 0] == values[counts.argmax()]
+        assert out[k, 0, 1] == counts.max() / length
+        assert out[k, 0, 2] == w[length // 2]
+
+
 def _event_reference(starts, window, onsets, durations, min_overlap):
     """Brute force on a fine time grid (1e-4 s), merged events by set union."""
     grid = np.arange(0, 20, 1e-4) + 5e-5
