@@ -285,6 +285,13 @@ def test_parquet_round_trip_with_metadata(make_store, tmp_path):
     assert kv["recording_fingerprint"] == cohort.recording_fingerprint("sub-01_run-2")
     assert kv["store_fingerprint"] == cohort.fingerprint and kv["format"] == 1
     assert kv["columns"] == list(ddf.columns[6:])
+    # min/max statistics for the identifier columns and start, none for the features
+    row_group = pq.ParquetFile(out / "sub-01_run-2.parquet").metadata.row_group(0)
+    stats = {
+        row_group.column(i).path_in_schema: row_group.column(i).is_stats_set
+        for i in range(row_group.num_columns)
+    }
+    assert [c for c, has in stats.items() if has] == list(ID_COLUMNS)
     back, meta_back = read_feature_table(out)
     assert meta_back == json.loads(json.dumps(meta))
     assert FeatureTableSpec.from_dict(meta_back["spec"]) == SPEC
