@@ -379,6 +379,56 @@ def test_table_files_are_flushed_together_after_the_last_write(make_store, tmp_p
     assert sorted(ino for kind, ino in events if kind == "fsync") == sorted(inodes)
 
 
+def test_block_function_pickles_as_its_spec(make_store, monkeypatch):
+    """The graph's block function travels as (specs, rate, channels) and is rebuilt once per
+    process and token; a substituted function still travels by value."""
+    import pickle
+
+    import cloudpickle
+
+    monkeypatch.setattr(table_mod, "_make_block_function", _REAL_MAKE_BLOCK_FUNCTION)
+    monkeypatch.setattr(table_mod, "_REBUILT", {})
+    spec = FeatureTableSpec(window=WindowPlan(200, 50), features=("mav", "wl", "mnf", "mdf"))
+    ds = open_cohort(make_store(SPECS[:1])).recording("sub-01_run-1")
+
+    def block_function(spec):
+        parts, _ = table_mod._recording_partitions(ds, spec, 2**26)
+        found = []
+
+        def walk(obj, depth=0):
+            if isinstance(obj, table_mod._TokenizedBlockFunction):
+                found.append(obj)
+            elif isinstance(obj, tuple | list):
+                for o in obj:
+                    walk(o, depth + 1)
+            elif isinstance(obj, dict):
+                for o in obj.values():
+                    walk(o, depth + 1)
+            elif depth < 8 and hasattr(obj, "args"):  # tasks, partials, windows._Bound
+                walk(getattr(obj, "func", None), depth + 1)
+                walk(obj.args, depth + 1)
+                walk(getattr(obj, "kwargs", None) or {}, depth + 1)
+
+        walk(dict(parts[0].feats[0].__dask_graph__()))
+        assert len(found) == 1
+        return found[0]
+
+    func = block_function(spec)
+    assert func.rebuild == ([{"name": n} for n in ("mav", "wl", "mnf", "mdf")], FS, None)
+    blob = pickle.dumps(func)  # plain pickle: no closure inside
+    assert len(blob) < 1000
+    first, second = pickle.loads(blob), pickle.loads(blob)
+    assert first.token == func.token and first.func is second.func  # built once
+    x = np.random.default_rng(0).standard_normal((1000, 3))
+    np.testing.assert_array_equal(first(x, 200, 50), func(x, 200, 50))
+
+    monkeypatch.setattr(table_mod, "_make_block_function", _numpy_block_function)
+    stand_in = block_function(SPEC)  # mav, rms
+    assert stand_in.rebuild is None
+    back = cloudpickle.loads(cloudpickle.dumps(stand_in))
+    np.testing.assert_array_equal(back(x, 200, 50)[0, :, 0], _mav(x[:200], axis=0))
+
+
 def test_recording_features_in_memory_matches_table(make_store):
     store = make_store(SPECS[:2], chunk_samples=300)
     cohort = open_cohort(store)

@@ -65,17 +65,33 @@ def _make_block_function(
     return make_block_function(specs, sampling_rate, n_channels)
 
 
+_DEFAULT_MAKE_BLOCK_FUNCTION = _make_block_function
+_REBUILT: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {}  # per process, by token
+_MAX_REBUILT = 64
+
+
 class _TokenizedBlockFunction:
-    """A block function that dask tokenizes by its spec instead of by pickling it.
+    """A block function that dask tokenizes by its spec instead of by pickling it, and that
+    pickles as its spec when it was made by :func:`pipeline.features.make_block_function`.
 
     Tokenizing the fused closure makes dask cloudpickle it (Numba dispatchers included),
     which cost ~25 ms per recording when building the graph; the spec, the sampling rate and
-    the function's qualified name identify it as well.
+    the function's qualified name identify it as well. Sent to a worker, the closure was
+    pickled by value once per recording (by the client, and again by the scheduler); as
+    ``rebuild = (specs, sampling_rate, n_channels)`` it is rebuilt once per worker process
+    and token (:func:`_rebuilt_block_function`). Any other function (a test's NumPy
+    stand-in) is pickled by value, as before.
     """
 
-    def __init__(self, func: Callable[[np.ndarray, int, int], np.ndarray], token: str) -> None:
+    def __init__(
+        self,
+        func: Callable[[np.ndarray, int, int], np.ndarray],
+        token: str,
+        rebuild: tuple[list[dict[str, Any]], float, int | None] | None = None,
+    ) -> None:
         self.func = func
         self.token = token
+        self.rebuild = rebuild
         self.__name__ = getattr(func, "__name__", type(func).__name__)
 
     def __call__(self, block: np.ndarray, length: int, step: int) -> np.ndarray:
@@ -83,6 +99,26 @@ class _TokenizedBlockFunction:
 
     def __dask_tokenize__(self) -> str:
         return self.token
+
+    def __reduce__(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        if self.rebuild is None:
+            return _TokenizedBlockFunction, (self.func, self.token)
+        return _rebuilt_block_function, (*self.rebuild, self.token)
+
+
+def _rebuilt_block_function(
+    specs: list[dict[str, Any]], sampling_rate: float, n_channels: int | None, token: str
+) -> _TokenizedBlockFunction:
+    """Return the block function of ``specs``, built once per process and token (unpickling)."""
+    func = _REBUILT.get(token)
+    if func is None:
+        from pipeline.features import make_block_function
+
+        func = make_block_function(specs, sampling_rate, n_channels)[0]
+        if len(_REBUILT) >= _MAX_REBUILT:
+            _REBUILT.clear()
+        _REBUILT[token] = func
+    return _TokenizedBlockFunction(func, token, (specs, sampling_rate, n_channels))
 
 
 # ------------------------------------------------------------------------ one recording
@@ -217,12 +253,19 @@ def _recording_partitions(
     feature_specs = [dict(f) for f in spec.features]
     channels = [str(c) for c in pre["channel"].values]
     if any(FeatureSpec.coerce(f).info.family == "pairwise" for f in feature_specs):
-        func, names = _make_block_function(feature_specs, fs, len(channels))
+        block_channels: int | None = len(channels)
+        func, names = _make_block_function(feature_specs, fs, block_channels)
     else:  # per-channel features only: the block function serves any channel count
+        block_channels = None
         func, names = _make_block_function(feature_specs, fs)
     func_id = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func))}"
+    rebuild = None
+    if _make_block_function is _DEFAULT_MAKE_BLOCK_FUNCTION:
+        rebuild = (feature_specs, fs, block_channels)
     func = _TokenizedBlockFunction(
-        func, canonical_json([feature_specs, fs, func_id], "feature specs", strict=False)
+        func,
+        canonical_json([feature_specs, fs, func_id], "feature specs", strict=False),
+        rebuild,
     )
     columns, keep = table_columns(channels, names)
     x = pre["signal"].data
