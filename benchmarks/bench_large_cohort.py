@@ -212,7 +212,7 @@ def statistics_pass(
     from distributed import Client, LocalCluster, get_task_stream
 
     from pipeline.cluster import worker_malloc_config
-    from pipeline.learn.distributed import _batches, run_statistics
+    from pipeline.learn.distributed import _batches, run_statistics, source_nbytes
     from pipeline.learn.estimators import model_spec
     from pipeline.learn.prep import ID_COLUMNS, FeaturePrep
     from pipeline.table import read_feature_table
@@ -239,7 +239,7 @@ def statistics_pass(
         client_cpu = sum(os.times()[:2])
         t0 = time.perf_counter()
         with get_task_stream(client) as stream:
-            run_statistics(_batches(ddf.to_delayed()), prep, "subject", True)
+            run_statistics(_batches(ddf.to_delayed(), source_nbytes(ddf)), prep, "subject", True)
         wall = time.perf_counter() - t0
         client_cpu = sum(os.times()[:2]) - client_cpu
         after = client.run(_worker_usage)
@@ -253,6 +253,17 @@ def statistics_pass(
         busy[w] = busy.get(w, 0.0) + sum(
             s["stop"] - s["start"] for s in rec["startstops"] if s["action"] == "compute"
         )
+    # every task of the pass by key prefix (reads, batch concatenations, the pass, the
+    # tree sum): its count, compute seconds, and seconds and count of inter-worker transfers
+    groups: dict[str, dict[str, float]] = {}
+    for rec in stream.data:
+        key = rec["key"][0] if isinstance(rec["key"], tuple) else rec["key"]
+        g = groups.setdefault(str(key).rsplit("-", 1)[0].split("-pass-")[0][:40], {})
+        g["tasks"] = g.get("tasks", 0) + 1
+        for st in rec["startstops"]:
+            g[st["action"] + "_s"] = g.get(st["action"] + "_s", 0.0) + st["stop"] - st["start"]
+            if st["action"] == "transfer":
+                g["transfers"] = g.get("transfers", 0) + 1
     per_worker = []
     for i, w in enumerate(sorted(after)):
         a, b = after[w], before[w]
@@ -278,6 +289,7 @@ def statistics_pass(
         "client_cpu_s": round(client_cpu, 1),
         "load": [round(x, 2) for x in os.getloadavg()],
         "per_worker": per_worker,
+        "task_groups": {k: {n: round(v, 1) for n, v in g.items()} for k, g in groups.items()},
     }
 
 

@@ -421,3 +421,36 @@ def test_trust_sections_from_codes_equal_those_from_names(k):
     assert got["ci95"]["n_subjects"] == 3
     assert class_codes(y, classes).tolist() == label.tolist()
     assert roc_curves_from_codes(label, proba, classes) == roc_curves(y, proba, classes)
+
+
+def test_a_batch_reads_its_own_files_in_one_task_within_the_byte_cap(table, tmp_path, client):
+    """Each batch of a table read one file per recording is one task that reads its files
+    (no partition fetched from another worker), and holds at most BATCH_BYTES of table."""
+    from dask.utils import key_split
+    from distributed import get_task_stream
+
+    from pipeline.learn import distributed as engine
+
+    for rec, g in table.groupby("recording", sort=True):
+        g.to_parquet(tmp_path / f"{rec}.parquet")
+    files = sorted(str(p) for p in tmp_path.glob("*.parquet"))
+    ddf = dd.from_map(pd.read_parquet, files)  # as read_feature_table: a task a file
+    nbytes = table_nbytes(files)
+    want = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    batches = engine._batches(ddf.to_delayed(), nbytes)
+    assert len(batches) == 5  # 10 recordings, about four tasks per worker, two workers
+    with get_task_stream(client) as stream:
+        got = pd.concat(dask.compute(*batches), ignore_index=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)  # dask: pyarrow strings
+    assert {key_split(t["key"]) for t in stream.data} == {
+        "read_batch"
+    }  # key_split drops the underscore
+    assert not [s for t in stream.data for s in t["startstops"] if s["action"] == "transfer"]
+    # a cap of two recordings' bytes: five batches of two; of one: ten
+    per = nbytes // len(files)
+    for cap, n in ((2 * per + 1, 5), (per, 10)):
+        old, engine.BATCH_BYTES = engine.BATCH_BYTES, cap
+        try:
+            assert len(engine._batches(ddf.to_delayed(), nbytes)) == n
+        finally:
+            engine.BATCH_BYTES = old

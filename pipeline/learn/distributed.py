@@ -334,17 +334,81 @@ def _n_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _batches(parts: list[Any]) -> list[Any]:
+BATCH_BYTES = 128 * 2**20
+"""Most in-memory bytes of table (:func:`table_nbytes`) one task of a pass handles."""
+
+
+def _batches(parts: list[Any], nbytes: int | None = None) -> list[Any]:
     """Group partitions into about four tasks per worker (at most :data:`MAX_BATCH` each).
 
     A recording's table is small (about 1 MB for an EMG recording): per-task and
-    per-pandas-call overheads outweigh the work, so a pass handles several at once.
+    per-pandas-call overheads outweigh the work, so a pass handles several at once. With
+    the table's in-memory size ``nbytes`` known, a task also holds at most about
+    :data:`BATCH_BYTES` of it: a task's peak is a few times its table (raw, prepared,
+    the groups' copies), and eight 10-minute recordings (420 MB) took a 4 GiB worker over
+    its limit in the prediction pass (measured).
     """
     k = max(1, min(MAX_BATCH, -(-len(parts) // (4 * _n_workers()))))
+    if nbytes and parts:
+        k = max(1, min(k, BATCH_BYTES * len(parts) // nbytes))
     if k == 1:
         return list(parts)
+    groups = [parts[i : i + k] for i in range(0, len(parts), k)]
+    own = _own_graphs(parts)
+    if own is not None:
+        # each batch reads its own files in its task: read as separate tasks, a batch's
+        # partitions were spread over the workers and 5 of 8 batches of a 2-worker pass
+        # fetched some from the other worker (measured), pickled both ways
+        read = dask.delayed(_read_batch, pure=True)
+        return [
+            read(_Subgraph(own[i : i + k], [p.key for p in g]))
+            for i, g in zip(range(0, len(parts), k), groups, strict=True)
+        ]
     concat = dask.delayed(_concat, pure=True)
-    return [concat(*parts[i : i + k]) for i in range(0, len(parts), k)]
+    return [concat(*g) for g in groups]
+
+
+class _Subgraph:
+    """The tasks computing some partitions, carried into one task as an opaque argument.
+
+    dask traverses lists, tuples and dicts of a delayed call's arguments; it leaves an
+    object of another class as it is, so these tasks run where the task that holds them
+    runs (:func:`_read_batch`), not on the scheduler's choice of worker.
+    """
+
+    __slots__ = ("graph", "keys")
+
+    def __init__(self, graphs: list[dict[Any, Any]], keys: list[Any]) -> None:
+        self.graph = {key: task for g in graphs for key, task in g.items()}
+        self.keys = keys
+
+
+def _own_graphs(parts: list[Any]) -> list[dict[Any, Any]] | None:
+    """Return each partition's own tasks, or None when a partition needs another's.
+
+    A table read one file per partition (:func:`pipeline.table.read_feature_table`) needs
+    a task or two a partition, none shared; a shuffled table's partitions share the whole
+    shuffle, which is left to the scheduler.
+    """
+    out: list[dict[Any, Any]] = []
+    seen: set[Any] = set()
+    for p in parts:
+        graph = getattr(p, "__dask_graph__", None)
+        if graph is None or not hasattr(graph(), "cull"):
+            return None
+        own = dict(graph().cull({p.key}))
+        if len(own) > 4 or seen & own.keys():
+            return None
+        seen |= own.keys()
+        out.append(own)
+    return out
+
+
+def _read_batch(sub: _Subgraph) -> pd.DataFrame:
+    """Return the partitions of ``sub`` computed in this task, concatenated."""
+    from dask.local import get_sync
+
+    return _concat(*get_sync(sub.graph, sub.keys))
 
 
 def _compute_pass(name: str, tasks: list[Any]) -> list[Any]:
@@ -462,17 +526,17 @@ def source_nbytes(ddf: dd.DataFrame) -> int | None:
         return None
 
 
-def _keep_on_workers(ddf: dd.DataFrame, spec: ModelSpec, persist: bool | None) -> bool:
+def _keep_on_workers(nbytes: int | None, spec: ModelSpec, persist: bool | None) -> bool:
     """Whether to hold the table's partitions in worker memory between the passes.
 
     Holding them saves reading and decoding every Parquet file a second time (about half of
     the prediction pass, measured on the EMG task), at the cost of the table's size in the
     workers' memory: done when it takes at most ``memory_budget`` x workers / 2, i.e. a
-    quarter of the workers' memory with the default budget.
+    quarter of the workers' memory with the default budget. ``nbytes`` is the table's
+    in-memory size (:func:`source_nbytes`), None when unknown (then not held).
     """
     if persist is not None:
         return persist
-    nbytes = source_nbytes(ddf)
     if nbytes is None:
         return False
     budget = spec.memory_budget or default_memory_budget()
@@ -886,8 +950,9 @@ def fit_and_validate_distributed(
 
     memory_start = _memory_mb()
     t0 = time.perf_counter()
-    parts = _batches(ddf.to_delayed())
-    persisted = _keep_on_workers(ddf, spec, persist)
+    nbytes = source_nbytes(ddf)
+    parts = _batches(ddf.to_delayed(), nbytes)
+    persisted = _keep_on_workers(nbytes, spec, persist)
     if persisted:  # held prepared: the prediction pass neither reads nor prepares again
         parts = list(
             dask.persist(
