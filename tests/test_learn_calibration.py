@@ -314,14 +314,19 @@ def test_weighted_lda_equals_lda_on_repeated_rows(n_classes: int, shrinkage: Any
 
 
 def test_weighted_ledoit_wolf_equals_sklearn_on_repeats() -> None:
-    from sklearn.covariance import ledoit_wolf
+    """Weighted moments give scikit-learn's LDA covariance (standardize, Ledoit-Wolf, back)."""
+    from sklearn.discriminant_analysis import _cov
 
-    from pipeline.learn.calibrate import weighted_ledoit_wolf
+    from pipeline.learn.sufficient import _shrunk_cov, class_moments, identity_scaler
 
     X, _, w = _blobs(3, seed=7)
-    np.testing.assert_allclose(
-        weighted_ledoit_wolf(X, w.astype(float)), ledoit_wolf(np.repeat(X, w, 0))[0], rtol=1e-10
-    )
+    weighted = class_moments(X, True, w.astype(float))
+    repeated = class_moments(np.repeat(X, w, 0), True)
+    for name in ("n", "s1", "s2", "s3", "s4"):
+        np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-12)
+    ours = _shrunk_cov(weighted, identity_scaler(X.shape[1]), "auto")
+    np.testing.assert_allclose(ours, _cov(np.repeat(X, w, 0), "auto"), rtol=1e-10)
+    assert not np.allclose(ours, _cov(X, "auto"), rtol=1e-3)  # the weights count
 
 
 def test_balanced_weight_makes_both_sides_weigh_the_same() -> None:

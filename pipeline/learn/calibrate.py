@@ -44,6 +44,7 @@ from sklearn.utils.validation import has_fit_parameter
 from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_classifier, make_estimator
 from pipeline.learn.model import align_proba
+from pipeline.learn.sufficient import Moments, class_moments, identity_scaler, lda_from_moments
 from pipeline.learn.validation import Fold, calibration_rows
 from pipeline.spec.learn import ModelSpec
 
@@ -52,8 +53,9 @@ __all__ = [
     "calibration_sample_weight",
     "fit_weighted",
     "fit_weighted_lda",
+    "lda_from_weighted_moments",
     "unweightable",
-    "weighted_ledoit_wolf",
+    "weighted_class_moments",
 ]
 
 
@@ -81,75 +83,18 @@ def calibration_sample_weight(is_calibration: np.ndarray, weight: float | str | 
     return np.where(is_calibration, w, 1.0)
 
 
-def weighted_ledoit_wolf(X: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
-    """Return the Ledoit-Wolf covariance of weighted rows (as ``ledoit_wolf`` on repeats).
-
-    With integer weights the result equals ``sklearn.covariance.ledoit_wolf`` of ``X`` with
-    every row repeated ``sample_weight`` times (the lemma's terms are sums over rows, so a
-    row's weight multiplies its terms; the sample count becomes the sum of the weights).
-
-    Parameters
-    ----------
-    X : numpy.ndarray of shape (n_samples, n_features)
-    sample_weight : numpy.ndarray of shape (n_samples,)
-        Non-negative, not all 0.
-
-    Returns
-    -------
-    numpy.ndarray of shape (n_features, n_features)
-    """
-    w = np.asarray(sample_weight, dtype=float)
-    n = w.sum()
-    Xc = X - (w @ X) / n
-    p = X.shape[1]
-    emp = (Xc * w[:, None]).T @ Xc / n
-    if p == 1:
-        return emp
-    X2 = Xc**2
-    trace = (w @ X2) / n
-    mu = trace.sum() / p
-    beta_ = np.sum((X2 * w[:, None]).T @ X2)
-    delta_ = np.sum(((Xc * w[:, None]).T @ Xc) ** 2) / n**2
-    beta = (beta_ / n - delta_) / (p * n)
-    delta = (delta_ - 2.0 * mu * trace.sum() + p * mu**2) / p
-    beta = min(beta, delta)
-    shrinkage = 0.0 if beta == 0 else beta / delta
-    out = (1.0 - shrinkage) * emp
-    out.flat[:: p + 1] += shrinkage * mu
-    return out
-
-
-def _weighted_cov(X: np.ndarray, w: np.ndarray, shrinkage: Any) -> np.ndarray:
-    # scikit-learn's discriminant_analysis._cov with weights: "auto" standardises the
-    # features, takes Ledoit-Wolf there and scales back
-    if shrinkage == "auto":
-        n = w.sum()
-        mean = (w @ X) / n
-        scale = np.sqrt((w @ (X - mean) ** 2) / n)
-        scale[scale == 0] = 1.0  # as StandardScaler: a constant feature is left unscaled
-        s = weighted_ledoit_wolf((X - mean) / scale, w)
-        return scale[:, None] * s * scale[None, :]
-    xc = X - (w @ X) / w.sum()
-    emp = (xc * w[:, None]).T @ xc / w.sum()
-    if shrinkage is None or shrinkage == "empirical":
-        return emp
-    p = X.shape[1]
-    mu = np.trace(emp) / p
-    out = (1.0 - float(shrinkage)) * emp
-    out.flat[:: p + 1] += float(shrinkage) * mu
-    return out
-
-
 def fit_weighted_lda(
     lda: LinearDiscriminantAnalysis, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray
 ) -> LinearDiscriminantAnalysis:
     """Fit a scikit-learn LDA (``solver="lsqr"``) with sample weights, in place.
 
-    Class priors, class means and the within-class covariances (each shrunk as the
-    estimator's ``shrinkage`` says, then averaged with the priors) are weighted; with
-    integer weights the fitted ``priors_``, ``means_``, ``covariance_``, ``coef_`` and
-    ``intercept_`` equal those of ``lda.fit`` on the rows repeated (tested). The result is
-    a plain ``LinearDiscriminantAnalysis``, so bundles and prediction are unchanged.
+    The LDA reads its training windows only through per-class moments, so a weighted fit
+    is :func:`pipeline.learn.sufficient.lda_from_moments` of weighted moments (each row
+    counted ``w`` times, :func:`~pipeline.learn.sufficient.class_moments`) with a scaler
+    that changes nothing: the statistics engine's own fit. With integer weights the fitted
+    ``priors_``, ``means_``, ``covariance_``, ``coef_`` and ``intercept_`` equal those of
+    ``lda.fit`` on the rows repeated (tested). The result is a plain
+    ``LinearDiscriminantAnalysis``, so bundles and prediction are unchanged.
 
     Parameters
     ----------
@@ -183,27 +128,55 @@ def fit_weighted_lda(
         msg = f"sample_weight: {len(X)} positive weights expected, got {w.shape} min {w.min()!r}"
         raise SpecError(msg)
     y = np.asarray(y)
-    classes = unique_labels(y)
-    wc = np.array([w[y == c].sum() for c in classes])
-    priors = wc / wc.sum() if lda.priors is None else np.asarray(lda.priors, dtype=float)
-    priors = priors / priors.sum()
-    means = np.array([(w[y == c] @ X[y == c]) / w[y == c].sum() for c in classes])
-    cov = np.zeros((X.shape[1], X.shape[1]))
-    for i, c in enumerate(classes):
-        cov += priors[i] * np.atleast_2d(_weighted_cov(X[y == c], w[y == c], lda.shrinkage))
-    lda.classes_ = classes
-    lda.priors_ = priors
-    lda.means_ = means
-    lda.covariance_ = cov
-    lda.n_features_in_ = X.shape[1]
-    lda._max_components = min(len(classes) - 1, X.shape[1])
-    lda._n_features_out = lda._max_components
-    coef = np.linalg.lstsq(cov, means.T, rcond=None)[0].T
-    intercept = -0.5 * np.diag(means @ coef.T) + np.log(priors)
-    if len(classes) == 2:  # as scikit-learn: one decision function for two classes
-        coef, intercept = (coef[1] - coef[0])[None, :], np.array([intercept[1] - intercept[0]])
-    lda.coef_, lda.intercept_ = coef, intercept
+    fitted = lda_from_weighted_moments(
+        weighted_class_moments(X, y, w, lda.shrinkage == "auto"), lda.get_params()
+    )
+    for name, value in vars(fitted).items():
+        if name.endswith("_") and not name.startswith("__"):
+            setattr(lda, name, value)
+    lda._max_components = fitted._max_components
+    lda._n_features_out = fitted._n_features_out
     return lda
+
+
+def weighted_class_moments(
+    X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, fourth: bool
+) -> dict[str, Moments]:
+    """Return each class's moments of the rows of ``X``, row ``i`` counted ``sample_weight[i]``.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+    y : numpy.ndarray of shape (n_samples,)
+    sample_weight : numpy.ndarray of shape (n_samples,)
+    fourth : bool
+        Also the fourth moments (Ledoit-Wolf shrinkage).
+
+    Returns
+    -------
+    dict
+        ``{class: Moments}``, classes as ``unique_labels(y)`` orders them.
+    """
+    return {c: class_moments(X[y == c], fourth, sample_weight[y == c]) for c in unique_labels(y)}
+
+
+def lda_from_weighted_moments(
+    stats: dict[Any, Moments], params: dict[str, Any]
+) -> LinearDiscriminantAnalysis:
+    """Return the LDA of class moments taken in the space it sees (an identity scaler).
+
+    Parameters
+    ----------
+    stats : dict
+        ``{class: Moments}`` of the standardized features.
+    params : dict
+        The LDA's ``get_params()`` (solver, shrinkage, priors, tol are read).
+    """
+    keep = {k: params[k] for k in ("solver", "shrinkage", "priors", "tol") if k in params}
+    if keep.get("priors") is not None:  # as scikit-learn: priors are normalised
+        keep["priors"] = np.asarray(keep["priors"], dtype=float) / np.sum(keep["priors"])
+    p = len(next(iter(stats.values())).s1)
+    return lda_from_moments(stats, identity_scaler(p), keep)
 
 
 def unweightable(estimator: Any) -> str | None:

@@ -36,6 +36,7 @@ __all__ = [
     "Moments",
     "class_moments",
     "gaussian_nb_from_moments",
+    "identity_scaler",
     "lda_from_moments",
     "needs_fourth_moments",
     "scaler_from_moments",
@@ -85,8 +86,8 @@ class Moments:
         )
 
 
-def class_moments(X: np.ndarray, fourth: bool) -> Moments:
-    """Return the moments of the rows of ``X``.
+def class_moments(X: np.ndarray, fourth: bool, weight: np.ndarray | None = None) -> Moments:
+    """Return the moments of the rows of ``X`` (each row counted ``weight`` times).
 
     Parameters
     ----------
@@ -94,14 +95,28 @@ def class_moments(X: np.ndarray, fourth: bool) -> Moments:
         float64.
     fourth : bool
         Also accumulate ``s3`` and ``s4`` (Ledoit-Wolf shrinkage needs them).
+    weight : numpy.ndarray of shape (n_windows,) or None
+        Non-negative row weights (None: 1): with integer weights, the moments of the rows
+        repeated that many times (``n`` is the sum of the weights).
     """
     X2 = X * X if fourth else None
+    if weight is None:
+        return Moments(
+            float(len(X)),
+            X.sum(0),
+            X.T @ X,
+            None if X2 is None else X2.T @ X,
+            None if X2 is None else X2.T @ X2,
+        )
+    w = np.asarray(weight, dtype=float)
+    Xw = X * w[:, None]
+    X2w = None if X2 is None else X2 * w[:, None]
     return Moments(
-        float(len(X)),
-        X.sum(0),
-        X.T @ X,
-        None if X2 is None else X2.T @ X,
-        None if X2 is None else X2.T @ X2,
+        float(w.sum()),
+        Xw.sum(0),
+        Xw.T @ X,
+        None if X2w is None else X2w.T @ X,
+        None if X2w is None else X2w.T @ X2,
     )
 
 
@@ -142,6 +157,21 @@ def scaler_from_moments(stats: Mapping[str, Moments]) -> StandardScaler:
     scaler.scale_ = _scale(var, mean, total.n)
     scaler.n_samples_seen_ = int(total.n)
     scaler.n_features_in_ = len(mean)
+    return scaler
+
+
+def identity_scaler(n_features: int) -> StandardScaler:
+    """Return a fitted ``StandardScaler`` that leaves ``n_features`` features unchanged.
+
+    :func:`lda_from_moments` with it fits the LDA on the features as they are (the
+    weighted LDA of :mod:`pipeline.learn.calibrate`, whose features a weighted scaler
+    has already standardized).
+    """
+    scaler = StandardScaler(with_mean=False, with_std=False)
+    scaler.mean_ = np.zeros(n_features)
+    scaler.var_ = np.ones(n_features)
+    scaler.scale_ = np.ones(n_features)
+    scaler.n_features_in_ = n_features
     return scaler
 
 
