@@ -376,6 +376,7 @@ def _stage_fit(
             params["validation"],
             task.seed,
             specificity=task.validation.specificity or 0.9,
+            predictions_dir=tmp / "predictions",  # out-of-fold, one file per partition
             # seconds; in samples the slowest recording's (the longest span) is the safe one
             window_length=task.windows.length
             if task.windows.unit == "seconds"

@@ -454,3 +454,44 @@ def test_a_batch_reads_its_own_files_in_one_task_within_the_byte_cap(table, tmp_
             assert len(engine._batches(ddf.to_delayed(), nbytes)) == n
         finally:
             engine.BATCH_BYTES = old
+
+
+@pytest.mark.parametrize("name", ["lda", "random_forest"])
+def test_both_engines_write_the_same_out_of_fold_predictions(table, tmp_path, client, name):
+    """The distributed engine's workers write one predictions file per partition, the
+    memory engine one file; same schema, same rows (a row per scored window and fold)."""
+    from pipeline.learn.metrics import OOF_COLUMNS
+
+    cfg = {"name": name, "prep": PREP, "smooth": 3, "max_train_windows": 10**6}
+    if name == "random_forest":
+        cfg["params"] = {"n_estimators": 5}
+    val = {"scheme": "group_kfold", "n_splits": 3}
+    fit_and_validate(
+        table, cfg | {"engine": "memory"}, val, n_jobs=1, predictions_dir=tmp_path / "m"
+    )
+    _, rep = fit_and_validate(_per_recording(table), cfg, val, predictions_dir=tmp_path / "d")
+    files = sorted((tmp_path / "d").glob("part-*.parquet"))
+    assert len(files) > 1 and [p.name for p in (tmp_path / "m").iterdir()] == ["part-00000.parquet"]
+    mem, dist = (pd.read_parquet(tmp_path / k) for k in "md")
+    classes = rep["classes"]
+    assert (
+        list(dist.columns)
+        == list(mem.columns)
+        == [
+            *OOF_COLUMNS,
+            *(f"proba__{c}" for c in classes),
+        ]
+    )
+    assert dist.dtypes.to_dict() == mem.dtypes.to_dict()
+    key = ["recording", "start", "fold"]
+    mem, dist = (f.sort_values(key, ignore_index=True) for f in (mem, dist))
+    assert len(dist) == rep["overall"]["n_windows"] == table["label"].notna().sum()
+    pd.testing.assert_frame_equal(dist.drop(columns=["predicted"]).iloc[:, :5], mem.iloc[:, :5])
+    cols = [f"proba__{c}" for c in classes]
+    assert np.allclose(dist[cols].sum(1), 1.0)
+    assert (dist["predicted"] == dist[cols].idxmax(1).str.removeprefix("proba__")).all()
+    if name == "lda":  # the forests are fitted on differently ordered data: not equal
+        np.testing.assert_allclose(dist[cols].to_numpy(), mem[cols].to_numpy(), atol=1e-9)
+        assert (dist["predicted"] == mem["predicted"]).all()
+    fold_of = {s: i for i, f in enumerate(rep["folds"]) for s in f["test_subjects"]}
+    assert (dist["fold"] == dist["subject"].map(fold_of)).all()

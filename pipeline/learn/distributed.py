@@ -54,10 +54,12 @@ from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     auc_from_scores,
     metrics_from_confusion,
+    oof_frame,
     roc_curves_from_codes,
     rows_by_code,
     summarize_subjects,
     threshold_at_specificity,
+    write_oof,
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
@@ -548,6 +550,7 @@ def prediction_pass(
     models: list[Bundle],
     tested_by: Mapping[str, list[int]],
     subjects: Sequence[str],
+    out_file: tuple[str, int] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return the held-out class probabilities of one partition's labeled windows.
 
@@ -561,6 +564,10 @@ def prediction_pass(
         Recording -> indices of the folds that test it.
     subjects : sequence of str
         Every subject of the table, sorted (the ``subject`` codes index it).
+    out_file : (str, int), optional
+        A folder and this partition's number: its out-of-fold predictions are written
+        there by this task (:func:`pipeline.learn.metrics.write_oof`, one file a partition
+        that scored a window), so no window's identifiers travel to the client.
 
     Returns
     -------
@@ -576,6 +583,7 @@ def prediction_pass(
     rec = df["recording"].astype(str).to_numpy()
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
     out: dict[str, list[np.ndarray]] = {"fold": [], "subject": [], "label": [], "proba": []}
+    scored: list[np.ndarray] = []
     # every fold shares the label-free prep: prepare the partition once
     X = features() if folds else None
     for f in folds:
@@ -592,9 +600,14 @@ def prediction_pass(
         label = sub["label"].astype(str).to_numpy()[lab]
         out["label"].append(np.searchsorted(model.classes, label).astype(np.int32))
         out["proba"].append(proba[lab])
+        scored.append(rows[lab])
     if not folds:
         return {}
     got = {k: np.concatenate(v) for k, v in out.items()}
+    if out_file is not None and len(got["fold"]):
+        ids = df.iloc[np.concatenate(scored)]
+        classes = models[folds[0]].classes
+        write_oof(oof_frame(ids, got["fold"], got["label"], got["proba"], classes), *out_file)
     k = len(models[folds[0]].classes)
     pred = got["proba"].argmax(1)
     # one confusion matrix per (fold, subject): flat index ((fold, subject), true, predicted)
@@ -891,6 +904,7 @@ def fit_and_validate_distributed(
     *,
     specificity: float = 0.9,
     persist: bool | None = None,
+    predictions_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Cross-validate and fit a model on a dask feature table without collecting it.
 
@@ -909,6 +923,10 @@ def fit_and_validate_distributed(
     persist : bool or None
         Hold the table's partitions in worker memory between the passes (read each Parquet
         file once); None decides from the table's size (:func:`_keep_on_workers`).
+    predictions_dir : path, optional
+        Folder of the out-of-fold predictions: the prediction pass's tasks write one
+        Parquet file per partition there (:func:`pipeline.learn.metrics.oof_frame`'s
+        schema, as the memory engine's). The folder must be reachable from the workers.
 
     Returns
     -------
@@ -1074,9 +1092,16 @@ def fit_and_validate_distributed(
     t0 = time.perf_counter()
     models_d = dask.delayed(models, traverse=False)
     subject_names = sorted(map(str, counts["subject"].unique()))
+    if predictions_dir is not None:
+        os.makedirs(predictions_dir, exist_ok=True)
     pred_parts = [
         dask.delayed(prediction_pass)(
-            p, models_d, tested_by, subject_names, dask_key_name=_key("prediction", i)
+            p,
+            models_d,
+            tested_by,
+            subject_names,
+            None if predictions_dir is None else (os.fspath(predictions_dir), i),
+            dask_key_name=_key("prediction", i),
         )
         for i, p in enumerate(parts)
     ]

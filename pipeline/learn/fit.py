@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -30,10 +31,13 @@ from pipeline.exceptions import SpecError
 from pipeline.learn.distributed import fit_and_validate_distributed
 from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
+    class_codes,
     classification_metrics,
+    oof_frame,
     per_subject_metrics,
     roc_curves,
     threshold_at_specificity,
+    write_oof,
 )
 from pipeline.learn.model import Bundle, check_table, config_json, model_metadata, predict_proba
 from pipeline.learn.permutation import DEFAULT_PERMUTATIONS, permutation_test
@@ -162,6 +166,7 @@ def fit_and_validate(
     specificity: float = 0.9,
     backend: str | None = None,
     window_length: float | None = None,
+    predictions_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Cross-validate a model config on a feature table, then fit it on all labeled windows.
 
@@ -190,6 +195,9 @@ def fit_and_validate(
         Window length in seconds; ``loso_calibrated`` needs it to drop the test windows
         overlapping a calibration segment. Its report's headline metrics are those of
         ``validation.headline_k()``, and ``calibration_curve`` holds every k.
+    predictions_dir : path, optional
+        Folder to write the out-of-fold predictions to (one Parquet file; the distributed
+        engine writes one per partition, same schema: :func:`pipeline.learn.metrics.oof_frame`).
 
     Returns
     -------
@@ -213,7 +221,12 @@ def fit_and_validate(
             table = table.compute().reset_index(drop=True)
         else:  # a dask table given with engine auto: the caller chose not to collect it
             return fit_and_validate_distributed(
-                table, model_cfg, validation_cfg, seed, specificity=specificity
+                table,
+                model_cfg,
+                validation_cfg,
+                seed,
+                specificity=specificity,
+                predictions_dir=predictions_dir,
             )
     elif spec.engine == "distributed":
         # one partition holds whole recordings, which is all the engine needs
@@ -223,6 +236,7 @@ def fit_and_validate(
             validation_cfg,
             seed,
             specificity=specificity,
+            predictions_dir=predictions_dir,
         )
     t_start = time.perf_counter()
     vspec = validation_spec(validation_cfg)
@@ -256,6 +270,10 @@ def fit_and_validate(
         }
     report = {"model": config_json(model_cfg), "validation": config_json(validation_cfg), **report}
     oof = report.pop("_oof")
+    if predictions_dir is not None:
+        ids = table.iloc[oof["rows"]]
+        codes = class_codes(oof["y"], classes)
+        write_oof(oof_frame(ids, oof["fold"], codes, oof["proba"], classes), predictions_dir, 0)
     if len(classes) == 2:
         report["threshold"] = threshold_at_specificity(
             oof["y"] == classes[1], oof["proba"][:, 1], specificity
@@ -388,5 +406,12 @@ def _build_report(
         "per_subject": per_subject,
         "per_subject_summary": summary,
         "roc": roc_curves(y_all, proba_all, classes),
-        "_oof": {"y": y_all, "proba": proba_all, "subjects": subjects, "pred": pred_all},
+        "_oof": {
+            "y": y_all,
+            "proba": proba_all,
+            "subjects": subjects,
+            "pred": pred_all,
+            "rows": rows_all,
+            "fold": np.repeat(np.arange(len(rows), dtype=np.int32), [len(r) for r in rows]),
+        },
     }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from pipeline._fs import atomic_path
 from pipeline.exceptions import SpecError
 
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
@@ -422,6 +425,60 @@ def predictions_frame(
         for i, c in enumerate(classes):
             out[f"proba__{c}"] = proba[:, i]
     return out
+
+
+OOF_COLUMNS = ("recording", "start", "subject", "fold", "true", "predicted")
+"""The out-of-fold predictions files' leading columns; ``proba__<class>`` follow."""
+
+
+def oof_frame(
+    ids: pd.DataFrame,
+    fold: np.ndarray,
+    true: np.ndarray,
+    proba: np.ndarray,
+    classes: Sequence[Any],
+) -> pd.DataFrame:
+    """Return rows of the out-of-fold predictions files (the same schema on both engines).
+
+    Parameters
+    ----------
+    ids : pandas.DataFrame of shape (n_rows, ...)
+        ``recording, start, subject`` of each scored window.
+    fold : numpy.ndarray of shape (n_rows,)
+        Index of the fold (in the report's ``folds``) that scored it.
+    true : numpy.ndarray of shape (n_rows,)
+        Class codes into ``classes``.
+    proba : numpy.ndarray of shape (n_rows, n_classes)
+    classes : sequence of shape (n_classes,)
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`OOF_COLUMNS` (strings, float64 start, int32 fold), then ``proba__<class>``
+        float64 per class; ``predicted`` is the class of the largest probability.
+    """
+    names = np.asarray([str(c) for c in classes], dtype=object)
+    out = pd.DataFrame(
+        {
+            "recording": ids["recording"].astype(str).to_numpy(dtype=object),
+            "start": ids["start"].to_numpy(dtype=float),
+            "subject": ids["subject"].astype(str).to_numpy(dtype=object),
+            "fold": np.asarray(fold, dtype=np.int32),
+            "true": names[np.asarray(true)],
+            "predicted": names[np.asarray(proba).argmax(1)],
+        }
+    )
+    for j, c in enumerate(names):
+        out[f"proba__{c}"] = np.asarray(proba[:, j], dtype=float)
+    return out
+
+
+def write_oof(frame: pd.DataFrame, directory: str | os.PathLike[str], part: int) -> Path:
+    """Write :func:`oof_frame` rows to ``directory/part-<part>.parquet`` (atomically)."""
+    path = Path(directory) / f"part-{int(part):05d}.parquet"
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
 
 
 def baseline_scores(y_true: Sequence[Any], classes: Sequence[Any]) -> dict[str, Any]:
