@@ -293,10 +293,32 @@ def statistics_pass(
     }
 
 
+def _subsample_summary(windows: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The report's windows drawn per subject and class, summarised (fewest, most, total)."""
+    cells = [n for per in windows.values() for n in per.values()]
+    return {
+        "subjects": len(windows),
+        "classes": len({c for per in windows.values() for c in per}),
+        "per_subject_class_min": min(cells),
+        "per_subject_class_max": max(cells),
+        "total": sum(cells),
+    }
+
+
 def direct_run(
-    files: list[str], model: dict[str, Any], validation: dict[str, Any], args: argparse.Namespace
+    files: list[str],
+    model: dict[str, Any],
+    validation: dict[str, Any],
+    args: argparse.Namespace,
+    predictions: Path,
 ) -> dict[str, Any]:
-    """Fit and validate on ``files`` in this process (``--files``), sampling the RSS."""
+    """Fit and validate on ``files`` in this process (``--files``), sampling the RSS.
+
+    The out-of-fold predictions are written to ``predictions`` as the fit stage writes
+    them (by the workers, one file per partition); their files and rows are counted from
+    the Parquet footers, then the folder is deleted.
+    """
+    import pyarrow.parquet as pq
     from distributed import Client, LocalCluster
 
     from pipeline.cluster import worker_malloc_config
@@ -318,14 +340,22 @@ def direct_run(
         # imports on the workers (scikit-learn, pyarrow) before the timed passes
         client.run(lambda: __import__("pipeline.learn.distributed"))
         ddf, _ = read_feature_table(files)
-        _, report = fit_and_validate_distributed(ddf, model, validation, 0)
+        _, report = fit_and_validate_distributed(
+            ddf, model, validation, 0, predictions_dir=predictions
+        )
+    written = sorted(predictions.glob("*.parquet"))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in written)
+    shutil.rmtree(predictions)
     engine = report["engine"]
+    sample = engine.get("subsample")
     return {
         "wall_s": round(time.perf_counter() - t0, 1),
         "n_windows": report["n_windows"],
         "balanced_accuracy": report["overall"]["balanced_accuracy"],
         "engine": {k: engine[k] for k in ("name", "passes", "memory", "persisted") if k in engine},
-        "subsample_windows": engine.get("subsample", {}).get("n_windows"),
+        "subsample_windows": None if sample is None else sample["n_windows"],
+        "subsample": None if sample is None else _subsample_summary(sample["windows"]),
+        "predictions": {"files": len(written), "rows": rows},
         **rss.summary(),
     }
 
@@ -419,7 +449,7 @@ def main() -> None:
         kfold = {"scheme": "group_kfold", "n_splits": args.rf_splits, "n_permutations": 0}
         for run, model, validation in (("lda", lda, loso), ("rf", rf, kfold)):
             if run not in skip:
-                results[run] = direct_run(files, model, validation, args)
+                results[run] = direct_run(files, model, validation, args, root / f"oof-{run}")
                 print(json.dumps({"run": run, **results[run]}), flush=True)
         if "scaling" not in skip:
             results["scaling"] = scaling(files, args, lda)
