@@ -298,11 +298,15 @@ def _check_engine(spec: TaskSpec, source: str) -> None:
             "window at a time) runs on it"
         )
         raise key_error(source, "model.engine", expected, spec.model.engine)
-    if spec.validation.scheme == "loso_calibrated" and spec.model.engine == "distributed":
+    if (
+        spec.validation.scheme == "loso_calibrated"
+        and spec.model.engine == "distributed"
+        and spec.model.name != "lda"
+    ):
         expected = (
-            "'memory' or 'auto' with validation.scheme 'loso_calibrated': the distributed "
-            "engine subtracts a held-out subject's statistics whole, and a calibrated fold "
-            "would need that subject's calibration windows added back (not implemented)"
+            f"'memory' or 'auto' with validation.scheme 'loso_calibrated' and model.name "
+            f"{spec.model.name!r}: the distributed engine fits a calibrated fold from the "
+            "other subjects' moments plus w times the calibration windows', for lda only"
         )
         raise key_error(source, "model.engine", expected, spec.model.engine)
 

@@ -220,13 +220,17 @@ def test_per_recording_normalisation_refused_on_one_class_recordings(tmp_path: P
 
 def test_distributed_engine_refused_before_anything_runs(tmp_path: Path) -> None:
     text = TASK.replace("prep: {normalize: recording}", "engine: distributed")
-    spec = _spec(tmp_path, text + "validation: {scheme: loso_calibrated}\n")
+    nb = _spec(tmp_path, text.replace("name: lda", "name: gaussian_nb") + CALIBRATED)
     with pytest.raises(
         SpecError,
         match=r"key 'model\.engine': expected 'memory' or 'auto' with validation\.scheme "
-        r"'loso_calibrated'.*found 'distributed'$",
+        r"'loso_calibrated' and model\.name 'gaussian_nb'.*for lda only.*found 'distributed'$",
     ):
-        check_task(spec, "x.yaml")
+        check_task(nb, "x.yaml")
+    check_task(_spec(tmp_path, text + CALIBRATED), "x.yaml")  # lda: fitted from moments
+
+
+CALIBRATED = "validation: {scheme: loso_calibrated}\n"
 
 
 def test_unlabeled_subject_note_only_where_labels_are_per_recording() -> None:

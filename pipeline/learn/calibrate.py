@@ -45,15 +45,27 @@ from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_classifier, make_estimator
 from pipeline.learn.model import align_proba
 from pipeline.learn.sufficient import Moments, class_moments, identity_scaler, lda_from_moments
-from pipeline.learn.validation import Fold, calibration_rows
+from pipeline.learn.validation import (
+    CalibratedLeaveSubjectOut,
+    Fold,
+    calibration_rows,
+    calibration_segments,
+)
 from pipeline.spec.learn import ModelSpec
 
 __all__ = [
     "calibrated_fold_proba",
+    "calibrated_folds",
+    "calibrated_stats",
+    "calibration_pass",
     "calibration_sample_weight",
+    "calibration_weight_value",
+    "curve_point",
     "fit_weighted",
     "fit_weighted_lda",
+    "joint_prepare",
     "lda_from_weighted_moments",
+    "subject_calibration",
     "unweightable",
     "weighted_class_moments",
 ]
@@ -75,12 +87,23 @@ def calibration_sample_weight(is_calibration: np.ndarray, weight: float | str | 
     numpy.ndarray of float, shape (n_labeled_train,)
     """
     n_cal = int(is_calibration.sum())
-    n_pool = len(is_calibration) - n_cal
-    if weight is None or weight == "balanced":
-        w = n_pool / n_cal if n_cal and n_pool else 1.0
-    else:
-        w = float(weight)
+    w = calibration_weight_value(len(is_calibration) - n_cal, n_cal, weight)
     return np.where(is_calibration, w, 1.0)
+
+
+def calibration_weight_value(n_pooled: float, n_calibration: float, weight: Any) -> float:
+    """Return ``w``, the weight of a calibration window (a pooled one weighs 1).
+
+    Parameters
+    ----------
+    n_pooled, n_calibration : float
+        Labeled training windows of the other subjects, and of the held-out subject.
+    weight : float, "balanced" or None
+        As :func:`calibration_sample_weight`.
+    """
+    if weight is None or weight == "balanced":
+        return n_pooled / n_calibration if n_calibration and n_pooled else 1.0
+    return float(weight)
 
 
 def fit_weighted_lda(
@@ -272,8 +295,7 @@ def calibrated_fold_proba(
     pipe = make_estimator(spec, seed)
     prep = pipe[0].fit(table.iloc[fold.train])
     X_pool = prep.transform(table.iloc[pooled])
-    joint = prep.transform(table.iloc[np.r_[own, fold.test]])
-    X_own, X_test = joint[: len(own)], joint[len(own) :]
+    X_own, X_test = joint_prepare(prep, table, own, fold.test)
     labels = table["label"].to_numpy()
     lab_pool, lab_own = pd.notna(labels[pooled]), pd.notna(labels[own])
     X = np.r_[X_pool[lab_pool], X_own[lab_own]]
@@ -285,3 +307,193 @@ def calibrated_fold_proba(
     raw = np.asarray(tail.predict_proba(X_test), dtype=float)
     metadata = {"classes": classes, "smooth": spec.smooth or 1}
     return align_proba(raw, [str(c) for c in tail.classes_], metadata, table.iloc[fold.test])
+
+
+def joint_prepare(
+    prep: Any, table: pd.DataFrame, own: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prepare a held-out subject's calibration and test windows in one call.
+
+    A per-recording normalisation then gives both the statistics of the two together (see
+    the module docstring), on either engine.
+
+    Parameters
+    ----------
+    prep : FeaturePrep
+        Fitted.
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+    own, test : numpy.ndarray of int
+        Positional rows of the calibration and of the test windows.
+
+    Returns
+    -------
+    X_own : numpy.ndarray of shape (len(own), n_prepared)
+    X_test : numpy.ndarray of shape (len(test), n_prepared)
+    """
+    joint = np.asarray(prep.transform(table.iloc[np.r_[own, test]]), dtype=float)
+    return joint[: len(own)], joint[len(own) :]
+
+
+def subject_calibration(
+    table: pd.DataFrame, splitter: CalibratedLeaveSubjectOut
+) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """Return a held-out subject's calibration and test rows for every k above 0.
+
+    The same selection as :meth:`CalibratedLeaveSubjectOut.folds` makes from the whole
+    table, made from the subject's windows alone (its first k repetitions per class are
+    its own), so a worker holding the subject computes it.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame of shape (n_windows, n_columns)
+        Every window of one subject, with ``recording, session, run, start, label``.
+    splitter : CalibratedLeaveSubjectOut
+        With ``window_length``.
+
+    Returns
+    -------
+    dict
+        ``{k: (calibration rows, test rows)}``, positional into ``table``, sorted.
+    """
+    ks = [float(k) for k in splitter.calibration if float(k) > 0]
+    if not ks:
+        return {}
+    cols = table.loc[:, ["recording", "session", "run", "start"]]
+    # a dask partition's labels may be pandas strings, whose missing value (pd.NA) does not
+    # compare: as the memory engine's, None
+    label = table["label"].astype(object)
+    segs = calibration_segments(cols.assign(label=label.where(label.notna(), None)))
+    out = {}
+    for k in ks:
+        own, spans = splitter._calibration(segs, k)
+        out[k] = (own, np.flatnonzero(~splitter._overlaps(table, spans)))
+    return out
+
+
+def calibration_pass(
+    df: pd.DataFrame, prep: Any, splitter: CalibratedLeaveSubjectOut, fourth: bool
+) -> dict[tuple[str, float], dict[str, Any]]:
+    """Return the calibration windows' class moments of every subject of a partition, per k.
+
+    The distributed engine's pass for ``loso_calibrated``: a calibrated fold's training
+    statistics are the other subjects' (the total minus the held-out subject's) plus ``w``
+    times these (:func:`calibrated_stats`); the windows are prepared with the subject's
+    test windows (:func:`joint_prepare`), as :func:`calibrated_fold_proba` does.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole subjects (raw features).
+    prep : FeaturePrep
+        Fitted.
+    splitter : CalibratedLeaveSubjectOut
+    fourth : bool
+        Accumulate the fourth moments (Ledoit-Wolf).
+
+    Returns
+    -------
+    dict
+        ``{(subject, k): {"moments": {class: Moments}, "n_test": int}}``: the labeled
+        calibration windows' moments and the number of labeled windows the fold scores.
+    """
+    out: dict[tuple[str, float], dict[str, Any]] = {}
+    if not len(df):
+        return out
+    subjects = df["subject"].astype(str).to_numpy()
+    for s in np.unique(subjects):
+        sub = df.iloc[np.flatnonzero(subjects == s)]
+        labels = sub["label"].to_numpy(dtype=object)
+        for k, (own, test) in subject_calibration(sub, splitter).items():
+            X_own, _ = joint_prepare(prep, sub, own, test)
+            y = labels[own]
+            lab = pd.notna(y)
+            out[(str(s), k)] = {
+                "moments": {
+                    str(c): class_moments(X_own[lab][y[lab] == c], fourth)
+                    for c in np.unique(y[lab].astype(str))
+                },
+                "n_test": int(pd.notna(labels[test]).sum()),
+            }
+    return out
+
+
+def calibrated_stats(
+    pooled: dict[str, Moments], calibration: dict[str, Moments], weight: Any
+) -> dict[str, Moments]:
+    """Return a calibrated fold's training moments: pooled + ``w`` x calibration windows'.
+
+    With these, :func:`~pipeline.learn.sufficient.scaler_from_moments` and
+    :func:`~pipeline.learn.sufficient.lda_from_moments` give the weighted scaler and LDA
+    :func:`calibrated_fold_proba` fits (every statistic is a weighted sum).
+
+    Parameters
+    ----------
+    pooled : dict
+        ``{class: Moments}`` of the other subjects' labeled windows.
+    calibration : dict
+        ``{class: Moments}`` of the held-out subject's labeled calibration windows.
+    weight : float, "balanced" or None
+        ``validation.calibration_weight``.
+    """
+    n_pool = sum(m.n for m in pooled.values())
+    n_cal = sum(m.n for m in calibration.values())
+    w = calibration_weight_value(n_pool, n_cal, weight)
+    out = dict(pooled)
+    for c, m in calibration.items():
+        scaled = Moments(
+            w * m.n,
+            w * m.s1,
+            w * m.s2,
+            None if m.s3 is None else w * m.s3,
+            None if m.s4 is None else w * m.s4,
+        )
+        out[c] = out[c] + scaled if c in out else scaled
+    return out
+
+
+def calibrated_folds(ids: pd.DataFrame, vspec: Any) -> list[Fold]:
+    """Return the ``loso_calibrated`` folds over a table's recordings (one row each).
+
+    The distributed engine's fold list: one fold per (subject, k), named and ordered as
+    :meth:`CalibratedLeaveSubjectOut.folds` names them; ``train`` holds the other subjects'
+    recordings and ``test`` the held-out subject's (which windows of them calibrate and
+    which are scored is :func:`subject_calibration`'s, on the workers).
+
+    Parameters
+    ----------
+    ids : pandas.DataFrame of shape (n_recordings, n_ids)
+        With ``subject``.
+    vspec : ValidationSpec
+    """
+    subjects = ids["subject"].astype(str).to_numpy()
+    rows = np.arange(len(ids))
+    names = sorted(np.unique(subjects))
+    if len(names) < 2:
+        msg = f"validation 'loso_calibrated' needs at least 2 subjects, the table has {len(names)}"
+        raise SpecError(msg)
+    ks = [float(k) for k in (vspec.calibration or (0, 1, 2, 3))]
+    return [
+        Fold(f"test={s},k={k:g}", rows[subjects != s], rows[subjects == s], "calibrated", k)
+        for s in names
+        for k in ks
+    ]
+
+
+def curve_point(
+    k: float,
+    n_test: int,
+    n_calibration: int,
+    overall: dict[str, Any],
+    per_subject: dict[str, dict[str, Any]],
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Return one k's point of the ``loso_calibrated`` curve (either engine's report)."""
+    names = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+    return {
+        "k": k,
+        "n_test_windows": int(n_test),
+        "n_calibration_windows": int(n_calibration),
+        "overall": {m: overall[m] for m in names},
+        "per_subject": {s: {m: v[m] for m in names} for s, v in per_subject.items()},
+        "worst_subject": summary["balanced_accuracy"],
+    }

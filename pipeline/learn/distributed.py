@@ -50,6 +50,14 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from pipeline.exceptions import SpecError
+from pipeline.learn.calibrate import (
+    calibrated_folds,
+    calibrated_stats,
+    calibration_pass,
+    curve_point,
+    joint_prepare,
+    subject_calibration,
+)
 from pipeline.learn.estimators import make_estimator, model_spec
 from pipeline.learn.metrics import (
     auc_from_scores,
@@ -75,7 +83,13 @@ from pipeline.learn.sufficient import (
     scaler_from_moments,
 )
 from pipeline.learn.trust import trust_sections_from_codes
-from pipeline.learn.validation import check_dask_table, make_folds, validation_spec
+from pipeline.learn.validation import (
+    CalibratedLeaveSubjectOut,
+    check_dask_table,
+    make_folds,
+    make_splitter,
+    validation_spec,
+)
 from pipeline.spec.learn import DISTRIBUTED_ESTIMATORS, ModelSpec, ValidationSpec
 
 __all__ = [
@@ -618,6 +632,71 @@ def prediction_pass(
     return got
 
 
+def calibrated_prediction_pass(
+    df: pd.DataFrame,
+    models: list[Bundle],
+    tested: Mapping[tuple[str, float], int],
+    splitter: CalibratedLeaveSubjectOut,
+    subjects: Sequence[str],
+    out_file: tuple[str, int] | None = None,
+    headline: Sequence[int] = (),
+) -> dict[str, np.ndarray]:
+    """Return :func:`prediction_pass`'s output for a ``loso_calibrated`` partition.
+
+    The fold of (subject, k) scores the subject's windows left after its calibration
+    windows and those overlapping them, prepared together with the calibration windows
+    (:func:`pipeline.learn.calibrate.joint_prepare`), as the memory engine does; at k = 0,
+    every window of the subject.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole subjects, raw features.
+    models : list of Bundle
+    tested : mapping
+        ``(subject, k) -> fold index``.
+    splitter : CalibratedLeaveSubjectOut
+    subjects : sequence of str
+    out_file : (str, int), optional
+        As :func:`prediction_pass`: the predictions of the ``headline`` folds are written,
+        their fold numbered by its place in ``headline`` (the report's folds).
+    headline : sequence of int
+        The folds of the headline k, in the report's order.
+    """
+    got: list[dict[str, np.ndarray]] = []
+    scored: list[pd.DataFrame] = []
+    prep = models[0].model["prep"]
+    subj = df["subject"].astype(str).to_numpy()
+    for s in np.unique(subj) if len(df) else []:
+        sub = df.iloc[np.flatnonzero(subj == s)]
+        every = np.arange(len(sub))
+        split = {0.0: (every[:0], every), **subject_calibration(sub, splitter)}
+        for k, (own, test) in split.items():
+            if (s, k) not in tested:
+                continue
+            f = tested[(s, k)]
+            ids = sub.iloc[test].loc[:, list(ID_COLUMNS)]
+            block = Prepared(ids, joint_prepare(prep, sub, own, test)[1])
+            tested_by = {r: [f] for r in ids["recording"].astype(str).unique()}
+            part = prediction_pass(block, models, tested_by, subjects)
+            if part:
+                got.append(part)
+                if f in headline:
+                    scored.append(ids[ids["label"].notna().to_numpy()])
+    if not got:
+        return {}
+    out = {k: np.concatenate([g[k] for g in got]) for k in _PRED_KEYS}
+    if out_file is not None and scored:
+        place = {f: i for i, f in enumerate(headline)}
+        keep = np.isin(out["fold"], list(place))
+        folds = np.array([place[f] for f in out["fold"][keep]], dtype=np.int32)
+        frame = oof_frame(
+            pd.concat(scored), folds, out["label"][keep], out["proba"][keep], models[0].classes
+        )
+        write_oof(frame, *out_file)
+    return out
+
+
 def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray:
     """Return :func:`pipeline.learn.model.predict_proba` of prepared features ``X``."""
     classes = model.classes
@@ -886,6 +965,21 @@ def _reduced_metrics(
     return per_subject, overall, per_fold
 
 
+def _of_folds(pred: Mapping[str, np.ndarray], folds: Sequence[int]) -> dict[str, np.ndarray]:
+    """Return the prediction pass's output restricted to the windows ``folds`` scored."""
+    rows = np.isin(pred["fold"], folds)
+    pairs = np.isin(pred["confusion_of"][:, 0], folds)
+    return {k: v[pairs] if k in ("confusion", "confusion_of") else v[rows] for k, v in pred.items()}
+
+
+def _union(parts: list[Any]) -> dict[Any, Any]:
+    """Return the union of the calibration pass's per-partition dicts (keys are disjoint)."""
+    out: dict[Any, Any] = {}
+    for part in _gather(parts):
+        out.update(part)
+    return out
+
+
 def _fold_ids(counts: pd.DataFrame, scheme: str) -> pd.DataFrame:
     """Return the identifier rows the splitters see: one per recording, or per window for
     ``group_kfold`` (scikit-learn's GroupKFold balances folds by rows)."""
@@ -905,6 +999,7 @@ def fit_and_validate_distributed(
     specificity: float = 0.9,
     persist: bool | None = None,
     predictions_dir: str | os.PathLike[str] | None = None,
+    window_length: float | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Cross-validate and fit a model on a dask feature table without collecting it.
 
@@ -927,6 +1022,11 @@ def fit_and_validate_distributed(
         Folder of the out-of-fold predictions: the prediction pass's tasks write one
         Parquet file per partition there (:func:`pipeline.learn.metrics.oof_frame`'s
         schema, as the memory engine's). The folder must be reachable from the workers.
+    window_length : float, optional
+        Seconds; ``loso_calibrated`` (LDA only) needs it, as
+        :func:`pipeline.learn.fit.fit_and_validate` does. Its calibrated folds' statistics
+        are the other subjects' plus ``w`` times the calibration windows' (a calibration
+        pass, :func:`pipeline.learn.calibrate.calibration_pass`).
 
     Returns
     -------
@@ -956,13 +1056,23 @@ def fit_and_validate_distributed(
             "model.engine: memory for the others"
         )
         raise SpecError(msg)
-    check_dask_table(ddf, vspec, "by the distributed engine")
+    calibrated = vspec.scheme == "loso_calibrated"
+    if calibrated and spec.name != "lda":
+        msg = (
+            f"model.name {spec.name!r} with validation.scheme 'loso_calibrated' and "
+            "model.engine 'distributed': expected 'lda' (its weighted fit is a sum of "
+            "moments); use model.engine: memory for the others"
+        )
+        raise SpecError(msg)
+    check_dask_table(ddf, vspec, "by the distributed engine", calibrated_ok=calibrated)
     prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
     group = "subject" if (spec.prep and spec.prep.normalize == "subject") else "recording"
-    if group == "subject":  # a subject's recordings must share a partition to be z-scored
+    # a subject's recordings must share a partition to be z-scored together, or for its
+    # first k repetitions (in time over its recordings) to be found on one worker
+    if group == "subject" or calibrated:
         ddf = ddf.shuffle(on="subject")
     ddf = ddf.loc[:, [*ID_COLUMNS, *prep.columns_]]
-    unit = "subject" if vspec.scheme in ("loso", "group_kfold") else "recording"
+    unit = "subject" if vspec.scheme in ("loso", "group_kfold", "loso_calibrated") else "recording"
     fourth = spec.name == "lda" and needs_fourth_moments(spec.name, spec.params)
     passes: list[dict[str, Any]] = []
 
@@ -971,7 +1081,9 @@ def fit_and_validate_distributed(
     nbytes = source_nbytes(ddf)
     parts = _batches(ddf.to_delayed(), nbytes)
     persisted = _keep_on_workers(nbytes, spec, persist)
-    if persisted:  # held prepared: the prediction pass neither reads nor prepares again
+    if persisted and calibrated:  # held raw: a calibrated fold prepares its windows again
+        parts = list(dask.persist(*parts))
+    elif persisted:  # held prepared: the prediction pass neither reads nor prepares again
         parts = list(
             dask.persist(
                 *[
@@ -1008,12 +1120,40 @@ def fit_and_validate_distributed(
         passes.append(sample.pop("pass"))
     t0 = time.perf_counter()
     ids = _fold_ids(counts, vspec.scheme)
-    folds = make_folds(ids, vspec, seed)
+    cal: dict[tuple[str, float], dict[str, Any]] = {}
+    splitter: CalibratedLeaveSubjectOut | None = None
+    if calibrated:
+        splitter = make_splitter(vspec, seed, window_length)
+        folds = calibrated_folds(ids, vspec)
+        if any(f.calibration for f in folds):
+            if not (window_length and window_length > 0):
+                msg = (
+                    "validation 'loso_calibrated': the window length in seconds is needed to "
+                    f"drop test windows overlapping a calibration segment; got window_length="
+                    f"{window_length!r} (cohort run passes the task's windows.length)"
+                )
+                raise SpecError(msg)
+            t1 = time.perf_counter()
+            cal = _union(
+                _compute_pass(
+                    "calibration",
+                    [
+                        dask.delayed(calibration_pass)(
+                            p, prep, splitter, fourth, dask_key_name=_key("calibration", i)
+                        )
+                        for i, p in enumerate(parts)
+                    ],
+                )
+            )
+            passes.append({"name": "calibration", "seconds": round(time.perf_counter() - t1, 3)})
+    else:
+        folds = make_folds(ids, vspec, seed)
     units_all = {u for u, _ in moments}
     total = _by_class(moments, units_all)
     rec_unit = counts.drop_duplicates("recording").set_index("recording", drop=False)[unit]
     models, fold_reports = [], []
     tested_by: dict[str, list[int]] = {}
+    tested: dict[tuple[str, float], int] = {}
     labeled = counts[counts["label"] != ""]
     for i, fold in enumerate(folds):
         train_recs = sorted(set(ids["recording"].iloc[fold.train]))
@@ -1024,6 +1164,13 @@ def fit_and_validate_distributed(
             stats = _minus(total, _by_class(moments, test_units))
         else:
             stats = _by_class(moments, train_units)
+        own = cal.get((next(iter(test_units), ""), float(fold.calibration or 0.0)))
+        if own is not None:  # k > 0: + w x the held-out subject's calibration windows
+            stats = calibrated_stats(
+                {c: m for c, m in stats.items() if m.n > 0},
+                own["moments"],
+                vspec.calibration_weight,
+            )
         if sample is not None:
             train_rows = np.flatnonzero(sample["ids"]["recording"].isin(train_recs).to_numpy())
             present = sorted(set(sample["ids"]["label"].to_numpy()[train_rows]))
@@ -1052,6 +1199,8 @@ def fit_and_validate_distributed(
             models.append(_fold_model(spec, prep, stats, classes))
         for r in test_recs:
             tested_by.setdefault(r, []).append(i)
+        if calibrated:
+            tested[(next(iter(test_units)), float(fold.calibration or 0.0))] = i
         tr = counts[counts["recording"].isin(train_recs)]
         te = counts[counts["recording"].isin(test_recs)]
         desc: dict[str, Any] = {
@@ -1064,6 +1213,10 @@ def fit_and_validate_distributed(
             "n_train_windows": int(labeled[labeled["recording"].isin(train_recs)]["n"].sum()),
             "n_test_windows": int(labeled[labeled["recording"].isin(test_recs)]["n"].sum()),
         }
+        if own is not None:
+            desc["n_train_windows"] += int(sum(m.n for m in own["moments"].values()))
+            desc["n_test_windows"] = own["n_test"]
+            desc["n_calibration_windows"] = int(sum(m.n for m in own["moments"].values()))
         absent = sorted(set(classes) - set(present))
         if absent:
             desc["classes_absent_from_training"] = absent
@@ -1094,8 +1247,21 @@ def fit_and_validate_distributed(
     subject_names = sorted(map(str, counts["subject"].unique()))
     if predictions_dir is not None:
         os.makedirs(predictions_dir, exist_ok=True)
+    head = vspec.headline_k()
+    headline = [i for i, f in enumerate(folds) if not calibrated or f.calibration == head]
     pred_parts = [
-        dask.delayed(prediction_pass)(
+        dask.delayed(calibrated_prediction_pass)(
+            p,
+            models_d,
+            tested,
+            splitter,
+            subject_names,
+            None if predictions_dir is None else (os.fspath(predictions_dir), i),
+            headline,
+            dask_key_name=_key("prediction", i),
+        )
+        if calibrated
+        else dask.delayed(prediction_pass)(
             p,
             models_d,
             tested_by,
@@ -1109,6 +1275,23 @@ def fit_and_validate_distributed(
     passes.append({"name": "prediction", "seconds": round(time.perf_counter() - t0, 3)})
     t_cv = time.perf_counter() - t_start
 
+    curve = None
+    if calibrated:  # every k's point; the report's other figures are the headline k's
+        curve = []
+        for k in sorted({float(f.calibration or 0.0) for f in folds}):
+            idx = [i for i, f in enumerate(folds) if float(f.calibration or 0.0) == k]
+            ps, ov, _ = _reduced_metrics(_of_folds(pred, idx), subject_names, classes)
+            curve.append(
+                curve_point(
+                    k,
+                    sum(fold_reports[i]["n_test_windows"] for i in idx),
+                    sum(fold_reports[i].get("n_calibration_windows", 0) for i in idx),
+                    ov,
+                    ps,
+                    summarize_subjects(ps),
+                )
+            )
+        pred = _of_folds(pred, headline)
     per_subject, overall, fold_metrics = _reduced_metrics(pred, subject_names, classes)
     # codes end to end (class and subject names only in the report's keys): a per-window
     # object array is 8 bytes a window, 77 MB each on the 9.6 M-window cohort
@@ -1126,6 +1309,7 @@ def fit_and_validate_distributed(
         final = _gather([final_task])[0]
     else:
         final = _fold_model(spec, prep, total, classes)
+    fold_reports = [fold_reports[i] for i in headline]
     report: dict[str, Any] = {
         "model": config_json(model_cfg),
         "validation": config_json(validation_cfg),
@@ -1140,6 +1324,12 @@ def fit_and_validate_distributed(
         "per_subject_summary": summary,
         "roc": roc_curves_from_codes(y_all, proba_all, classes),
     }
+    if curve is not None:
+        report["calibration_curve"] = {
+            "headline_k": vspec.headline_k(),
+            "unit": vspec.calibration_unit or "repetitions",
+            "points": curve,
+        }
     if len(classes) == 2:
         report["threshold"] = threshold_at_specificity(y_all == 1, proba_all[:, 1], specificity)
     report.update(

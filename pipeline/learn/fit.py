@@ -227,6 +227,7 @@ def fit_and_validate(
                 seed,
                 specificity=specificity,
                 predictions_dir=predictions_dir,
+                window_length=window_length,
             )
     elif spec.engine == "distributed":
         # one partition holds whole recordings, which is all the engine needs
@@ -237,6 +238,7 @@ def fit_and_validate(
             seed,
             specificity=specificity,
             predictions_dir=predictions_dir,
+            window_length=window_length,
         )
     t_start = time.perf_counter()
     vspec = validation_spec(validation_cfg)
@@ -342,7 +344,8 @@ def calibration_curve(
     Each k is scored on its own test sides (the held-out subjects' windows left after
     their calibration windows and those overlapping them), so k = 0 is plain LOSO.
     """
-    names = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
+    from pipeline.learn.calibrate import curve_point
+
     points = []
     for k in sorted({float(f.calibration or 0.0) for f in folds}):
         idx = [i for i, f in enumerate(folds) if float(f.calibration or 0.0) == k]
@@ -350,16 +353,14 @@ def calibration_curve(
             table, [folds[i] for i in idx], [results[i] for i in idx], classes, seed
         )
         points.append(
-            {
-                "k": k,
-                "n_test_windows": int(sum(f["n_test_windows"] for f in part["folds"])),
-                "n_calibration_windows": sum(calibration_windows(table, folds[i]) for i in idx),
-                "overall": {m: part["overall"][m] for m in names},
-                "per_subject": {
-                    s: {m: v[m] for m in names} for s, v in part["per_subject"].items()
-                },
-                "worst_subject": part["per_subject_summary"]["balanced_accuracy"],
-            }
+            curve_point(
+                k,
+                sum(f["n_test_windows"] for f in part["folds"]),
+                sum(calibration_windows(table, folds[i]) for i in idx),
+                part["overall"],
+                part["per_subject"],
+                part["per_subject_summary"],
+            )
         )
     return points
 

@@ -732,7 +732,9 @@ def check_fold(table: pd.DataFrame | None, fold: Fold) -> None:
         raise LeakageError(msg)
 
 
-def check_dask_table(ddf: Any, vspec: ValidationSpec, where: str) -> None:
+def check_dask_table(
+    ddf: Any, vspec: ValidationSpec, where: str, calibrated_ok: bool = False
+) -> None:
     """Refuse what a lazy (dask) feature table cannot be validated with.
 
     Parameters
@@ -742,6 +744,8 @@ def check_dask_table(ddf: Any, vspec: ValidationSpec, where: str) -> None:
     vspec : ValidationSpec
     where : str
         The engine, for the message (``"out of core"``, ``"by the distributed engine"``).
+    calibrated_ok : bool
+        The engine fits ``loso_calibrated`` folds (the distributed engine's LDA).
 
     Raises
     ------
@@ -750,7 +754,7 @@ def check_dask_table(ddf: Any, vspec: ValidationSpec, where: str) -> None:
     SpecError
         A random split (not supported on a lazy table), or missing identifier columns.
     """
-    if vspec.scheme == "loso_calibrated":
+    if vspec.scheme == "loso_calibrated" and not calibrated_ok:
         msg = (
             f"validation scheme 'loso_calibrated' is not supported {where}: the engine "
             "subtracts a held-out subject's statistics whole, and a calibrated fold needs "
