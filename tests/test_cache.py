@@ -455,6 +455,13 @@ def _counting_sha(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(ingest_mod, "file_sha256", counted)
+
+    # hash in this process, where the count is kept: a Client another test left as the
+    # default (the session's `client` fixture) would hash on its workers instead
+    def no_client() -> None:
+        raise ValueError("no default client in this test")
+
+    monkeypatch.setattr("distributed.get_client", no_client)
     return hashed
 
 
