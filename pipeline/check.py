@@ -288,14 +288,16 @@ def _check_engine(spec: TaskSpec, source: str) -> None:
         prep is not None
         and prep.tangent_space is not None
         and spec.model.engine == "distributed"
-        and (prep.tangent_mean != "identity" or prep.recenter is not None)
+        and prep.tangent_mean != "identity"
+        and prep.recenter is None
     ):
         expected = (
-            "'memory' or 'auto' with model.prep.tangent_space at a fitted mean or with "
-            "recenter: the distributed engine fits from per-subject sums of the features, and "
-            "such a tangent space needs every window's matrix mapped at the training mean "
+            "'memory' or 'auto' with model.prep.tangent_space at a fitted mean: the "
+            "distributed engine fits from per-subject sums of the features, and such a "
+            "tangent space needs every window's matrix mapped at each fold's training mean "
             "first (not implemented); tangent_mean: identity (the log-Euclidean map, one "
-            "window at a time) runs on it"
+            "window at a time) or recenter (each subject whitened by its own mean, the "
+            "tangent space at the identity) runs on it"
         )
         raise key_error(source, "model.engine", expected, spec.model.engine)
     if (

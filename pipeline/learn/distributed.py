@@ -1066,9 +1066,19 @@ def fit_and_validate_distributed(
         raise SpecError(msg)
     check_dask_table(ddf, vspec, "by the distributed engine", calibrated_ok=calibrated)
     prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
-    group = "subject" if (spec.prep and spec.prep.normalize == "subject") else "recording"
-    # a subject's recordings must share a partition to be z-scored together, or for its
-    # first k repetitions (in time over its recordings) to be found on one worker
+    recentred = spec.prep is not None and spec.prep.recenter is not None
+    if recentred and vspec.scheme not in ("loso", "group_kfold", "loso_calibrated"):
+        msg = (
+            f"model.prep.recenter {spec.prep.recenter!r} with validation.scheme "
+            f"{vspec.scheme!r} and model.engine 'distributed': expected a scheme that keeps "
+            "each subject whole on one side (loso, group_kfold, loso_calibrated), as the "
+            "engine re-centres a subject with all its windows; use model.engine: memory"
+        )
+        raise SpecError(msg)
+    whole_subject = recentred or (spec.prep is not None and spec.prep.normalize == "subject")
+    group = "subject" if whole_subject else "recording"
+    # a subject's recordings must share a partition to be z-scored or re-centred together,
+    # or for its first k repetitions (in time over its recordings) to be found on one worker
     if group == "subject" or calibrated:
         ddf = ddf.shuffle(on="subject")
     ddf = ddf.loc[:, [*ID_COLUMNS, *prep.columns_]]
