@@ -35,6 +35,7 @@ scikit-learn ``Pipeline``). ``sgd`` goes to the dask-ml stream of :mod:`pipeline
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -72,7 +73,8 @@ from pipeline.learn.metrics import (
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
 from pipeline.learn.permutation import skipped as skipped_permutation
-from pipeline.learn.prep import ID_COLUMNS, FeaturePrep, trailing_mean
+from pipeline.learn.prep import ID_COLUMNS, FeaturePrep, _tangent_kinds, trailing_mean
+from pipeline.learn.riemann import RiemannMean, mean_from_sum, mean_sum
 from pipeline.learn.sufficient import (
     SUFFICIENT_ESTIMATORS,
     Moments,
@@ -598,15 +600,18 @@ def prediction_pass(
     folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
     out: dict[str, list[np.ndarray]] = {"fold": [], "subject": [], "label": [], "proba": []}
     scored: list[np.ndarray] = []
-    # every fold shares the label-free prep: prepare the partition once
-    X = features() if folds else None
+    # the folds share the label-free prep (prepare the partition once) unless each fold's
+    # tangent space is at its own training mean (fold_references)
+    shared = all(_same_prep(models[f].model["prep"], models[0].model["prep"]) for f in folds)
+    X = features() if folds and shared else None
     for f in folds:
         rows = np.flatnonzero(
             np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
         )
         sub = df.iloc[rows]
         model = models[f]
-        proba = _fold_proba(model, X[rows], sub)
+        Xf = X[rows] if X is not None else np.asarray(model.model["prep"].transform(sub), float)
+        proba = _fold_proba(model, Xf, sub)
         lab = sub["label"].notna().to_numpy()
         out["fold"].append(np.full(int(lab.sum()), f, dtype=np.int32))
         subj = sub["subject"].astype(str).to_numpy()[lab]
@@ -695,6 +700,14 @@ def calibrated_prediction_pass(
         )
         write_oof(frame, *out_file)
     return out
+
+
+def _same_prep(a: FeaturePrep, b: FeaturePrep) -> bool:
+    """Whether two folds' preps prepare alike: they differ only in their tangent means."""
+    ra, rb = getattr(a, "reference_", None), getattr(b, "reference_", None)
+    if ra is None or rb is None:
+        return ra is rb
+    return len(ra) == len(rb) and all(np.array_equal(x, y) for x, y in zip(ra, rb, strict=True))
 
 
 def _fold_proba(model: Bundle, X: np.ndarray, table: pd.DataFrame) -> np.ndarray:
@@ -890,6 +903,207 @@ def _memory_mb() -> dict[str, Any]:
     return out
 
 
+def reference_pass(
+    df: pd.DataFrame,
+    prep: FeaturePrep,
+    unit: str,
+    train_units: Sequence[set[str]],
+    term: str,
+    refs: Sequence[Sequence[np.ndarray | None]] | None = None,
+) -> dict[tuple[int, int], tuple[float, np.ndarray]]:
+    """Return one partition's share of every fold's tangent-space reference mean.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole units (recordings, or subjects), raw features.
+    prep : FeaturePrep
+        Fitted (it rebuilds the matrices, re-centred if it says so).
+    unit : {"subject", "recording"}
+    train_units : sequence of set of str
+        Per fold (the last: the final model), the units of its training side.
+    term : {"euclid", "logeuclid", "riemann"}
+        :func:`pipeline.learn.riemann.mean_sum`'s term.
+    refs : sequence, optional
+        ``"riemann"``: per fold and tangent kind, the iteration's current mean (None:
+        converged, skipped).
+
+    Returns
+    -------
+    dict
+        ``{(fold, kind index): (n_windows, sum)}`` over the partition's windows of the
+        fold's training units (every window, labeled or not, as ``FeaturePrep.fit`` sees).
+    """
+    out: dict[tuple[int, int], tuple[float, np.ndarray]] = {}
+    if not len(df):
+        return out
+    spec = prep.spec()
+    units = df[unit].astype(str).to_numpy()
+    for j, kind in enumerate(_tangent_kinds(spec)):
+        mats = prep._matrices(spec, df, kind)[0]
+        for u in np.unique(units):
+            sel = mats[units == u]
+            folds = [
+                f
+                for f, tr in enumerate(train_units)
+                if u in tr and (refs is None or refs[f][j] is not None)
+            ]
+            # a fold-independent term is computed once per unit and added to every fold
+            same = mean_sum(sel, term) if refs is None and folds else None
+            for f in folds:
+                add = same if same is not None else mean_sum(sel, term, refs[f][j])
+                n, acc = out.get((f, j), (0.0, 0.0))
+                out[(f, j)] = (n + len(sel), acc + add)
+    return out
+
+
+def fold_statistics_pass(
+    df: pd.DataFrame,
+    preps: Sequence[FeaturePrep],
+    unit: str,
+    train_units: Sequence[set[str]],
+    fourth: bool,
+) -> dict[tuple[int, str], Moments]:
+    """Return one partition's per (fold, class) moments, each fold's windows prepared with
+    that fold's prep (its tangent space at its own training mean).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns)
+        Whole units, raw features.
+    preps : sequence of FeaturePrep
+        Per fold (the last: the final model).
+    unit : {"subject", "recording"}
+    train_units : sequence of set of str
+    fourth : bool
+    """
+    out: dict[tuple[int, str], Moments] = {}
+    if not len(df):
+        return out
+    units = df[unit].astype(str)
+    for f, (prep, tr) in enumerate(zip(preps, train_units, strict=True)):
+        rows = np.flatnonzero(units.isin(tr).to_numpy())
+        if not len(rows):
+            continue
+        sub = df.iloc[rows]
+        lab = sub["label"].notna().to_numpy()
+        X = np.asarray(prep.transform(sub), dtype=float)[lab]
+        y = sub["label"].astype(str).to_numpy()[lab]
+        with threadpool_limits(1):
+            for c in np.unique(y):
+                out[(f, str(c))] = class_moments(X[y == c], fourth)
+    return out
+
+
+def fold_references(
+    parts: list[Any],
+    prep: FeaturePrep,
+    mean: str,
+    unit: str,
+    train_units: Sequence[set[str]],
+    fourth: bool,
+) -> tuple[list[FeaturePrep], list[dict[str, Moments]], list[dict[str, Any]]]:
+    """Return every fold's prep at its training windows' tangent mean, and its moments.
+
+    The log-Euclidean and arithmetic means come from one pass of sums per unit (the
+    fold's are its training units'); the Riemannian mean iterates as pyriemann's
+    ``mean_riemann`` (:class:`pipeline.learn.riemann.RiemannMean`), one pass per step for
+    every fold still moving. A last pass prepares each fold's training windows with its
+    prep and sums their moments (the tangent vectors at a fold's mean are its own, so the
+    moments are per fold: each window is mapped once per fold that trains on it).
+
+    Parameters
+    ----------
+    parts : list of dask.delayed
+        Raw partitions holding whole units.
+    prep : FeaturePrep
+        Fitted at ``tangent_mean: identity`` (the folds' copies get their means).
+    mean : {"riemann", "logeuclid", "euclid"}
+    unit : {"subject", "recording"}
+    train_units : sequence of set of str
+        Per fold, then the final model (every unit).
+    fourth : bool
+
+    Returns
+    -------
+    preps : list of FeaturePrep
+    stats : list of dict
+        ``{class: Moments}`` per fold.
+    passes : list of dict
+        Each pass's name and seconds (and the Riemannian steps).
+    """
+    passes = []
+
+    def run(name: str, term: str, refs: Any = None) -> dict[tuple[int, int], Any]:
+        t0 = time.perf_counter()
+        done = _gather(
+            _compute_pass(
+                name,
+                [
+                    dask.delayed(reference_pass)(
+                        p, prep, unit, train_units, term, refs, dask_key_name=_key(name, i)
+                    )
+                    for i, p in enumerate(parts)
+                ],
+            )
+        )
+        total: dict[tuple[int, int], Any] = {}
+        for part in done:
+            for key, (n, acc) in part.items():
+                n0, a0 = total.get(key, (0.0, 0.0))
+                total[key] = (n0 + n, a0 + acc)
+        passes.append({"name": name, "seconds": round(time.perf_counter() - t0, 3)})
+        return total
+
+    n_kinds = len(prep.reference_)
+    keys = [(f, j) for f in range(len(train_units)) for j in range(n_kinds)]
+    first = run("reference", "logeuclid" if mean == "logeuclid" else "euclid")
+    missing = [k for k in keys if k not in first]
+    if missing:
+        msg = (
+            f"Tangent space at the training windows' {mean!r} mean: fold {missing[0][0]} has "
+            "no training window"
+        )
+        raise SpecError(msg)
+    if mean == "riemann":
+        state = {k: RiemannMean(first[k][1], first[k][0]) for k in keys}
+        step = 0
+        while not all(m.done for m in state.values()):
+            refs = [
+                [None if state[(f, j)].done else state[(f, j)].M for j in range(n_kinds)]
+                for f in range(len(train_units))
+            ]
+            sums = run(f"riemann-{step}", "riemann", refs)
+            for k, (_, acc) in sums.items():
+                state[k].step(acc)
+            step += 1
+        refs_final = {k: m.M for k, m in state.items()}
+    else:
+        refs_final = {k: mean_from_sum(first[k][1], first[k][0], mean) for k in keys}
+    preps = []
+    for f in range(len(train_units)):
+        p = copy.copy(prep)
+        p.tangent_mean = mean
+        p.reference_ = [refs_final[(f, j)] for j in range(n_kinds)]
+        preps.append(p)
+    t0 = time.perf_counter()
+    done = _compute_pass(
+        "fold-statistics",
+        [
+            dask.delayed(fold_statistics_pass)(
+                p, preps, unit, train_units, fourth, dask_key_name=_key("fold-statistics", i)
+            )
+            for i, p in enumerate(parts)
+        ],
+    )
+    moments = dask.compute(_tree_sum(list(done)))[0]
+    passes.append({"name": "fold-statistics", "seconds": round(time.perf_counter() - t0, 3)})
+    stats: list[dict[str, Moments]] = [{} for _ in train_units]
+    for (f, c), m in moments.items():
+        stats[f][c] = m
+    return preps, stats, passes
+
+
 def _fold_model(
     spec: ModelSpec, prep: FeaturePrep, stats: Mapping[str, Moments], classes: list[str]
 ) -> Bundle:
@@ -981,13 +1195,15 @@ def _union(parts: list[Any]) -> dict[Any, Any]:
 
 
 def _fold_ids(counts: pd.DataFrame, scheme: str) -> pd.DataFrame:
-    """Return the identifier rows the splitters see: one per recording, or per window for
-    ``group_kfold`` (scikit-learn's GroupKFold balances folds by rows)."""
+    """Return the identifier rows the splitters see: one per recording.
+
+    Every scheme the engine runs splits by recording or subject; ``group_kfold``'s shuffled
+    ``GroupKFold`` deals out the permuted unique subjects and reads no row count (a row
+    per window gave the same folds and held 9.6 M rows and 5 x 9.6 M fold indices on the
+    client at the full size: measured, the random forest's client peak).
+    """
     per_rec = counts.groupby(["recording", "subject", "session", "run"], sort=True)["n"].sum()
-    ids = per_rec.reset_index()
-    if scheme == "group_kfold":
-        ids = ids.loc[ids.index.repeat(ids["n"])].reset_index(drop=True)
-    return ids.drop(columns="n").assign(start=0.0, label="window")
+    return per_rec.reset_index().drop(columns="n").assign(start=0.0, label="window")
 
 
 def fit_and_validate_distributed(
@@ -1065,7 +1281,26 @@ def fit_and_validate_distributed(
         )
         raise SpecError(msg)
     check_dask_table(ddf, vspec, "by the distributed engine", calibrated_ok=calibrated)
-    prep = FeaturePrep.from_spec(spec.prep, "model config").fit(ddf._meta)
+    pspec = spec.prep
+    # a tangent space at each fold's training mean (not re-centred: that one is at the
+    # identity): the statistics pass runs at the identity, then fold_references
+    per_fold = (
+        pspec is not None
+        and pspec.tangent_space is not None
+        and pspec.recenter is None
+        and pspec.tangent_mean != "identity"
+    )
+    if per_fold and (subsampled or calibrated):
+        msg = (
+            f"model.prep.tangent_mean {pspec.tangent_mean!r} with model.engine 'distributed': "
+            "each fold's mean is computed for lda and gaussian_nb under loso, group_kfold, "
+            f"within_subject or cross_session; got model.name {spec.name!r}, validation.scheme "
+            f"{vspec.scheme!r}; use tangent_mean: identity, recenter, or model.engine: memory"
+        )
+        raise SpecError(msg)
+    if per_fold:
+        pspec = pspec.model_copy(update={"tangent_mean": "identity"})
+    prep = FeaturePrep.from_spec(pspec, "model config").fit(ddf._meta)
     recentred = spec.prep is not None and spec.prep.recenter is not None
     if recentred and vspec.scheme not in ("loso", "group_kfold", "loso_calibrated"):
         msg = (
@@ -1091,7 +1326,7 @@ def fit_and_validate_distributed(
     nbytes = source_nbytes(ddf)
     parts = _batches(ddf.to_delayed(), nbytes)
     persisted = _keep_on_workers(nbytes, spec, persist)
-    if persisted and calibrated:  # held raw: a calibrated fold prepares its windows again
+    if persisted and (calibrated or per_fold):  # held raw: prepared again per fold
         parts = list(dask.persist(*parts))
     elif persisted:  # held prepared: the prediction pass neither reads nor prepares again
         parts = list(
@@ -1161,6 +1396,15 @@ def fit_and_validate_distributed(
     units_all = {u for u, _ in moments}
     total = _by_class(moments, units_all)
     rec_unit = counts.drop_duplicates("recording").set_index("recording", drop=False)[unit]
+    fold_preps: list[FeaturePrep] | None = None
+    if per_fold:
+        train_units = [
+            set(rec_unit.loc[sorted(set(ids["recording"].iloc[f.train]))]) for f in folds
+        ]
+        fold_preps, fold_stats, ref_passes = fold_references(
+            parts, prep, spec.prep.tangent_mean, unit, [*train_units, set(rec_unit)], fourth
+        )
+        passes.extend(ref_passes)
     models, fold_reports = [], []
     tested_by: dict[str, list[int]] = {}
     tested: dict[tuple[str, float], int] = {}
@@ -1174,6 +1418,8 @@ def fit_and_validate_distributed(
             stats = _minus(total, _by_class(moments, test_units))
         else:
             stats = _by_class(moments, train_units)
+        if fold_preps is not None:
+            stats = fold_stats[i]
         own = cal.get((next(iter(test_units), ""), float(fold.calibration or 0.0)))
         if own is not None:  # k > 0: + w x the held-out subject's calibration windows
             stats = calibrated_stats(
@@ -1206,7 +1452,9 @@ def fit_and_validate_distributed(
                 )
             )
         else:
-            models.append(_fold_model(spec, prep, stats, classes))
+            models.append(
+                _fold_model(spec, prep if fold_preps is None else fold_preps[i], stats, classes)
+            )
         for r in test_recs:
             tested_by.setdefault(r, []).append(i)
         if calibrated:
@@ -1323,7 +1571,11 @@ def fit_and_validate_distributed(
     if final_task is not None:
         final = _gather([final_task])[0]
     else:
-        final = _fold_model(spec, prep, total, classes)
+        final = (
+            _fold_model(spec, prep, total, classes)
+            if fold_preps is None
+            else _fold_model(spec, fold_preps[-1], fold_stats[-1], classes)
+        )
     fold_reports = [fold_reports[i] for i in headline]
     report: dict[str, Any] = {
         "model": config_json(model_cfg),
