@@ -290,14 +290,19 @@ def _check_engine(spec: TaskSpec, source: str) -> None:
         and spec.model.engine == "distributed"
         and prep.tangent_mean != "identity"
         and prep.recenter is None
+        and (
+            spec.model.name not in ("lda", "gaussian_nb")
+            or spec.validation.scheme == "loso_calibrated"
+        )
     ):
         expected = (
-            "'memory' or 'auto' with model.prep.tangent_space at a fitted mean: the "
-            "distributed engine fits from per-subject sums of the features, and such a "
-            "tangent space needs every window's matrix mapped at each fold's training mean "
-            "first (not implemented); tangent_mean: identity (the log-Euclidean map, one "
-            "window at a time) or recenter (each subject whitened by its own mean, the "
-            "tangent space at the identity) runs on it"
+            "'memory' or 'auto' with model.prep.tangent_space at a fitted mean for "
+            f"model.name {spec.model.name!r} and validation.scheme "
+            f"{spec.validation.scheme!r}: the distributed engine computes each fold's mean "
+            "(a pass of sums, or one per Riemannian step) and maps the windows there for "
+            "lda and gaussian_nb, not under loso_calibrated; tangent_mean: identity (the "
+            "log-Euclidean map, one window at a time) or recenter (each subject whitened by "
+            "its own mean, the tangent space at the identity) runs on the others"
         )
         raise key_error(source, "model.engine", expected, spec.model.engine)
     if (

@@ -231,24 +231,10 @@ def test_log_euclidean_tangent_space_runs_on_the_distributed_engine_exactly(
 def test_recentring_runs_on_the_distributed_engine_exactly(eeg_table, client, recenter) -> None:
     """Each subject whitened by its own mean: per subject on the workers (a partition holds
     the subject whole), the tangent space at the identity; equal to the memory engine."""
-    import dask
-    import dask.dataframe as dd
-
     from pipeline.learn import fit_and_validate
 
-    parts = [dask.delayed(g) for _, g in eeg_table.groupby("recording", sort=True)]
-    ddf = dd.from_delayed(parts, meta=eeg_table.iloc[:0], verify_meta=False)
     prep = {"features": ["cov_oas"], "tangent_space": "cov_oas", "recenter": recenter}
-    cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
-    scheme = {"scheme": "loso", "n_permutations": 0}
-    model_m, rep_m = fit_and_validate(eeg_table, cfg | {"engine": "memory"}, scheme, n_jobs=1)
-    model_d, rep_d = fit_and_validate(ddf, cfg | {"engine": "distributed"}, scheme)
-    assert rep_d["engine"]["name"] == "distributed"
-    assert rep_d["overall"]["confusion_matrix"] == rep_m["overall"]["confusion_matrix"]
-    assert abs(rep_d["overall"]["roc_auc"] - rep_m["overall"]["roc_auc"]) < 1e-9
-    for s, m in rep_m["per_subject"].items():
-        assert rep_d["per_subject"][s]["confusion_matrix"] == m["confusion_matrix"]
-        assert abs(rep_d["per_subject"][s]["roc_auc"] - m["roc_auc"]) < 1e-9, s
+    ddf, cfg, _, (model_m, _), (model_d, _) = _both_engines(eeg_table, prep)
     pm, pd_ = model_m.predict(eeg_table), model_d.predict(eeg_table)
     cols = [c for c in pm.columns if c.startswith("proba__")]
     np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-9)
@@ -260,12 +246,66 @@ def test_recentring_runs_on_the_distributed_engine_exactly(eeg_table, client, re
         )
 
 
+@pytest.mark.parametrize("mean", ["logeuclid", "euclid", "riemann"])
+def test_tangent_space_at_each_folds_mean_runs_on_the_distributed_engine(
+    eeg_table, client, mean
+) -> None:
+    """Each fold's mean from passes of per-subject sums (Riemannian: one pass per step of
+    pyriemann's iteration), the windows mapped there: the memory engine's folds (pyriemann's
+    means of the training rows). Tolerance 1e-9 on the figures and 1e-7 on the bundle's
+    probabilities: the Riemannian iteration sums in another order and stops at its
+    tolerance 1e-8, so its mean agrees to rounding unless a stopping test falls within
+    rounding of its threshold (then within 1e-8)."""
+    from pipeline.learn import fit_and_validate
+
+    prep = {"features": ["cov_oas"], "tangent_space": "cov_oas", "tangent_mean": mean}
+    _, cfg, scheme, (model_m, rep_m), (model_d, rep_d) = _both_engines(eeg_table, prep)
+    names = [p["name"] for p in rep_d["engine"]["passes"]]
+    assert names[:2] == ["statistics", "reference"] and names[-1] == "prediction"
+    assert ("riemann-0" in names) == (mean == "riemann")
+    ref_m = model_m.model["prep"].reference_[0]
+    np.testing.assert_allclose(model_d.model["prep"].reference_[0], ref_m, atol=1e-8)
+    pm, pd_ = model_m.predict(eeg_table), model_d.predict(eeg_table)
+    cols = [c for c in pm.columns if c.startswith("proba__")]
+    np.testing.assert_allclose(pd_[cols].to_numpy(), pm[cols].to_numpy(), atol=1e-7)
+    # the identity map would give other figures: the fold means are what is compared
+    ident = {**prep, "tangent_mean": "identity"}
+    _, rep_i = fit_and_validate(eeg_table, cfg | {"prep": ident, "engine": "memory"}, scheme)
+    assert abs(rep_i["overall"]["roc_auc"] - rep_m["overall"]["roc_auc"]) > 1e-6
+
+
+def _both_engines(eeg_table: pd.DataFrame, prep: dict) -> tuple:
+    """Run LOSO LDA on ``prep`` with both engines and check the figures agree (1e-9).
+
+    Returns the dask table, model config, scheme and both engines' (bundle, report).
+    """
+    import dask
+    import dask.dataframe as dd
+
+    from pipeline.learn import fit_and_validate
+
+    parts = [dask.delayed(g) for _, g in eeg_table.groupby("recording", sort=True)]
+    ddf = dd.from_delayed(parts, meta=eeg_table.iloc[:0], verify_meta=False)
+    cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
+    scheme = {"scheme": "loso", "n_permutations": 0}
+    memory = fit_and_validate(eeg_table, cfg | {"engine": "memory"}, scheme, n_jobs=1)
+    dist = fit_and_validate(ddf, cfg | {"engine": "distributed"}, scheme)
+    rep_m, rep_d = memory[1], dist[1]
+    assert rep_d["engine"]["name"] == "distributed" and rep_m["engine"]["name"] == "memory"
+    assert rep_d["overall"]["confusion_matrix"] == rep_m["overall"]["confusion_matrix"]
+    assert abs(rep_d["overall"]["roc_auc"] - rep_m["overall"]["roc_auc"]) < 1e-9
+    for s, m in rep_m["per_subject"].items():
+        assert rep_d["per_subject"][s]["confusion_matrix"] == m["confusion_matrix"]
+        assert abs(rep_d["per_subject"][s]["roc_auc"] - m["roc_auc"]) < 1e-9, s
+    return ddf, cfg, scheme, memory, dist
+
+
 def _logm(m: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(m)
     return (v * np.log(w)) @ v.T
 
 
-def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
+def test_what_the_distributed_engine_refuses_of_the_tangent_space(tmp_path) -> None:
     import yaml
 
     from pipeline.check import load_checked_task
@@ -274,10 +314,15 @@ def test_the_distributed_engine_refuses_tangent_space(tmp_path) -> None:
     task["model"] = {"name": "lda", "engine": "distributed", "prep": {"tangent_space": "cov_oas"}}
     path = tmp_path / "task.yaml"
     path.write_text(yaml.safe_dump(task))
+    load_checked_task(path)  # lda: each fold's mean on the distributed engine
+    task["model"]["name"] = "random_forest"
+    path.write_text(yaml.safe_dump(task))
     with pytest.raises(
-        SpecError, match=r"model\.engine.*tangent_space at a fitted mean.*not implemented"
+        SpecError,
+        match=r"model\.engine.*tangent_space at a fitted mean for model\.name 'random_forest'",
     ):
         load_checked_task(path)
+    task["model"]["name"] = "lda"
     task["model"]["prep"] |= {"recenter": "riemann"}  # each subject at the identity
     path.write_text(yaml.safe_dump(task))
     load_checked_task(path)

@@ -33,21 +33,33 @@ def _geometry() -> SimpleNamespace:
     or re-centring pays for it.
     """
     try:  # pyriemann >= 0.12 moved these (the old modules warn, and go in 0.14)
-        from pyriemann.geometry.base import invsqrtm
+        from pyriemann.geometry.base import expm, invsqrtm, logm, sqrtm
         from pyriemann.geometry.mean import mean_euclid, mean_logeuclid, mean_riemann
         from pyriemann.geometry.tangentspace import tangent_space
     except ImportError:  # pragma: no cover - pyriemann < 0.12
-        from pyriemann.utils.base import invsqrtm
+        from pyriemann.utils.base import expm, invsqrtm, logm, sqrtm
         from pyriemann.utils.mean import mean_euclid, mean_logeuclid, mean_riemann
         from pyriemann.utils.tangentspace import tangent_space
     return SimpleNamespace(
+        expm=expm,
+        logm=logm,
+        sqrtm=sqrtm,
         invsqrtm=invsqrtm,
         means={"riemann": mean_riemann, "logeuclid": mean_logeuclid, "euclid": mean_euclid},
         tangent_space=tangent_space,
     )
 
 
-__all__ = ["recenter", "reference_point", "spd_matrices", "tangent_names", "tangent_vectors"]
+__all__ = [
+    "RiemannMean",
+    "mean_from_sum",
+    "mean_sum",
+    "recenter",
+    "reference_point",
+    "spd_matrices",
+    "tangent_names",
+    "tangent_vectors",
+]
 
 
 def spd_matrices(X: np.ndarray, columns: Sequence[str], name: str) -> tuple[np.ndarray, list[str]]:
@@ -157,3 +169,84 @@ def tangent_vectors(mats: np.ndarray, reference: np.ndarray) -> np.ndarray:
         )
         raise SpecError(msg)
     return _geometry().tangent_space(mats, reference, metric="riemann")
+
+
+def mean_sum(mats: np.ndarray, term: str, reference: np.ndarray | None = None) -> np.ndarray:
+    """Return the sum over windows of what a reference mean averages (one pass's share).
+
+    The means of :func:`reference_point` from sums that add across partitions (the
+    distributed engine's per-fold means: the sums of a fold's training windows):
+    ``"euclid"``, the matrices (also the start of the Riemannian iteration);
+    ``"logeuclid"``, their ``logm`` (the mean is ``expm`` of the average); ``"riemann"``,
+    ``logm(M^-1/2 C M^-1/2)`` at the iteration's current ``reference`` ``M``
+    (:class:`RiemannMean`).
+
+    Parameters
+    ----------
+    mats : ndarray of shape (n_windows, n_channels, n_channels)
+    term : {"euclid", "logeuclid", "riemann"}
+    reference : ndarray of shape (n_channels, n_channels), optional
+        ``"riemann"`` only.
+
+    Returns
+    -------
+    ndarray of shape (n_channels, n_channels)
+    """
+    geo = _geometry()
+    if term == "euclid":
+        return mats.sum(0)
+    if term == "logeuclid":
+        return geo.logm(mats).sum(0)
+    w = geo.invsqrtm(reference)
+    return geo.logm(w @ mats @ w).sum(0)
+
+
+def mean_from_sum(total: np.ndarray, n: float, term: str) -> np.ndarray:
+    """Return the ``"euclid"`` or ``"logeuclid"`` mean from :func:`mean_sum`'s sum of ``n``."""
+    return _geometry().expm(total / n) if term == "logeuclid" else total / n
+
+
+class RiemannMean:
+    """pyriemann's ``mean_riemann`` (defaults: tol 1e-8, maxiter 50), one step per pass.
+
+    Each step takes the sum over the windows of ``logm(M^-1/2 C M^-1/2)`` at the current
+    ``M`` (:func:`mean_sum` with ``"riemann"``) and updates ``M``, the step size and the
+    stopping test as ``mean_riemann`` does; the start is the arithmetic mean. The sums are
+    pyriemann's averages times ``n`` summed in another order, so the result agrees with
+    ``mean_riemann`` to rounding unless a stopping test falls within rounding of its
+    threshold (one more or fewer step then moves ``M`` by less than ``tol``).
+
+    Parameters
+    ----------
+    total : ndarray of shape (n_channels, n_channels)
+        Sum of the matrices.
+    n : float
+        Number of matrices.
+    """
+
+    tol = 1e-8
+    maxiter = 50
+
+    def __init__(self, total: np.ndarray, n: float) -> None:
+        self.M = total / n
+        self.n = n
+        self.nu = 1.0
+        self.tau = np.finfo(np.float64).max
+        self.steps = 0
+        self.done = n == 0
+
+    def step(self, log_sum: np.ndarray) -> None:
+        """Update ``M`` from the pass's sum of ``logm(M^-1/2 C M^-1/2)``."""
+        geo = _geometry()
+        J = log_sum / self.n
+        m12 = geo.sqrtm(self.M)
+        self.M = m12 @ geo.expm(self.nu * J) @ m12
+        crit = float(np.linalg.norm(J, ord="fro"))
+        h = self.nu * crit
+        if h < self.tau:
+            self.nu, self.tau = 0.95 * self.nu, h
+        else:
+            self.nu = 0.5 * self.nu
+        self.steps += 1
+        if crit <= self.tol or self.nu <= self.tol or self.steps >= self.maxiter:
+            self.done = True
