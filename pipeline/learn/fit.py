@@ -216,23 +216,15 @@ def fit_and_validate(
         For invalid configs or tables.
     """
     spec = model_spec(model_cfg)
-    if not isinstance(table, pd.DataFrame):
-        if spec.engine == "memory":
-            table = table.compute().reset_index(drop=True)
-        else:  # a dask table given with engine auto: the caller chose not to collect it
-            return fit_and_validate_distributed(
-                table,
-                model_cfg,
-                validation_cfg,
-                seed,
-                specificity=specificity,
-                predictions_dir=predictions_dir,
-                window_length=window_length,
-            )
-    elif spec.engine == "distributed":
-        # one partition holds whole recordings, which is all the engine needs
+    if not isinstance(table, pd.DataFrame) and spec.engine == "memory":
+        table = table.compute().reset_index(drop=True)
+    # a dask table given with engine auto: the caller chose not to collect it
+    if not isinstance(table, pd.DataFrame) or spec.engine == "distributed":
+        if isinstance(table, pd.DataFrame):
+            # one partition holds whole recordings, which is all the engine needs
+            table = dd.from_pandas(table, npartitions=1, sort=False)
         return fit_and_validate_distributed(
-            dd.from_pandas(table, npartitions=1, sort=False),
+            table,
             model_cfg,
             validation_cfg,
             seed,
