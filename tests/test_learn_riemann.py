@@ -196,13 +196,9 @@ def eeg_table(eeg_dir) -> pd.DataFrame:
 def test_log_euclidean_tangent_space_runs_on_the_distributed_engine_exactly(
     eeg_table, client
 ) -> None:
-    import dask
-    import dask.dataframe as dd
-
     from pipeline.learn import fit_and_validate
 
-    parts = [dask.delayed(g) for _, g in eeg_table.groupby("recording", sort=True)]
-    ddf = dd.from_delayed(parts, meta=eeg_table.iloc[:0], verify_meta=False)
+    ddf = _as_dask(eeg_table)
     prep = {"features": ["cov_oas"], "tangent_space": "cov_oas", "tangent_mean": "identity"}
     cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
     scheme = {"scheme": "loso", "n_permutations": 0}
@@ -274,20 +270,25 @@ def test_tangent_space_at_each_folds_mean_runs_on_the_distributed_engine(
     assert abs(rep_i["overall"]["roc_auc"] - rep_m["overall"]["roc_auc"]) > 1e-6
 
 
-def _both_engines(eeg_table: pd.DataFrame, prep: dict) -> tuple:
+def _as_dask(table: pd.DataFrame):
+    """Return ``table`` as a dask table of one partition per recording."""
+    import dask
+    import dask.dataframe as dd
+
+    parts = [dask.delayed(g) for _, g in table.groupby("recording", sort=True)]
+    return dd.from_delayed(parts, meta=table.iloc[:0], verify_meta=False)
+
+
+def _both_engines(eeg_table: pd.DataFrame, prep: dict, n_permutations: int = 0) -> tuple:
     """Run LOSO LDA on ``prep`` with both engines and check the figures agree (1e-9).
 
     Returns the dask table, model config, scheme and both engines' (bundle, report).
     """
-    import dask
-    import dask.dataframe as dd
-
     from pipeline.learn import fit_and_validate
 
-    parts = [dask.delayed(g) for _, g in eeg_table.groupby("recording", sort=True)]
-    ddf = dd.from_delayed(parts, meta=eeg_table.iloc[:0], verify_meta=False)
+    ddf = _as_dask(eeg_table)
     cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}, "prep": prep}
-    scheme = {"scheme": "loso", "n_permutations": 0}
+    scheme = {"scheme": "loso", "n_permutations": n_permutations}
     memory = fit_and_validate(eeg_table, cfg | {"engine": "memory"}, scheme, n_jobs=1)
     dist = fit_and_validate(ddf, cfg | {"engine": "distributed"}, scheme)
     rep_m, rep_d = memory[1], dist[1]
@@ -354,3 +355,40 @@ def test_logreg_cv_chooses_c_on_the_training_rows_only() -> None:
     np.testing.assert_allclose(
         model.predict_proba(test), ref.predict_proba(scale.transform(ts.transform(test)))
     )
+
+
+def test_permutation_test_on_the_distributed_engine_is_the_memory_engines(
+    eeg_table, client
+) -> None:
+    """Labels constant per recording: the memory engine's permutations of whole recordings'
+    labels within subject, every permuted fold model from per-recording moments, one
+    scoring pass; the same nulls and p-values (1e-9)."""
+    from pipeline.learn import fit_and_validate
+
+    prep = {"features": ["cov_oas"], "tangent_space": "cov_oas", "tangent_mean": "identity"}
+    _, cfg, scheme, (_, rep_m), (_, rep_d) = _both_engines(eeg_table, prep, 6)
+    perm_m, perm_d = rep_m["permutation"], rep_d["permutation"]
+    assert perm_d["unit"] == perm_m["unit"] == "recording"
+    assert perm_d["n_permutations"] == 6 and perm_d["refits"] == perm_m["refits"]
+    for name in ("balanced_accuracy", "roc_auc"):
+        for key in ("observed", "p_value", "null_mean", "null_q95"):
+            assert perm_d[name][key] == pytest.approx(perm_m[name][key], abs=1e-9), (name, key)
+    names = [p["name"] for p in rep_d["engine"]["passes"]]
+    assert names[-2:] == ["permutation-statistics", "permutation"]
+    # another seed draws other permutations: the nulls are not a constant
+    _, rep_s = fit_and_validate(eeg_table, cfg | {"engine": "memory"}, scheme, 5, n_jobs=1)
+    assert rep_s["permutation"]["roc_auc"]["null_mean"] != perm_m["roc_auc"]["null_mean"]
+
+
+def test_distributed_permutation_skipped_with_the_reason_for_window_labels() -> None:
+    import dask.dataframe as dd
+
+    from pipeline.learn.distributed import fit_and_validate_distributed
+    from pipeline.learn.synthetic import synthetic_feature_table
+
+    table = synthetic_feature_table(n_subjects=3, n_runs=1, blocks_per_class=2, seed=1)
+    _, rep = fit_and_validate_distributed(
+        dd.from_pandas(table, npartitions=1), {"name": "lda"}, {"scheme": "loso"}
+    )
+    assert rep["permutation"]["p_value"] is None
+    assert "a recording holds several classes" in rep["permutation"]["skipped"]

@@ -72,6 +72,11 @@ from pipeline.learn.metrics import (
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.outofcore import OUT_OF_CORE_ESTIMATORS, fit_and_validate_dask
+from pipeline.learn.permutation import (
+    DEFAULT_PERMUTATIONS,
+    permuted_recording_labels,
+    summarize_nulls,
+)
 from pipeline.learn.permutation import skipped as skipped_permutation
 from pipeline.learn.prep import ID_COLUMNS, FeaturePrep, _tangent_kinds, trailing_mean
 from pipeline.learn.riemann import RiemannMean, mean_from_sum, mean_sum
@@ -1104,6 +1109,156 @@ def fold_references(
     return preps, stats, passes
 
 
+def permutation_pass(
+    df: pd.DataFrame,
+    models: list[list[Bundle]],
+    tested_by: Mapping[str, list[int]],
+    codes: Mapping[str, np.ndarray],
+    binary: bool,
+) -> dict[str, np.ndarray]:
+    """Return one partition's pooled confusion counts (and binary scores) per permutation.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame of shape (n_windows, n_columns), or Prepared
+        Whole recordings.
+    models : list of list of Bundle
+        ``models[p][f]``: fold ``f``'s model fitted on the labels of permutation ``p``.
+    tested_by : mapping
+        Recording -> the folds that test it.
+    codes : mapping
+        Labeled recording -> its class code in every permutation, shape (n_permutations,).
+    binary : bool
+        Also return the class-1 scores and permuted codes of the scored windows.
+
+    Returns
+    -------
+    dict
+        ``cm`` (int64, shape (n_permutations, k, k)); binary: ``scores`` (float64) and
+        ``labels`` (int16), shape (n_permutations, n_scored).
+    """
+    n_perm = len(models)
+    k = len(models[0][0].classes)
+    df, features = _unpack(df, models[0][0].model["prep"])
+    rec = df["recording"].astype(str).to_numpy()
+    folds = sorted({f for r in np.unique(rec) for f in tested_by.get(r, [])})
+    cm = np.zeros((n_perm, k, k), dtype=np.int64)
+    scores: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    X = features() if folds else None
+    for f in folds:
+        rows = np.flatnonzero(
+            np.isin(rec, [r for r in np.unique(rec) if f in tested_by.get(r, [])])
+        )
+        sub = df.iloc[rows]
+        lab = sub["label"].notna().to_numpy()
+        y = np.stack([codes[r] for r in rec[rows][lab]], axis=1)  # (n_perm, n_labeled)
+        s = np.empty(y.shape)
+        for p in range(n_perm):
+            proba = _fold_proba(models[p][f], X[rows], sub)[lab]
+            np.add.at(cm[p], (y[p], proba.argmax(1)), 1)
+            if binary:
+                s[p] = proba[:, 1]
+        if binary:
+            scores.append(s)
+            labels.append(y)
+    out: dict[str, np.ndarray] = {"cm": cm}
+    if binary:
+        out["scores"] = np.concatenate(scores, axis=1) if scores else np.zeros((n_perm, 0))
+        out["labels"] = (
+            np.concatenate(labels, axis=1) if labels else np.zeros((n_perm, 0), np.int16)
+        )
+    return out
+
+
+def _permutation(
+    parts: list[Any],
+    prep: FeaturePrep,
+    spec: ModelSpec,
+    counts: pd.DataFrame,
+    ids: pd.DataFrame,
+    folds: list[Any],
+    tested_by: Mapping[str, list[int]],
+    classes: list[str],
+    overall: Mapping[str, Any],
+    n_permutations: int,
+    seed: int,
+    fourth: bool,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Return the permutation test of the memory engine, recordings' labels permuted.
+
+    With labels constant per recording, a permutation within subject moves whole
+    recordings' labels (:func:`pipeline.learn.permutation.permuted_recording_labels`, the
+    memory engine's draws), so a permuted fold's class moments are its training
+    recordings' moments regrouped under their new classes: one pass of per-recording
+    moments, every permutation's fold models by algebra, and one pass scoring every
+    test window with each permutation's model of its fold.
+
+    Returns
+    -------
+    section : dict
+        As :func:`pipeline.learn.permutation.permutation_test`'s.
+    passes : list of dict
+    """
+    passes = []
+    t0 = time.perf_counter()
+    _, rec_moments = run_statistics(parts, prep, "recording", fourth)
+    passes.append({"name": "permutation-statistics", "seconds": round(time.perf_counter() - t0, 3)})
+    lab = counts[counts["label"] != ""]
+    label_of = dict(zip(lab["recording"], lab["label"], strict=True))
+    perm = permuted_recording_labels(
+        counts["subject"].to_numpy(),
+        counts["recording"].to_numpy(),
+        label_of,
+        classes,
+        n_permutations,
+        seed,
+    )
+    models: list[list[Bundle]] = []
+    for p in range(n_permutations):
+        row = []
+        for fold in folds:
+            stats: dict[str, Moments] = {}
+            for r in sorted(set(ids["recording"].iloc[fold.train])):
+                if r not in label_of:
+                    continue
+                c = classes[perm[r][p]]
+                m = rec_moments[(r, label_of[r])]
+                stats[c] = stats[c] + m if c in stats else m
+            if len(stats) < 2:  # a permutation cannot change a subject's classes
+                msg = f"fold {fold.name!r}: the training side has fewer than 2 classes"
+                raise SpecError(msg)
+            row.append(_fold_model(spec, prep, stats, classes))
+        models.append(row)
+    t0 = time.perf_counter()
+    binary = len(classes) == 2
+    models_d = dask.delayed(models, traverse=False)
+    done = _gather(
+        _compute_pass(
+            "permutation",
+            [
+                dask.delayed(permutation_pass)(
+                    p, models_d, tested_by, perm, binary, dask_key_name=_key("permutation", i)
+                )
+                for i, p in enumerate(parts)
+            ],
+        )
+    )
+    passes.append({"name": "permutation", "seconds": round(time.perf_counter() - t0, 3)})
+    cm = sum(d["cm"] for d in done)
+    scores = np.concatenate([d["scores"] for d in done], axis=1) if binary else None
+    labels = np.concatenate([d["labels"] for d in done], axis=1) if binary else None
+    observed = {
+        "balanced_accuracy": overall["balanced_accuracy"],
+        "roc_auc": overall.get("roc_auc"),
+    }
+    section = summarize_nulls(
+        cm, scores, labels, observed, "recording", seed, n_permutations * len(folds)
+    )
+    section["seconds"] = round(sum(p["seconds"] for p in passes), 3)
+    return section, passes
+
+
 def _fold_model(
     spec: ModelSpec, prep: FeaturePrep, stats: Mapping[str, Moments], classes: list[str]
 ) -> Bundle:
@@ -1614,10 +1769,39 @@ def fit_and_validate_distributed(
         )
     )
     del pred, proba_all, y_all
-    # refitting per permutation would need a statistics pass per relabelling; not built yet
-    report["permutation"] = skipped_permutation(
-        "not computed by the distributed engine (model.engine: memory computes it)"
+    n_perm = DEFAULT_PERMUTATIONS if vspec.n_permutations is None else vspec.n_permutations
+    per_rec = labeled.groupby("recording")["label"].nunique()
+    why = (
+        "validation.n_permutations is 0"
+        if n_perm == 0
+        else "not computed by the distributed engine for models fitted on a subsample, "
+        "calibrated folds or a tangent space at each fold's mean (model.engine: memory "
+        "computes it)"
+        if sample is not None or calibrated or fold_preps is not None
+        else "not computed by the distributed engine where a recording holds several classes "
+        "(window labels permuted within subject follow the table's row order, which the "
+        "engine does not hold; model.engine: memory computes it)"
+        if (per_rec > 1).any()
+        else None
     )
+    if why is None:
+        report["permutation"], perm_passes = _permutation(
+            parts,
+            prep,
+            spec,
+            counts,
+            ids,
+            folds,
+            tested_by,
+            classes,
+            overall,
+            n_perm,
+            seed,
+            fourth,
+        )
+        passes.extend(perm_passes)
+    else:
+        report["permutation"] = skipped_permutation(why)
     report["timing"] = {
         "cross_validation_s": round(t_cv, 3),
         "final_fit_s": round(time.perf_counter() - t0, 3),

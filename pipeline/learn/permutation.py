@@ -36,7 +36,14 @@ from pipeline.learn.prep import trailing_mean
 from pipeline.learn.validation import Fold
 from pipeline.spec.learn import ModelSpec
 
-__all__ = ["DEFAULT_PERMUTATIONS", "permutation_test", "permuted_codes", "skipped"]
+__all__ = [
+    "DEFAULT_PERMUTATIONS",
+    "permutation_test",
+    "permuted_codes",
+    "permuted_recording_labels",
+    "skipped",
+    "summarize_nulls",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,26 +82,77 @@ def permuted_codes(
         What was permuted: whole recordings' labels (labels constant per recording) or
         window labels.
     """
+    if labels_constant_per_recording(table):
+        per_rec = table.loc[table["label"].notna(), ["recording", "label"]].drop_duplicates()
+        perm = permuted_recording_labels(
+            table["subject"].astype(str).to_numpy(),
+            table["recording"].astype(str).to_numpy(),
+            dict(zip(per_rec["recording"].astype(str), per_rec["label"].astype(str), strict=True)),
+            classes,
+            n_permutations,
+            seed,
+        )
+        rec = table["recording"].astype(str).to_numpy()
+        labeled = table["label"].notna().to_numpy()
+        out = np.full((n_permutations, len(table)), -1, dtype=np.int16)
+        for r, codes in perm.items():
+            rows = np.flatnonzero((rec == r) & labeled)
+            out[:, rows] = codes[:, None]
+        return out, "recording"
     code = {c: i for i, c in enumerate(classes)}
     labels = table["label"].to_numpy()
     base = np.array([-1 if pd.isna(v) else code[str(v)] for v in labels], dtype=np.int16)
     subjects = table["subject"].astype(str).to_numpy()
-    recordings = table["recording"].astype(str).to_numpy()
     rng = np.random.default_rng(seed)
     out = np.repeat(base[None, :], n_permutations, axis=0)
-    by_recording = labels_constant_per_recording(table)
     for s in np.unique(subjects):
         rows = np.flatnonzero((subjects == s) & (base >= 0))
-        if by_recording:
-            recs, first = np.unique(recordings[rows], return_index=True)
-            rec_code = base[rows[first]]
-            rec_of = np.searchsorted(recs, recordings[rows])
-            for p in range(n_permutations):
-                out[p, rows] = rec_code[rng.permutation(len(recs))][rec_of]
-        else:
-            for p in range(n_permutations):
-                out[p, rows] = base[rows[rng.permutation(len(rows))]]
-    return out, "recording" if by_recording else "window"
+        for p in range(n_permutations):
+            out[p, rows] = base[rows[rng.permutation(len(rows))]]
+    return out, "window"
+
+
+def permuted_recording_labels(
+    subjects: np.ndarray,
+    recordings: np.ndarray,
+    label_of: dict[str, str],
+    classes: list[str],
+    n_permutations: int,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Return each labeled recording's class code in every permutation (within subject).
+
+    Whole recordings' labels permuted among the subject's labeled recordings, subject by
+    subject in sorted order, one ``rng.permutation`` per subject and permutation: the
+    draws :func:`permuted_codes` makes, from the recordings' identifiers alone (the
+    distributed engine has no window table).
+
+    Parameters
+    ----------
+    subjects, recordings : numpy.ndarray of str, shape (n,)
+        Any rows naming every subject and its recordings (windows, or one per recording).
+    label_of : dict
+        Labeled recording -> its one class.
+    classes : list of str
+    n_permutations : int
+    seed : int
+
+    Returns
+    -------
+    dict
+        Recording -> int16 codes of shape (n_permutations,).
+    """
+    code = {c: i for i, c in enumerate(classes)}
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for s in np.unique(subjects):
+        recs = np.unique([r for r in recordings[subjects == s] if r in label_of])
+        rec_code = np.array([code[label_of[r]] for r in recs], dtype=np.int16)
+        for p in range(n_permutations):
+            new = rec_code[rng.permutation(len(recs))]
+            for r, c in zip(recs, new, strict=True):
+                out.setdefault(r, np.empty(n_permutations, dtype=np.int16))[p] = c
+    return out
 
 
 def _fit_tail(tail: Pipeline, X: np.ndarray, y: np.ndarray) -> Pipeline:
@@ -199,15 +257,53 @@ def permutation_test(
     cm = np.zeros((n_permutations, k, k), dtype=np.int64)
     for fold_cm, _, _, _ in results:
         cm += fold_cm
-    nulls: dict[str, np.ndarray] = {
-        "balanced_accuracy": np.array([_balanced_accuracy(c) for c in cm])
-    }
+    scores = labels = None
     if k == 2:
         rows = np.concatenate([r[2] for r in results])
         scores = np.concatenate([r[1] for r in results], axis=1)
+        labels = codes[:, rows]
+    out = summarize_nulls(cm, scores, labels, observed, unit, seed, n_permutations * len(folds))
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    logger.info(
+        "permutation test: %d permutations x %d folds in %.1f s",
+        n_permutations,
+        len(folds),
+        out["seconds"],
+    )
+    return out
+
+
+def summarize_nulls(
+    cm: np.ndarray,
+    scores: np.ndarray | None,
+    labels: np.ndarray | None,
+    observed: dict[str, float | None],
+    unit: str,
+    seed: int,
+    refits: int,
+) -> dict[str, Any]:
+    """Return the ``permutation`` section from the permutations' pooled results.
+
+    Parameters
+    ----------
+    cm : numpy.ndarray of int, shape (n_permutations, n_classes, n_classes)
+        Each permutation's pooled confusion counts.
+    scores, labels : numpy.ndarray of shape (n_permutations, n_scored), or None
+        Binary tasks: each permutation's class-1 scores and permuted class codes (-1
+        unlabeled) of the scored windows (the ROC AUC's null).
+    observed : dict
+    unit : {"recording", "window"}
+    seed : int
+    refits : int
+    """
+    n_permutations = len(cm)
+    nulls: dict[str, np.ndarray] = {
+        "balanced_accuracy": np.array([_balanced_accuracy(c) for c in cm])
+    }
+    if scores is not None and labels is not None:
         auc = np.empty(n_permutations)
         for p in range(n_permutations):
-            y = codes[p, rows]
+            y = labels[p]
             m = y >= 0
             uniq, groups = np.unique(scores[p, m], return_inverse=True)
             auc[p] = _weighted_auc(groups, y[m] == 1, np.ones(int(m.sum())), len(uniq))
@@ -217,7 +313,7 @@ def permutation_test(
         "permuted_within": "subject",
         "unit": unit,
         "seed": int(seed),
-        "refits": int(n_permutations * len(folds)),
+        "refits": int(refits),
     }
     for name, null in nulls.items():
         obs = observed.get(name)
@@ -229,13 +325,6 @@ def permutation_test(
             "null_mean": float(null.mean()),
             "null_q95": float(np.quantile(null, 0.95)),
         }
-    out["seconds"] = round(time.perf_counter() - t0, 3)
-    logger.info(
-        "permutation test: %d permutations x %d folds in %.1f s",
-        n_permutations,
-        len(folds),
-        out["seconds"],
-    )
     return out
 
 
