@@ -72,6 +72,33 @@ def test_out_of_core_fit_validate_and_predict(client, table, tmp_path):
     np.testing.assert_array_equal(predict_table(bundle, table).prediction, exp.prediction)
 
 
+def test_out_of_core_writes_the_out_of_fold_predictions(client, table, tmp_path):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from pipeline.learn.metrics import OOF_COLUMNS
+
+    ddf = dd.from_pandas(table, npartitions=5)
+    cfg = {"name": "sgd", "params": {"alpha": 1e-3}, "prep": {"normalize": "recording"}}
+    vcfg = {"scheme": "group_kfold", "n_splits": 2}
+    _, report = fit_and_validate(ddf, cfg, vcfg, seed=0, predictions_dir=tmp_path / "oof")
+    files = sorted((tmp_path / "oof").glob("part-*.parquet"))
+    assert len(files) > 1  # one per prepared partition of each fold, not one from the client
+    oof = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    classes = report["classes"]
+    assert list(oof.columns) == [*OOF_COLUMNS, *(f"proba__{c}" for c in classes)]
+    # every labeled window once, scored by the fold that held its subject out
+    assert len(oof) == report["n_labeled_windows"] == int(table.label.notna().sum())
+    assert not oof.duplicated(["recording", "start"]).any()
+    for i, f in enumerate(report["folds"]):
+        assert set(oof.subject[oof.fold == i]) == set(f["test_subjects"])
+    # the files hold the probabilities the report's metrics came from
+    assert balanced_accuracy_score(oof.true, oof.predicted) == pytest.approx(
+        report["overall"]["balanced_accuracy"], abs=1e-12
+    )
+    proba = oof[[f"proba__{c}" for c in classes]].to_numpy()
+    np.testing.assert_array_equal(np.asarray(classes)[proba.argmax(1)], oof.predicted)
+
+
 def test_out_of_core_refusals(client, table):
     ddf = dd.from_pandas(table, npartitions=2)
     with pytest.raises(

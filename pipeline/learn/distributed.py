@@ -1418,7 +1418,9 @@ def fit_and_validate_distributed(
     spec = model_spec(model_cfg)
     vspec = validation_spec(validation_cfg)
     if spec.name in OUT_OF_CORE_ESTIMATORS:
-        return fit_and_validate_dask(ddf, spec, vspec, seed, specificity=specificity)
+        return fit_and_validate_dask(
+            ddf, spec, vspec, seed, specificity=specificity, predictions_dir=predictions_dir
+        )
     subsampled = spec.name not in SUFFICIENT_ESTIMATORS
     if spec.name not in DISTRIBUTED_ESTIMATORS:
         msg = (

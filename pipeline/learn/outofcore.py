@@ -26,6 +26,7 @@ admm/lbfgs solvers are not scikit-learn's LogisticRegression: the memory engine'
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -46,9 +47,11 @@ from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_classifier, model_spec
 from pipeline.learn.metrics import (
     classification_metrics,
+    oof_frame,
     per_subject_metrics,
     roc_curves,
     threshold_at_specificity,
+    write_oof,
 )
 from pipeline.learn.model import Bundle, config_json, model_metadata
 from pipeline.learn.permutation import skipped as skipped_permutation
@@ -185,6 +188,43 @@ def _drop_empty_blocks(X: da.Array, y: da.Array) -> tuple[da.Array, da.Array]:
     return X, y
 
 
+def _write_oof_part(
+    part: pd.DataFrame,
+    tail: Any,
+    feature_names: list[str],
+    classes: list[str],
+    fold: int,
+    directory: str,
+    number: int,
+) -> int:
+    """Write one prepared partition's out-of-fold predictions (on the worker holding it).
+
+    Parameters
+    ----------
+    part : pandas.DataFrame of shape (n_windows, n_ids + n_features)
+        Identifiers and prepared features of labeled test windows of one fold.
+    tail : sklearn estimator
+        The fold model after its ``prep`` step.
+    feature_names : list of str of shape (n_features,)
+    classes : list of str of shape (n_classes,)
+    fold, number : int
+        The fold's index in the report and the file's number.
+    directory : str
+
+    Returns
+    -------
+    int
+        Rows written (0 writes no file).
+    """
+    if len(part) == 0:
+        return 0
+    proba = np.asarray(tail.predict_proba(part[feature_names].to_numpy()), dtype=float)
+    true = np.searchsorted(np.asarray(classes), part["label"].astype(str).to_numpy())
+    fold_of = np.full(len(part), fold, dtype=np.int32)
+    write_oof(oof_frame(part, fold_of, true, proba, classes), directory, number)
+    return len(part)
+
+
 def fit_and_validate_dask(
     ddf: dd.DataFrame,
     model_cfg: ModelSpec | Mapping[str, Any],
@@ -192,13 +232,16 @@ def fit_and_validate_dask(
     seed: int = 0,
     *,
     specificity: float = 0.9,
+    predictions_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Bundle, dict[str, Any]]:
     """Out-of-core counterpart of :func:`pipeline.learn.fit.fit_and_validate`.
 
     Folds are computed on the recording index (one row per recording), so every scheme but
     ``random`` works; each fold fits with :func:`fit_incremental` and predicts its test
     recordings with ``ParallelPostFit``. Only per-window labels and probabilities of the
-    test side are brought into memory.
+    test side are brought into memory. With ``predictions_dir``, each fold's prepared test
+    partitions also write their out-of-fold predictions there, one Parquet file each, on
+    the workers (:func:`pipeline.learn.metrics.oof_frame`'s schema), in the same pass.
     """
     t_start = time.perf_counter()
     spec = model_spec(model_cfg)
@@ -239,7 +282,10 @@ def fit_and_validate_dask(
     lazy_final = incremental_graph(ddf, spec, seed, classes)
     *fitted, fitted_final = dask.compute(*[f.estimator for f in lazy], lazy_final.estimator)
     fits_s = time.perf_counter() - t0
-    for fold, fold_lazy, clf in zip(folds, lazy, fitted, strict=True):
+    if predictions_dir is not None:
+        os.makedirs(predictions_dir, exist_ok=True)
+    n_files = 0
+    for i, (fold, fold_lazy, clf) in enumerate(zip(folds, lazy, fitted, strict=True)):
         t0 = time.perf_counter()
         test_recs = index["recording"].iloc[fold.test].tolist()
         model = fold_lazy.bundle(clf, classes)
@@ -251,8 +297,16 @@ def fit_and_validate_dask(
         ident_arr = prepared[["subject", "label"]].astype(str).to_dask_array(lengths=lengths)
         X, ident_arr = _drop_empty_blocks(X, ident_arr)
         proba = ParallelPostFit(model.model[1:]).predict_proba(X)
-        ident = pd.DataFrame(ident_arr.compute(), columns=["subject", "label"])
-        proba = np.asarray(proba.compute(), dtype=float)
+        writes = []
+        if predictions_dir is not None:
+            write = dask.delayed(_write_oof_part, pure=False)
+            args = (model.model[1:], model.feature_names, classes, i, os.fspath(predictions_dir))
+            writes = [write(d, *args, n_files + j) for j, d in enumerate(prepared.to_delayed())]
+            n_files += prepared.npartitions
+        # one computation: the prepared partitions are computed once for all three
+        ident_np, proba, *_ = dask.compute(ident_arr, proba, *writes)
+        ident = pd.DataFrame(ident_np, columns=["subject", "label"])
+        proba = np.asarray(proba, dtype=float)
         desc = fold.describe(index)
         desc.pop("n_train_windows")
         desc["n_test_windows"] = len(ident)
