@@ -65,7 +65,6 @@ def _make_block_function(
     return make_block_function(specs, sampling_rate, n_channels)
 
 
-_DEFAULT_MAKE_BLOCK_FUNCTION = _make_block_function
 _REBUILT: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {}  # per process, by token
 _MAX_REBUILT = 64
 
@@ -259,9 +258,10 @@ def _recording_partitions(
         block_channels = None
         func, names = _make_block_function(feature_specs, fs)
     func_id = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', type(func))}"
-    rebuild = None
-    if _make_block_function is _DEFAULT_MAKE_BLOCK_FUNCTION:
-        rebuild = (feature_specs, fs, block_channels)
+    # the features' own block functions are rebuilt from their spec on the worker; any other
+    # (a substituted one) travels by value
+    own = func_id.startswith("pipeline.features.")
+    rebuild = (feature_specs, fs, block_channels) if own else None
     func = _TokenizedBlockFunction(
         func,
         canonical_json([feature_specs, fs, func_id], "feature specs", strict=False),
