@@ -44,7 +44,13 @@ from sklearn.utils.validation import has_fit_parameter
 from pipeline.exceptions import SpecError
 from pipeline.learn.estimators import make_classifier, make_estimator
 from pipeline.learn.model import align_proba
-from pipeline.learn.sufficient import Moments, class_moments, identity_scaler, lda_from_moments
+from pipeline.learn.sufficient import (
+    Moments,
+    class_moments,
+    identity_scaler,
+    lda_from_moments,
+    needs_fourth_moments,
+)
 from pipeline.learn.validation import (
     CalibratedLeaveSubjectOut,
     Fold,
@@ -152,7 +158,8 @@ def fit_weighted_lda(
         raise SpecError(msg)
     y = np.asarray(y)
     fitted = lda_from_weighted_moments(
-        weighted_class_moments(X, y, w, lda.shrinkage == "auto"), lda.get_params()
+        weighted_class_moments(X, y, w, needs_fourth_moments("lda", lda.get_params())),
+        lda.get_params(),
     )
     for name, value in vars(fitted).items():
         if name.endswith("_") and not name.startswith("__"):

@@ -1349,7 +1349,7 @@ def _union(parts: list[Any]) -> dict[Any, Any]:
     return out
 
 
-def _fold_ids(counts: pd.DataFrame, scheme: str) -> pd.DataFrame:
+def _fold_ids(counts: pd.DataFrame) -> pd.DataFrame:
     """Return the identifier rows the splitters see: one per recording.
 
     Every scheme the engine runs splits by recording or subject; ``group_kfold``'s shuffled
@@ -1521,7 +1521,7 @@ def fit_and_validate_distributed(
         sample = _draw(parts, prep, counts, spec, seed)
         passes.append(sample.pop("pass"))
     t0 = time.perf_counter()
-    ids = _fold_ids(counts, vspec.scheme)
+    ids = _fold_ids(counts)
     cal: dict[tuple[str, float], dict[str, Any]] = {}
     splitter: CalibratedLeaveSubjectOut | None = None
     if calibrated:
