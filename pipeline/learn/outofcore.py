@@ -3,7 +3,8 @@
 The unit that must fit in memory is one recording: the table is shuffled so each partition
 holds whole recordings, feature preparation (per-recording normalisation, context) runs per
 partition, then dask-ml's ``StandardScaler`` and ``Incremental(SGDClassifier)`` stream over
-the labeled windows, and ``ParallelPostFit`` predicts. The fitted model is converted to a
+the labeled windows, and one task per prepared partition predicts (and writes its
+out-of-fold predictions file). The fitted model is converted to a
 plain scikit-learn ``Pipeline`` so bundles hold no dask object.
 
 ``sgd`` covers the iterative linear models: ``params: {loss: log_loss}`` is logistic
@@ -16,7 +17,10 @@ dask-ml pieces used: ``dask_ml.preprocessing.StandardScaler`` (the scaler's mome
 pass), the block-sequential ``partial_fit`` graph of ``dask_ml.wrappers.Incremental``
 (built lazily through ``dask_ml._partial.fit(..., compute=False)``, which ``Incremental.fit``
 computes at once, so every fold's graph and the final model's are submitted together and
-run concurrently on the cluster) and ``ParallelPostFit`` for the held-out predictions.
+run concurrently on the cluster). The held-out predictions are one task per prepared
+partition (``predict_proba`` of the plain fold model, as ``ParallelPostFit`` would run per
+block, with the partition's out-of-fold file written from the same probabilities: wrapping
+it would score every window twice or realign array blocks with partitions).
 Avoided: dask-ml's adaptive searches (Hyperband, SuccessiveHalving, IncrementalSearchCV),
 which fail on current dask (dask/dask-ml#1016), and ``dask_ml.linear_model`` (its
 admm/lbfgs solvers are not scikit-learn's LogisticRegression: the memory engine's
@@ -38,7 +42,6 @@ import numpy as np
 import pandas as pd
 from dask_ml._partial import fit as partial_fit_graph
 from dask_ml.preprocessing import StandardScaler as DaskStandardScaler
-from dask_ml.wrappers import ParallelPostFit
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -188,16 +191,19 @@ def _drop_empty_blocks(X: da.Array, y: da.Array) -> tuple[da.Array, da.Array]:
     return X, y
 
 
-def _write_oof_part(
+def _score_part(
     part: pd.DataFrame,
     tail: Any,
     feature_names: list[str],
     classes: list[str],
     fold: int,
-    directory: str,
+    directory: str | None,
     number: int,
-) -> int:
-    """Write one prepared partition's out-of-fold predictions (on the worker holding it).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Score one prepared partition of a fold's test side (on the worker holding it).
+
+    What ``ParallelPostFit.predict_proba`` does per block, plus, with ``directory``, the
+    partition's out-of-fold predictions file written from the same probabilities.
 
     Parameters
     ----------
@@ -209,20 +215,25 @@ def _write_oof_part(
     classes : list of str of shape (n_classes,)
     fold, number : int
         The fold's index in the report and the file's number.
-    directory : str
+    directory : str or None
+        Where to write ``part-<number>.parquet``; None writes nothing.
 
     Returns
     -------
-    int
-        Rows written (0 writes no file).
+    subject, label : numpy.ndarray of shape (n_windows,)
+        Strings.
+    proba : numpy.ndarray of shape (n_windows, n_classes)
     """
+    subject = part["subject"].astype(str).to_numpy()
+    label = part["label"].astype(str).to_numpy()
     if len(part) == 0:
-        return 0
+        return subject, label, np.empty((0, len(classes)))
     proba = np.asarray(tail.predict_proba(part[feature_names].to_numpy()), dtype=float)
-    true = np.searchsorted(np.asarray(classes), part["label"].astype(str).to_numpy())
-    fold_of = np.full(len(part), fold, dtype=np.int32)
-    write_oof(oof_frame(part, fold_of, true, proba, classes), directory, number)
-    return len(part)
+    if directory is not None:
+        true = np.searchsorted(np.asarray(classes), label)
+        fold_of = np.full(len(part), fold, dtype=np.int32)
+        write_oof(oof_frame(part, fold_of, true, proba, classes), directory, number)
+    return subject, label, proba
 
 
 def fit_and_validate_dask(
@@ -238,10 +249,10 @@ def fit_and_validate_dask(
 
     Folds are computed on the recording index (one row per recording), so every scheme but
     ``random`` works; each fold fits with :func:`fit_incremental` and predicts its test
-    recordings with ``ParallelPostFit``. Only per-window labels and probabilities of the
-    test side are brought into memory. With ``predictions_dir``, each fold's prepared test
-    partitions also write their out-of-fold predictions there, one Parquet file each, on
-    the workers (:func:`pipeline.learn.metrics.oof_frame`'s schema), in the same pass.
+    recordings with one task per prepared partition. Only per-window labels and
+    probabilities of the test side are brought into memory. With ``predictions_dir``, each
+    of those tasks also writes its partition's out-of-fold predictions there, one Parquet
+    file each, on the workers (:func:`pipeline.learn.metrics.oof_frame`'s schema).
     """
     t_start = time.perf_counter()
     spec = model_spec(model_cfg)
@@ -292,21 +303,20 @@ def fit_and_validate_dask(
         test = ddf[ddf["recording"].isin(test_recs)]
         prepared = _prepare(test, model.model["prep"])
         prepared = prepared[prepared["label"].notnull()]
-        lengths = tuple(int(v) for v in prepared.map_partitions(len).compute())
-        X = prepared[model.feature_names].to_dask_array(lengths=lengths)
-        ident_arr = prepared[["subject", "label"]].astype(str).to_dask_array(lengths=lengths)
-        X, ident_arr = _drop_empty_blocks(X, ident_arr)
-        proba = ParallelPostFit(model.model[1:]).predict_proba(X)
-        writes = []
-        if predictions_dir is not None:
-            write = dask.delayed(_write_oof_part, pure=False)
-            args = (model.model[1:], model.feature_names, classes, i, os.fspath(predictions_dir))
-            writes = [write(d, *args, n_files + j) for j, d in enumerate(prepared.to_delayed())]
-            n_files += prepared.npartitions
-        # one computation: the prepared partitions are computed once for all three
-        ident_np, proba, *_ = dask.compute(ident_arr, proba, *writes)
-        ident = pd.DataFrame(ident_np, columns=["subject", "label"])
-        proba = np.asarray(proba, dtype=float)
+        score = dask.delayed(_score_part, pure=False)
+        out_dir = None if predictions_dir is None else os.fspath(predictions_dir)
+        args = (model.model[1:], model.feature_names, classes, i, out_dir)
+        scored = dask.compute(
+            *[score(d, *args, n_files + j) for j, d in enumerate(prepared.to_delayed())]
+        )
+        n_files += prepared.npartitions
+        ident = pd.DataFrame(
+            {
+                "subject": np.concatenate([sub for sub, _, _ in scored]),
+                "label": np.concatenate([lab for _, lab, _ in scored]),
+            }
+        )
+        proba = np.concatenate([p for _, _, p in scored])
         desc = fold.describe(index)
         desc.pop("n_train_windows")
         desc["n_test_windows"] = len(ident)
