@@ -392,3 +392,32 @@ def test_distributed_permutation_skipped_with_the_reason_for_window_labels() -> 
     )
     assert rep["permutation"]["p_value"] is None
     assert "a recording holds several classes" in rep["permutation"]["skipped"]
+
+
+def test_distributed_permutation_reuses_the_per_recording_statistics_pass(client) -> None:
+    """A scheme whose statistics unit is the recording (``cross_session``): the
+    permutation test takes the statistics pass's per-recording moments (no pass of its own)
+    and still gives the memory engine's nulls and p-values."""
+    import dask.dataframe as dd
+
+    from pipeline.learn import fit_and_validate
+    from pipeline.learn.synthetic import synthetic_feature_table
+
+    table = synthetic_feature_table(n_subjects=3, n_sessions=2, n_runs=4, n_classes=2, seed=4)
+    # one class per recording (odd runs c0, even runs c1), the gaps left unlabeled
+    odd = table["run"].astype(str).str[-1].astype(int) % 2 == 1
+    run_class = np.where(odd, "c0", "c1")
+    table["label"] = np.where(table["label"].notna(), run_class, None)
+    assert (table.dropna(subset=["label"]).groupby("recording")["label"].nunique() == 1).all()
+    cfg = {"name": "lda", "params": {"solver": "lsqr", "shrinkage": "auto"}}
+    scheme = {"scheme": "cross_session", "n_permutations": 4}
+    _, rep_m = fit_and_validate(table, cfg | {"engine": "memory"}, scheme, n_jobs=1)
+    ddf = dd.from_pandas(table, npartitions=3, sort=False)
+    _, rep_d = fit_and_validate(ddf, cfg | {"engine": "distributed"}, scheme)
+    perm_m, perm_d = rep_m["permutation"], rep_d["permutation"]
+    assert perm_d["n_permutations"] == 4 and perm_d["refits"] == perm_m["refits"]
+    for name in ("balanced_accuracy", "roc_auc"):
+        for key in ("observed", "p_value", "null_mean", "null_q95"):
+            assert perm_d[name][key] == pytest.approx(perm_m[name][key], abs=1e-9), (name, key)
+    names = [p["name"] for p in rep_d["engine"]["passes"]]
+    assert "permutation" in names and "permutation-statistics" not in names

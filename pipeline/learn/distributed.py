@@ -1184,6 +1184,7 @@ def _permutation(
     n_permutations: int,
     seed: int,
     fourth: bool,
+    rec_moments: Mapping[tuple[str, str], Moments] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Return the permutation test of the memory engine, recordings' labels permuted.
 
@@ -1194,6 +1195,9 @@ def _permutation(
     moments, every permutation's fold models by algebra, and one pass scoring every
     test window with each permutation's model of its fold.
 
+    ``rec_moments``, the statistics pass's ``{(recording, class): Moments}`` when its unit
+    was the recording, saves the pass of per-recording moments.
+
     Returns
     -------
     section : dict
@@ -1201,9 +1205,11 @@ def _permutation(
     passes : list of dict
     """
     passes = []
-    t0 = time.perf_counter()
-    _, rec_moments = run_statistics(parts, prep, "recording", fourth)
-    passes.append({"name": "permutation-statistics", "seconds": round(time.perf_counter() - t0, 3)})
+    if rec_moments is None:  # the statistics pass's unit was the subject
+        t0 = time.perf_counter()
+        _, rec_moments = run_statistics(parts, prep, "recording", fourth)
+        seconds = round(time.perf_counter() - t0, 3)
+        passes.append({"name": "permutation-statistics", "seconds": seconds})
     lab = counts[counts["label"] != ""]
     label_of = dict(zip(lab["recording"], lab["label"], strict=True))
     perm = permuted_recording_labels(
@@ -1214,14 +1220,17 @@ def _permutation(
         n_permutations,
         seed,
     )
+    # each fold's labeled training recordings, the same for every permutation
+    train_recs = [
+        [r for r in sorted(set(ids["recording"].iloc[fold.train])) if r in label_of]
+        for fold in folds
+    ]
     models: list[list[Bundle]] = []
     for p in range(n_permutations):
         row = []
-        for fold in folds:
+        for fold, recs in zip(folds, train_recs, strict=True):
             stats: dict[str, Moments] = {}
-            for r in sorted(set(ids["recording"].iloc[fold.train])):
-                if r not in label_of:
-                    continue
+            for r in recs:
                 c = classes[perm[r][p]]
                 m = rec_moments[(r, label_of[r])]
                 stats[c] = stats[c] + m if c in stats else m
@@ -1800,6 +1809,7 @@ def fit_and_validate_distributed(
             n_perm,
             seed,
             fourth,
+            rec_moments=moments if unit == "recording" else None,
         )
         passes.extend(perm_passes)
     else:
