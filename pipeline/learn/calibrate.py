@@ -61,7 +61,6 @@ from pipeline.spec.learn import ModelSpec
 
 __all__ = [
     "calibrated_fold_proba",
-    "calibrated_folds",
     "calibrated_stats",
     "calibration_pass",
     "calibration_sample_weight",
@@ -456,34 +455,6 @@ def calibrated_stats(
         )
         out[c] = out[c] + scaled if c in out else scaled
     return out
-
-
-def calibrated_folds(ids: pd.DataFrame, vspec: Any) -> list[Fold]:
-    """Return the ``loso_calibrated`` folds over a table's recordings (one row each).
-
-    The distributed engine's fold list: one fold per (subject, k), named and ordered as
-    :meth:`CalibratedLeaveSubjectOut.folds` names them; ``train`` holds the other subjects'
-    recordings and ``test`` the held-out subject's (which windows of them calibrate and
-    which are scored is :func:`subject_calibration`'s, on the workers).
-
-    Parameters
-    ----------
-    ids : pandas.DataFrame of shape (n_recordings, n_ids)
-        With ``subject``.
-    vspec : ValidationSpec
-    """
-    subjects = ids["subject"].astype(str).to_numpy()
-    rows = np.arange(len(ids))
-    names = sorted(np.unique(subjects))
-    if len(names) < 2:
-        msg = f"validation 'loso_calibrated' needs at least 2 subjects, the table has {len(names)}"
-        raise SpecError(msg)
-    ks = [float(k) for k in (vspec.calibration or (0, 1, 2, 3))]
-    return [
-        Fold(f"test={s},k={k:g}", rows[subjects != s], rows[subjects == s], "calibrated", k)
-        for s in names
-        for k in ks
-    ]
 
 
 def curve_point(

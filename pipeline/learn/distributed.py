@@ -52,7 +52,6 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.exceptions import SpecError
 from pipeline.learn.calibrate import (
-    calibrated_folds,
     calibrated_stats,
     calibration_pass,
     curve_point,
@@ -1535,15 +1534,8 @@ def fit_and_validate_distributed(
     splitter: CalibratedLeaveSubjectOut | None = None
     if calibrated:
         splitter = make_splitter(vspec, seed, window_length)
-        folds = calibrated_folds(ids, vspec)
+        folds = splitter.recording_folds(ids)
         if any(f.calibration for f in folds):
-            if not (window_length and window_length > 0):
-                msg = (
-                    "validation 'loso_calibrated': the window length in seconds is needed to "
-                    f"drop test windows overlapping a calibration segment; got window_length="
-                    f"{window_length!r} (cohort run passes the task's windows.length)"
-                )
-                raise SpecError(msg)
             t1 = time.perf_counter()
             cal = _union(
                 _compute_pass(

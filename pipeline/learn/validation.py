@@ -457,23 +457,10 @@ class CalibratedLeaveSubjectOut(_Splitter):
                 f"feature table in X (labels may come as y); missing {need}, got {have!r}"
             )
             raise SpecError(msg)
-        ks = [float(k) for k in self.calibration]
-        if any(k > 0 for k in ks) and not (self.window_length and self.window_length > 0):
-            msg = (
-                "validation 'loso_calibrated': the window length in seconds is needed to drop "
-                "test windows overlapping a calibration segment; got window_length="
-                f"{self.window_length!r} (cohort run passes the task's windows.length)"
-            )
-            raise SpecError(msg)
+        ks = self._ks()
         table = X.reset_index(drop=True)
         subjects = table["subject"].astype(str).to_numpy()
-        names = sorted(np.unique(subjects))
-        if len(names) < 2:
-            msg = (
-                "validation 'loso_calibrated' needs at least 2 subjects, the table has "
-                f"{len(names)}"
-            )
-            raise SpecError(msg)
+        names = self._subjects(subjects)
         rows = np.arange(len(table))
         folds = []
         for s in names:
@@ -491,6 +478,58 @@ class CalibratedLeaveSubjectOut(_Splitter):
                 check_calibrated_fold(table, fold, self.window_length or 0.0)
                 folds.append(fold)
         return folds
+
+    def recording_folds(self, ids: pd.DataFrame) -> list[Fold]:
+        """Return the folds over a table's recordings (one row each), as the workers need.
+
+        The distributed engine's fold list: one fold per (subject, k), named and ordered
+        as :meth:`folds` names them, after the same checks; ``train`` holds the other
+        subjects' recordings and ``test`` the held-out subject's (which windows of them
+        calibrate and which are scored is
+        :func:`pipeline.learn.calibrate.subject_calibration`'s, on the workers).
+
+        Parameters
+        ----------
+        ids : pandas.DataFrame of shape (n_recordings, n_ids)
+            With ``subject``.
+
+        Raises
+        ------
+        SpecError
+            Fewer than 2 subjects, or no ``window_length`` with a k above 0.
+        """
+        ks = self._ks()
+        subjects = ids["subject"].astype(str).to_numpy()
+        rows = np.arange(len(ids))
+        return [
+            Fold(f"test={s},k={k:g}", rows[subjects != s], rows[subjects == s], "calibrated", k)
+            for s in self._subjects(subjects)
+            for k in ks
+        ]
+
+    def _ks(self) -> list[float]:
+        """Return the k values, checked against the window length they need."""
+        ks = [float(k) for k in self.calibration]
+        if any(k > 0 for k in ks) and not (self.window_length and self.window_length > 0):
+            msg = (
+                "validation 'loso_calibrated': the window length in seconds is needed to drop "
+                "test windows overlapping a calibration segment; got window_length="
+                f"{self.window_length!r} (cohort run passes the task's windows.length)"
+            )
+            raise SpecError(msg)
+        return ks
+
+    @staticmethod
+    def _subjects(subjects: np.ndarray) -> list[str]:
+        """Return the sorted subject names, at least 2 of them."""
+        names = sorted(np.unique(subjects))
+        if len(names) < 2:
+            msg = (
+                "validation 'loso_calibrated' needs at least 2 subjects, the table has "
+                f"{len(names)}"
+            )
+            raise SpecError(msg)
+        return names
 
     def _calibration(
         self, segs: pd.DataFrame, k: float
